@@ -1,0 +1,156 @@
+"""Wiring: settings → data → model → gateway → daemon, with the scheduler, status endpoint and signals."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from daemon.config import Settings
+from daemon.errors import ArgillaUnavailable, DaemonError
+from daemon.gateway import ArgillaGateway
+from daemon.learner import Learner
+from daemon.loop import Daemon, Phase
+from daemon.models import build_features, model_name
+from daemon.pool import TextTable, check_test_labels, drop_duplicate_texts, load_table, resolve_labels
+from daemon.status import StatusServer, create_app
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Data:
+    pool: TextTable
+    test: TextTable | None
+    labels: list[str]
+    y_test: np.ndarray | None
+
+
+def load_data(settings: Settings) -> Data:
+    """Read and validate the pool and test files and settle the label set."""
+    pool = drop_duplicate_texts(
+        load_table(settings.pool_file, settings.text_column, settings.label_column, settings.id_column)
+    )
+    if len(pool) < settings.batch_size:
+        raise DaemonError(
+            f"{settings.pool_file}: the pool has {len(pool)} usable texts, fewer than one batch "
+            f"(AL_BATCH_SIZE={settings.batch_size})"
+        )
+    test = None
+    if settings.test_file is not None:
+        test = load_table(settings.test_file, settings.text_column, settings.label_column, settings.id_column)
+    labels = resolve_labels(settings.labels, test, pool)
+    y_test = None
+    if test is not None:
+        check_test_labels(test, labels)
+        y_test = np.array([labels.index(label) for label in test.gold], dtype=np.int64)
+    return Data(pool=pool, test=test, labels=labels, y_test=y_test)
+
+
+def connect(settings: Settings, timeout: float) -> ArgillaGateway:
+    """A gateway whose server answered; retries while Argilla is unreachable, up to ``timeout`` seconds."""
+    gateway = ArgillaGateway(
+        settings.argilla_url, settings.argilla_api_key.get_secret_value(), settings.workspace, settings.dataset
+    )
+    deadline = time.monotonic() + timeout
+    delay = 1.0
+    while True:
+        try:
+            gateway.ping()
+            return gateway
+        except ArgillaUnavailable as exc:
+            if time.monotonic() + delay > deadline:
+                raise ArgillaUnavailable(
+                    f"cannot reach Argilla at {settings.argilla_url} after {timeout:.0f} s: {exc}"
+                ) from None
+            log.warning("waiting for Argilla at %s: %s", settings.argilla_url, exc)
+            time.sleep(delay)
+            delay = min(delay * 2, 15.0)
+
+
+class Service:
+    """The running process: status first, then the slow start-up, then the polling job until stopped."""
+
+    def __init__(self, settings: Settings, connect_timeout: float = 120.0) -> None:
+        self.settings = settings
+        self.connect_timeout = connect_timeout
+        self.daemon: Daemon | None = None
+        self.stop_requested = threading.Event()
+        self.status_server: StatusServer | None = None
+        self._starting = {"state": Phase.starting.value, "dataset": settings.dataset, "model": model_name(settings)}
+
+    def status(self) -> dict:
+        return self.daemon.status() if self.daemon is not None else dict(self._starting)
+
+    def request_stop(self, signum: int | None = None, _frame=None) -> None:
+        if self.stop_requested.is_set():
+            log.warning("second signal: exiting at once")
+            raise SystemExit(130)
+        log.info("stop requested%s: finishing the current step", f" (signal {signum})" if signum else "")
+        self.stop_requested.set()
+
+    def build(self) -> Daemon:
+        settings = self.settings
+        data = load_data(settings)
+        log.info(
+            "pool %s: %d texts; labels %s; test %s",
+            settings.pool_file,
+            len(data.pool),
+            data.labels,
+            "none" if data.test is None else f"{len(data.test)} texts",
+        )
+        gateway = connect(settings, self.connect_timeout)
+        features = build_features(settings, data.pool, data.test, data.y_test, len(data.labels))
+        learner = Learner(features, len(data.labels), settings.query_strategy, settings.seed)
+        return Daemon(settings, gateway, learner, data.pool, data.labels, data.y_test)
+
+    def run(self, install_signals: bool = True) -> int:
+        """Run until stopped by the stopping rule or a signal; the exit code."""
+        settings = self.settings
+        if install_signals:
+            signal.signal(signal.SIGTERM, self.request_stop)
+            signal.signal(signal.SIGINT, self.request_stop)
+        self.status_server = StatusServer(create_app(self.status), settings.status_host, settings.status_port)
+        self.status_server.start()
+        scheduler = None
+        try:
+            daemon = self.build()
+            daemon.start()
+            self.daemon = daemon
+            scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(1)})
+            scheduler.add_job(
+                daemon.tick,
+                "interval",
+                seconds=settings.poll_interval,
+                id="poll",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+                next_run_time=_now(),
+            )
+            scheduler.start()
+            while not self.stop_requested.is_set():
+                if daemon.finished.wait(0.2):
+                    if settings.exit_on_stop:
+                        break
+                    if self.stop_requested.wait(1.0):
+                        break
+            return 0
+        finally:
+            if scheduler is not None:
+                scheduler.shutdown(wait=True)  # lets a running round finish its current step
+            if self.status_server is not None:
+                self.status_server.stop()
+            log.info("daemon stopped")
+
+
+def _now():
+    from datetime import datetime
+
+    return datetime.now()

@@ -1,0 +1,235 @@
+"""Command line: ``al-daemon run | demo | simulate | stack | status``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from daemon.errors import DaemonError
+
+log = logging.getLogger("daemon")
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stdout,
+        force=True,
+    )
+    for noisy in ("httpx", "httpcore", "sentence_transformers", "urllib3", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def load_settings(argv: list[str]):
+    """Settings from flags (``--batch-size 20``), the environment (``AL_BATCH_SIZE``) and ``.env``."""
+    from daemon.config import Settings
+
+    return Settings(_cli_parse_args=argv)
+
+
+def cmd_run(argv: list[str]) -> int:
+    from daemon.app import Service
+
+    settings = load_settings(argv)
+    setup_logging(settings.log_level)
+    log.info("settings: %s", json.dumps(settings.public()))
+    return Service(settings).run()
+
+
+def _stack(args: argparse.Namespace):
+    from daemon.stack import Stack, StackConfig
+
+    return Stack(StackConfig.from_env())
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from daemon.stack import ANNOTATOR, OWNER
+
+    setup_logging()
+    stack = _stack(args)
+    if args.action == "install":
+        stack.install()
+    elif args.action == "up":
+        stack.up()
+        print(f"Argilla is up at {stack.config.url}")
+        print(f"  owner:     {OWNER.username} / {OWNER.password}  (API key {OWNER.api_key})")
+        print(f"  annotator: {ANNOTATOR.username} / {ANNOTATOR.password}  (API key {ANNOTATOR.api_key})")
+    elif args.action == "down":
+        stack.down()
+        print("stack stopped")
+    elif args.action == "reset":
+        stack.reset()
+        print("stack stopped and its data deleted")
+    elif args.action == "status":
+        running = stack.running()
+        print(json.dumps({"url": stack.config.url, "healthy": stack.healthy(), "running": running}))
+        return 0 if stack.healthy() else 1
+    return 0
+
+
+def _annotator(settings, args: argparse.Namespace):
+    from daemon.app import load_data
+    from daemon.simulate import SimulatedAnnotator, SimulationConfig
+
+    data = load_data(settings)
+    if data.pool.gold is None:
+        raise DaemonError(
+            f"{settings.pool_file}: the simulated annotator needs gold labels in {settings.label_column!r}"
+        )
+    config = SimulationConfig(
+        argilla_url=settings.argilla_url,
+        api_key=args.annotator_key,
+        dataset=settings.dataset,
+        workspace=settings.workspace,
+        delay=args.delay,
+        discard_rate=args.discard_rate,
+        noise_rate=args.noise_rate,
+        seed=settings.seed,
+    )
+    gold = {text: label for text, label in zip(data.pool.texts, data.pool.gold, strict=True) if label is not None}
+    return SimulatedAnnotator(config, gold, data.labels)
+
+
+def cmd_simulate(args: argparse.Namespace, rest: list[str]) -> int:
+    settings = load_settings(rest)
+    setup_logging(settings.log_level)
+    annotator = _annotator(settings, args)
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: annotator.stop())
+    try:
+        counts = annotator.run(max_records=args.max_records)
+    except KeyboardInterrupt:
+        counts = annotator.counts
+    print(json.dumps(vars(counts)))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, rest: list[str]) -> int:
+    """Bring up the local stack and run the daemon on the bundled TREC-6 pool (optionally self-labelled)."""
+    from daemon.app import Service
+    from daemon.stack import ANNOTATOR, OWNER
+
+    setup_logging()
+    stack = _stack(args)
+    stack.up()
+    os.environ.setdefault("AL_ARGILLA_URL", stack.config.url)
+    os.environ.setdefault("AL_ARGILLA_API_KEY", OWNER.api_key)
+    os.environ.setdefault("AL_DATASET", "trec6-demo")
+    os.environ.setdefault("AL_STATE_DIR", str(Path("state") / "trec6-demo"))
+    os.environ.setdefault("AL_STOPPING_RULE", "max_rounds")
+    os.environ.setdefault("AL_MAX_ROUNDS", "12")
+    settings = load_settings(rest)
+    setup_logging(settings.log_level)
+    print(
+        f"\nArgilla UI: {stack.config.url}  (annotator {ANNOTATOR.username} / {ANNOTATOR.password}; "
+        f"owner {OWNER.username} / {OWNER.password})"
+    )
+    print(f"Status:     http://{settings.status_host}:{settings.status_port}/status\n", flush=True)
+    annotator = None
+    if args.simulate:
+        args.annotator_key = ANNOTATOR.api_key
+        annotator = _annotator(settings, args)
+        annotator.start_thread()
+    try:
+        return Service(settings).run()
+    finally:
+        if annotator is not None:
+            annotator.stop()
+            print(f"simulated annotator: {json.dumps(vars(annotator.counts))}")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import httpx
+
+    try:
+        response = httpx.get(f"{args.url.rstrip('/')}/status", timeout=5)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        print(f"no daemon answering at {args.url}: {exc}", file=sys.stderr)
+        return 1
+    data = response.json()
+    if args.json:
+        print(json.dumps(data, indent=1))
+        return 0
+    print(f"state:    {data.get('state')}{' (' + data['reason'] + ')' if data.get('reason') else ''}")
+    print(f"dataset:  {data.get('dataset')}   model: {data.get('model')}")
+    print(f"round:    {data.get('round')}   labels: {data.get('labels')}   batch: {data.get('batch_id')}")
+    progress = data.get("batch_progress") or {}
+    if progress:
+        print(f"batch:    {progress.get('done', 0)}/{progress.get('total', '?')} done")
+    for item in data.get("history", [])[-5:]:
+        print(
+            f"  round {item['round']:>3}: labels {item['labels']:>5}  accuracy {item['accuracy']}  kappa {item['kappa']}"
+        )
+    return 0
+
+
+def _simulation_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--delay", type=float, default=0.05, help="seconds per record")
+    parser.add_argument("--discard-rate", type=float, default=0.0, help="share of records discarded")
+    parser.add_argument("--noise-rate", type=float, default=0.0, help="share of labels replaced by a wrong one")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="al-daemon", description="Active-learning daemon for Argilla")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the daemon (settings as flags, AL_* env or .env; see `run --help`)", add_help=False)
+    demo = sub.add_parser("demo", help="local Argilla stack + daemon on the bundled TREC-6 pool")
+    demo.add_argument("--simulate", action="store_true", help="let a simulated annotator label unattended")
+    _simulation_flags(demo)
+    simulate = sub.add_parser("simulate", help="simulated annotator for a running daemon's dataset")
+    simulate.add_argument("--annotator-key", default="annotator.apikey", help="API key of an annotator user")
+    simulate.add_argument("--max-records", type=int, default=None)
+    _simulation_flags(simulate)
+    stack = sub.add_parser("stack", help="the local Argilla stack (no Docker)")
+    stack.add_argument("action", choices=["install", "up", "down", "status", "reset"])
+    status = sub.add_parser("status", help="print a running daemon's status")
+    status.add_argument("--url", default="http://127.0.0.1:8765")
+    status.add_argument("--json", action="store_true")
+
+    if argv and argv[0] == "run":
+        command, rest = "run", argv[1:]
+        args = None
+    else:
+        args, rest = parser.parse_known_args(argv)
+        command = args.command
+        if rest and command in ("stack", "status"):
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        if command == "run":
+            return cmd_run(rest)
+        if command == "demo":
+            return cmd_demo(args, rest)
+        if command == "simulate":
+            return cmd_simulate(args, rest)
+        if command == "stack":
+            return cmd_stack(args)
+        return cmd_status(args)
+    except ValidationError as exc:
+        print(f"al-daemon: invalid settings:\n{_validation_message(exc)}", file=sys.stderr)
+        return 2
+    except DaemonError as exc:
+        print(f"al-daemon: {exc}", file=sys.stderr)
+        return 2
+
+
+def _validation_message(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "settings"
+        env = f" (AL_{where.upper()})" if where != "settings" else ""
+        lines.append(f"  {where}{env}: {error['msg']}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

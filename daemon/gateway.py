@@ -1,0 +1,297 @@
+"""Everything that talks to Argilla: the only module that imports the `argilla` SDK.
+
+Speaks the daemon's domain (batches, pool indices, labels) to the loop and Argilla's (records, responses,
+suggestions) to the server. Transport failures and 5xx become :class:`ArgillaUnavailable` (retryable);
+refusals (bad key, missing workspace, bad request) become :class:`ArgillaRefused`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
+
+import httpx
+
+from daemon.errors import ArgillaRefused, ArgillaUnavailable, SchemaError
+
+log = logging.getLogger(__name__)
+
+TEXT_FIELD = "text"
+LABEL_QUESTION = "label"
+INTEGER_METADATA = ("batch_id", "pool_index", "round")
+FLOAT_METADATA = ("al_score",)
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """What the daemon's dataset must look like."""
+
+    name: str
+    workspace: str
+    labels: list[str]
+    min_submitted: int = 1
+    guidelines: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class OutRecord:
+    """A pool item to put in front of annotators."""
+
+    record_id: str
+    pool_index: int
+    batch_id: int
+    round: int
+    text: str
+    al_score: float | None = None
+    suggestion: str | None = None
+    suggestion_score: float | None = None
+    agent: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordView:
+    """What Argilla holds for one record of a batch."""
+
+    record_id: str
+    pool_index: int
+    status: str  # the record's: "pending" | "completed"
+    submitted: tuple[tuple[str, str], ...]  # (user id, label) of each submitted response
+    discarded: bool
+
+
+class Gateway(Protocol):
+    """The Argilla operations the loop needs (the real one below; tests may use a small fake)."""
+
+    def ensure_dataset(self, spec: DatasetSpec) -> None: ...
+
+    def log_records(self, records: Sequence[OutRecord]) -> None: ...
+
+    def read_batch(self, batch_id: int) -> list[RecordView]: ...
+
+    def max_batch_id(self) -> int | None: ...
+
+    def ping(self) -> None: ...
+
+
+def _translate(call: Callable[..., T]) -> Callable[..., T]:
+    """Map SDK and transport exceptions to the daemon's two kinds."""
+
+    @functools.wraps(call)
+    def wrapper(*args, **kwargs):
+        from argilla._exceptions import ArgillaAPIError, ArgillaCredentialsError
+
+        try:
+            return call(*args, **kwargs)
+        except (httpx.TransportError, ConnectionError, TimeoutError) as exc:
+            raise ArgillaUnavailable(f"Argilla unreachable: {type(exc).__name__}: {exc}") from None
+        except ArgillaCredentialsError:
+            raise ArgillaRefused("Argilla refused the API key (check AL_ARGILLA_API_KEY)") from None
+        except (ArgillaAPIError, httpx.HTTPStatusError) as exc:
+            status = exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else exc.status_code
+            raise _status_error(status or 500, str(exc)) from None
+
+    return wrapper
+
+
+def _status_error(status: int, detail: str) -> Exception:
+    if status >= 500:
+        return ArgillaUnavailable(f"Argilla server error {status}: {detail[:300]}")
+    if status == 401:
+        return ArgillaRefused("Argilla refused the API key (check AL_ARGILLA_API_KEY)")
+    return ArgillaRefused(f"Argilla refused the request ({status}): {detail[:500]}")
+
+
+class ArgillaGateway:
+    """The real gateway, over the argilla 2.x SDK."""
+
+    def __init__(self, api_url: str, api_key: str, workspace: str, dataset: str, timeout: int = 30) -> None:
+        self.api_url = api_url
+        self._api_key = api_key
+        self.workspace = workspace
+        self.dataset_name = dataset
+        self.timeout = timeout
+        self._client = None
+        self._dataset = None
+        self._me = None
+
+    # ---- connection ----------------------------------------------------------------------------------
+    @_translate
+    def _connect(self):
+        if self._client is None:
+            import argilla as rg
+            from argilla.records import _dataset_records
+
+            # the SDK draws a progress bar on every log call: noise in a daemon's log
+            _dataset_records.tqdm = functools.partial(_dataset_records.tqdm, disable=True)
+            logging.getLogger("argilla.sdk").setLevel(logging.ERROR)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                client = rg.Argilla(api_url=self.api_url, api_key=self._api_key, timeout=self.timeout, retries=1)
+            self._me = client.me
+            self._client = client
+        return self._client
+
+    @_translate
+    def ping(self) -> None:
+        """Raise unless Argilla answers and accepts the key."""
+        client = self._connect()
+        client.api.http_client.get("/api/v1/me").raise_for_status()
+
+    @_translate
+    def _get_dataset(self):
+        if self._dataset is None:
+            client = self._connect()
+            if client.workspaces(self.workspace) is None:
+                raise ArgillaRefused(f"workspace {self.workspace!r} does not exist in Argilla at {self.api_url}")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "dataset not found" is a warning in the SDK
+                dataset = client.datasets(self.dataset_name, workspace=self.workspace)
+            if dataset is None:
+                raise ArgillaRefused(f"dataset {self.dataset_name!r} not found in workspace {self.workspace!r}")
+            self._dataset = dataset
+        return self._dataset
+
+    def forget_dataset(self) -> None:
+        self._dataset = None
+
+    # ---- schema --------------------------------------------------------------------------------------
+    @_translate
+    def ensure_dataset(self, spec: DatasetSpec) -> None:
+        """Create the dataset, or check that the existing one fits; SchemaError says what does not."""
+        import argilla as rg
+
+        client = self._connect()
+        if client.workspaces(spec.workspace) is None:
+            raise ArgillaRefused(f"workspace {spec.workspace!r} does not exist in Argilla at {self.api_url}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            existing = client.datasets(spec.name, workspace=spec.workspace)
+        if existing is not None:
+            check_schema(existing.settings, spec)
+            self._dataset = existing
+            return
+        settings = rg.Settings(
+            fields=[rg.TextField(TEXT_FIELD, title="Text", use_markdown=False)],
+            questions=[rg.LabelQuestion(LABEL_QUESTION, labels=list(spec.labels), title="Label")],
+            metadata=[rg.IntegerMetadataProperty(name, visible_for_annotators=True) for name in INTEGER_METADATA]
+            + [rg.FloatMetadataProperty(name, visible_for_annotators=True) for name in FLOAT_METADATA],
+            guidelines=spec.guidelines,
+            distribution=rg.TaskDistribution(min_submitted=spec.min_submitted),
+        )
+        self._dataset = rg.Dataset(spec.name, workspace=spec.workspace, settings=settings, client=client).create()
+        log.info("created Argilla dataset %r in workspace %r", spec.name, spec.workspace)
+
+    # ---- records -------------------------------------------------------------------------------------
+    @_translate
+    def log_records(self, records: Sequence[OutRecord]) -> None:
+        """Upsert records by their ids: logging the same batch twice changes nothing."""
+        import argilla as rg
+
+        if not records:
+            return
+        dataset = self._get_dataset()
+        payload = []
+        for item in records:
+            metadata = {"batch_id": item.batch_id, "pool_index": item.pool_index, "round": item.round}
+            if item.al_score is not None:
+                metadata["al_score"] = float(item.al_score)
+            suggestions = []
+            if item.suggestion is not None:
+                suggestions.append(
+                    rg.Suggestion(LABEL_QUESTION, item.suggestion, score=item.suggestion_score, agent=item.agent)
+                )
+            payload.append(
+                rg.Record(id=item.record_id, fields={TEXT_FIELD: item.text}, metadata=metadata, suggestions=suggestions)
+            )
+        dataset.records.log(payload, user_id=self._me.id, batch_size=min(len(payload), 500))
+
+    @_translate
+    def read_batch(self, batch_id: int) -> list[RecordView]:
+        """Every record of a batch with its status, submitted labels and whether someone discarded it."""
+        import argilla as rg
+
+        dataset = self._get_dataset()
+        in_batch = ("metadata.batch_id", "==", batch_id)
+        discarded = {
+            str(r.id)
+            for r in dataset.records(
+                query=rg.Query(filter=rg.Filter([in_batch, ("response.status", "==", "discarded")])),
+                with_responses=False,
+            )
+        }
+        views = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the SDK warns about user ids on every response it reads
+            records = list(dataset.records(query=rg.Query(filter=rg.Filter([in_batch])), with_responses=True))
+        for record in records:
+            submitted = [
+                (str(response.user_id), str(response.value))
+                for response in _responses_to(record, LABEL_QUESTION)
+                if str(getattr(response.status, "value", response.status)) == "submitted"
+            ]
+            views.append(
+                RecordView(
+                    record_id=str(record.id),
+                    pool_index=int(record.metadata["pool_index"]),
+                    status=str(getattr(record.status, "value", record.status)),
+                    submitted=tuple(submitted),
+                    discarded=str(record.id) in discarded,
+                )
+            )
+        return views
+
+    @_translate
+    def max_batch_id(self) -> int | None:
+        """The highest batch id present in the dataset (None when it has no batch yet)."""
+        dataset = self._get_dataset()
+        response = self._connect().api.http_client.post(
+            f"/api/v1/datasets/{dataset.id}/records/search",
+            params={"limit": 1},
+            json={"sort": [{"scope": {"entity": "metadata", "metadata_property": "batch_id"}, "order": "desc"}]},
+        )
+        response.raise_for_status()
+        items = response.json().get("items", [])
+        if not items:
+            return None
+        value = (items[0]["record"].get("metadata") or {}).get("batch_id")
+        return None if value is None else int(value)
+
+
+def _responses_to(record, question: str) -> list:
+    # RecordResponses' `in` looks at responses, not question names; indexing a missing question raises
+    try:
+        return list(record.responses[question]) if record.responses else []
+    except (KeyError, IndexError):
+        return []
+
+
+def check_schema(settings, spec: DatasetSpec) -> None:
+    """Refuse an existing dataset whose field, question or metadata do not fit the daemon."""
+    problems = []
+    fields = {f.name: f for f in settings.fields}
+    if TEXT_FIELD not in fields or type(fields[TEXT_FIELD]).__name__ != "TextField":
+        problems.append(f"needs a text field named {TEXT_FIELD!r} (has fields {sorted(fields)})")
+    questions = {q.name: q for q in settings.questions}
+    question = questions.get(LABEL_QUESTION)
+    if question is None or type(question).__name__ != "LabelQuestion":
+        problems.append(f"needs a single-label question named {LABEL_QUESTION!r} (has questions {sorted(questions)})")
+    elif sorted(question.labels) != sorted(spec.labels):
+        problems.append(
+            f"question {LABEL_QUESTION!r} has labels {sorted(question.labels)}, the daemon expects {sorted(spec.labels)}"
+        )
+    metadata = {m.name: type(m).__name__ for m in settings.metadata}
+    for name in ("batch_id", "pool_index"):
+        if metadata.get(name) != "IntegerMetadataProperty":
+            problems.append(f"needs integer metadata {name!r}")
+    if problems:
+        raise SchemaError(
+            f"existing Argilla dataset {spec.name!r} in workspace {spec.workspace!r} is not compatible: "
+            + "; ".join(problems)
+            + ". Use another AL_DATASET name, or delete the dataset."
+        )

@@ -1,0 +1,256 @@
+"""The learner core: small-text's PoolBasedActiveLearner, models, query strategies and stopping signals.
+
+No I/O here (apart from what the caller hands in as arrays): the loop feeds labels in, gets a batch of pool
+indices with scores and predictions out. Everything is a function of the data and the seed, so a restarted
+daemon that replays the same labels gets the same model and the same next batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+from small_text import (
+    BreakingTies,
+    KappaAverage,
+    LeastConfidence,
+    PoolBasedActiveLearner,
+    PredictionEntropy,
+    RandomSampling,
+    SklearnClassifierFactory,
+    random_initialization,
+)
+from small_text.base import LABEL_IGNORED, LABEL_UNLABELED
+from small_text.classifiers import Classifier
+from small_text.classifiers.factories import AbstractClassifierFactory
+
+from daemon.config import QueryStrategyName
+
+STRATEGIES = {
+    QueryStrategyName.breaking_ties: BreakingTies,
+    QueryStrategyName.least_confidence: LeastConfidence,
+    QueryStrategyName.prediction_entropy: PredictionEntropy,
+    QueryStrategyName.random: RandomSampling,
+}
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed numpy's global RNG (small-text draws from it) and torch, restoring numpy's state after."""
+    saved = np.random.get_state()
+    np.random.seed(seed % (2**32))
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:  # the tfidf model runs without torch
+        pass
+    try:
+        yield
+    finally:
+        np.random.set_state(saved)
+
+
+class PooledClassifier(Classifier):
+    """Wraps a small-text classifier: probabilities always span every class, and are computed once per fit.
+
+    small-text's SklearnClassifier returns ``predict_proba`` columns only for the classes seen in training
+    (and ``predict`` returns the column index), which is wrong while a class is still unlabelled; we pad to
+    all classes. Confidence strategies score the whole pool each query; the cache lets the suggestions, the
+    predictions for KappaAverage and the query share that one pass.
+    """
+
+    def __init__(self, inner: Classifier, num_classes: int) -> None:
+        self.inner = inner
+        self.num_classes = num_classes
+        self._cache: tuple[int, int, np.ndarray] | None = None
+
+    def fit(self, train_set: Any, *args: Any, **kwargs: Any) -> PooledClassifier:
+        self._cache = None
+        self.inner.fit(train_set, *args, **kwargs)
+        return self
+
+    def predict_proba(self, data_set: Any) -> np.ndarray:
+        key = (id(data_set), len(data_set))
+        if self._cache is not None and self._cache[:2] == key:
+            return self._cache[2]
+        proba = np.asarray(self.inner.predict_proba(data_set), dtype=np.float64)
+        classes = getattr(getattr(self.inner, "model", None), "classes_", None)
+        if classes is not None and proba.shape[1] != self.num_classes:
+            padded = np.zeros((proba.shape[0], self.num_classes))
+            padded[:, np.asarray(classes, dtype=int)] = proba
+            proba = padded
+        self._cache = (*key, proba)
+        return proba
+
+    def predict(self, data_set: Any, return_proba: bool = False) -> Any:
+        proba = self.predict_proba(data_set)
+        predictions = proba.argmax(axis=1)
+        return (predictions, proba) if return_proba else predictions
+
+
+class PooledClassifierFactory(AbstractClassifierFactory):
+    def __init__(self, inner: AbstractClassifierFactory, num_classes: int) -> None:
+        self.inner = inner
+        self.num_classes = num_classes
+
+    def new(self) -> PooledClassifier:
+        return PooledClassifier(self.inner.new(), self.num_classes)
+
+
+def logistic_regression_factory(num_classes: int, seed: int, c: float = 1.0) -> PooledClassifierFactory:
+    model = LogisticRegression(C=c, max_iter=1000, random_state=seed)
+    return PooledClassifierFactory(SklearnClassifierFactory(model, num_classes), num_classes)
+
+
+@dataclasses.dataclass(frozen=True)
+class Features:
+    """A model's view of the pool and test set: small-text datasets plus the classifier factory to train."""
+
+    pool: Any
+    test: Any | None
+    factory: AbstractClassifierFactory
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryResult:
+    """The next batch: pool indices, the strategy's score for each, and the model's suggestion."""
+
+    indices: list[int]
+    scores: list[float | None]
+    predicted: list[int | None]
+    confidence: list[float | None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    accuracy: float
+    macro_f1: float
+
+
+class Learner:
+    """One active-learning run over a fixed pool. Feed it labels with :meth:`fit`, then :meth:`query`."""
+
+    def __init__(self, features: Features, num_classes: int, strategy: QueryStrategyName, seed: int = 0) -> None:
+        self.features = features
+        self.num_classes = num_classes
+        self.seed = seed
+        self.strategy_name = strategy
+        self._active = PoolBasedActiveLearner(features.factory, STRATEGIES[strategy](), features.pool)
+        self._labelled: dict[int, int] = {}
+        self._ignored: set[int] = set()
+        self.trained = False
+        self.fits = {"initialize_data": 0, "update": 0}
+
+    @property
+    def pool_size(self) -> int:
+        return len(self.features.pool)
+
+    def initial_batch(self, size: int) -> list[int]:
+        """Round 0: a seeded random draw (small-text's random_initialization)."""
+        with seeded(self.seed):
+            drawn = random_initialization(self.features.pool, n_samples=min(size, self.pool_size))
+        return [int(i) for i in drawn]
+
+    def fit(self, labelled: Mapping[int, int], ignored: set[int], round_number: int) -> bool:
+        """Train on every label in hand; False (and no model) while fewer than two classes are labelled.
+
+        Uses ``update`` when the new labels answer exactly the last query (the normal round), and
+        ``initialize_data`` otherwise (first round, restart, or labels changed since the last fit).
+        """
+        labelled = {int(k): int(v) for k, v in labelled.items()}
+        ignored = {int(i) for i in ignored} - labelled.keys()
+        if len(set(labelled.values())) < 2:
+            self._labelled, self._ignored, self.trained = dict(labelled), set(ignored), False
+            return False
+        queried = self._active.indices_queried
+        new = labelled.keys() - self._labelled.keys()
+        new_ignored = ignored - self._ignored
+        unchanged = all(labelled.get(i) == label for i, label in self._labelled.items())
+        with seeded(self.seed + 1000 * round_number):
+            if self.trained and queried is not None and unchanged and set(map(int, queried)) == new | new_ignored:
+                y = np.array([labelled.get(int(i), LABEL_IGNORED) for i in queried], dtype=np.float64)
+                self._active.update(y)
+                self._active.y = np.asarray(self._active.y, dtype=np.int64)
+                self.fits["update"] += 1
+            else:
+                indices = np.array(sorted(labelled), dtype=np.int64)
+                y = np.array([labelled[i] for i in indices], dtype=np.int64)
+                self._active.initialize_data(indices, y, indices_ignored=np.array(sorted(ignored), dtype=np.int64))
+                self.fits["initialize_data"] += 1
+        self._labelled, self._ignored, self.trained = dict(labelled), set(ignored), True
+        return True
+
+    def unlabelled_count(self) -> int:
+        return self.pool_size - len(self._labelled) - len(self._ignored)
+
+    def pool_proba(self) -> np.ndarray:
+        """Class probabilities for the whole pool (shared with the query through the classifier's cache)."""
+        return self._active.classifier.predict_proba(self.features.pool)
+
+    def query(self, size: int, round_number: int) -> QueryResult:
+        """Pick the next batch among the unlabelled, not-ignored pool items."""
+        size = min(size, self.unlabelled_count())
+        if size <= 0:
+            return QueryResult([], [], [], [])
+        if not self.trained:
+            # no model yet (one class so far): keep exploring at random, without suggestions
+            taken = np.array(sorted(self._labelled.keys() | self._ignored), dtype=np.int64)
+            candidates = np.setdiff1d(np.arange(self.pool_size), taken)
+            with seeded(self.seed + 1000 * round_number + 1):
+                picked = np.random.choice(candidates, size=size, replace=False)
+            return QueryResult([int(i) for i in picked], [None] * size, [None] * size, [None] * size)
+        with seeded(self.seed + 1000 * round_number + 1):
+            picked = self._active.query(num_samples=size)
+        proba = self.pool_proba()
+        raw_scores = getattr(self._active.query_strategy, "scores_", None)
+        scores = [float(raw_scores[i]) if raw_scores is not None else None for i in picked]
+        return QueryResult(
+            indices=[int(i) for i in picked],
+            scores=scores,
+            predicted=[int(proba[i].argmax()) for i in picked],
+            confidence=[float(proba[i].max()) for i in picked],
+        )
+
+    def evaluate(self, y_test: np.ndarray) -> Evaluation | None:
+        """Accuracy and macro-F1 on the test set (None without a test set or a model)."""
+        if self.features.test is None or not self.trained:
+            return None
+        predicted = self._active.classifier.predict(self.features.test)
+        return Evaluation(
+            accuracy=float(accuracy_score(y_test, predicted)),
+            macro_f1=float(
+                f1_score(y_test, predicted, average="macro", labels=np.arange(self.num_classes), zero_division=0)
+            ),
+        )
+
+
+@dataclasses.dataclass
+class KappaSignal:
+    """small-text's KappaAverage over the pool predictions of consecutive rounds, restorable from state."""
+
+    num_classes: int
+    window: int = 3
+    threshold: float = 0.99
+
+    def step(
+        self, previous: np.ndarray | None, history: list[float], predictions: np.ndarray
+    ) -> tuple[float | None, bool]:
+        """Return this round's kappa (None on the first model) and whether the criterion fires."""
+        criterion = KappaAverage(self.num_classes, window_size=self.window, kappa=self.threshold)
+        criterion.last_predictions = previous
+        criterion.kappa_history = list(history[-self.window :])
+        fired = bool(criterion.stop(predictions=predictions))
+        kappa = float(criterion.kappa_history[-1]) if previous is not None and criterion.kappa_history else None
+        return kappa, fired
+
+
+def unlabelled_targets(size: int) -> np.ndarray:
+    """Placeholder targets for the pool (small-text datasets need a y)."""
+    return np.full(size, LABEL_UNLABELED, dtype=np.int64)

@@ -1,0 +1,386 @@
+"""The daemon: one round as explicit steps, driven by a polling job.
+
+Steps of a round, each journaled in the state before the next begins:
+  read labels of the complete batch → train → evaluate + stopping signals → query next batch → log it.
+A restart resumes at the first step whose result is not in the state.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from daemon.batches import BatchProgress, assess
+from daemon.config import Settings, StoppingRule
+from daemon.errors import ArgillaRefused, ArgillaUnavailable, DaemonError, StateError
+from daemon.gateway import DatasetSpec, Gateway, OutRecord
+from daemon.learner import KappaSignal, Learner, QueryResult
+from daemon.pool import TextTable
+from daemon.state import Batch, RoundMetrics, RunState, StateStore, now
+
+log = logging.getLogger(__name__)
+
+
+class Phase(str, enum.Enum):
+    starting = "starting"
+    waiting = "waiting-for-annotators"
+    training = "training"
+    querying = "querying"
+    logging = "logging"
+    stopped = "stopped"
+    degraded = "degraded"
+
+
+def record_id(pool_index: int) -> str:
+    """Deterministic Argilla record id of a pool item: re-logging the same item is an idempotent upsert."""
+    return f"pool-{pool_index}"
+
+
+GUIDELINES = """# Active-learning batches
+
+Records arrive in **batches** (metadata `batch_id`). Batch 0 is a random sample; each later batch is chosen by
+a model trained on every label submitted so far, so the texts it is least sure about come first.
+
+- Pick the one label that fits the text and **Submit**. The model's guess is pre-selected as a suggestion:
+  check it, don't trust it.
+- **Discard** a text that fits no label or cannot be read; it is never used for training.
+- The next batch appears a few seconds after the last record of a batch is submitted or discarded.
+
+Labels: {labels}
+"""
+
+
+@dataclass
+class Snapshot:
+    """What the status endpoint shows; replaced whole under a lock."""
+
+    phase: Phase = Phase.starting
+    reason: str | None = None
+    progress: dict = field(default_factory=dict)
+    last_error: str | None = None
+
+
+class Daemon:
+    """One active-learning run against one Argilla dataset."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        gateway: Gateway,
+        learner: Learner,
+        pool: TextTable,
+        labels: list[str],
+        y_test: np.ndarray | None = None,
+    ) -> None:
+        self.settings = settings
+        self.gateway = gateway
+        self.learner = learner
+        self.pool = pool
+        self.labels = labels
+        self.y_test = y_test
+        self.store = StateStore(settings.state_dir)
+        self.kappa = KappaSignal(len(labels), settings.kappa_window, settings.kappa_threshold)
+        self.state: RunState | None = None
+        self._lock = threading.RLock()
+        self._snapshot = Snapshot()
+        self._failures = 0
+        self._next_try = 0.0
+        self.finished = threading.Event()
+
+    # ---- start-up ------------------------------------------------------------------------------------
+    def spec(self) -> DatasetSpec:
+        return DatasetSpec(
+            name=self.settings.dataset,
+            workspace=self.settings.workspace,
+            labels=self.labels,
+            min_submitted=self.settings.annotators_per_record,
+            guidelines=GUIDELINES.format(labels=", ".join(self.labels)),
+        )
+
+    def start(self) -> None:
+        """Create or check the dataset, load or create the state, and make sure the current batch is logged."""
+        self.gateway.ensure_dataset(self.spec())
+        state = self.store.load()
+        if state is None:
+            present = self.gateway.max_batch_id()
+            if present is not None:
+                raise StateError(
+                    f"dataset {self.settings.dataset!r} already holds batches up to {present} but "
+                    f"{self.store.path} has no state for it; point AL_STATE_DIR at that run's state, or use a new "
+                    "AL_DATASET"
+                )
+            state = RunState(
+                dataset=self.settings.dataset,
+                workspace=self.settings.workspace,
+                pool_fingerprint=self.pool.fingerprint,
+                labels=self.labels,
+                batch_size=self.settings.batch_size,
+            )
+        else:
+            self._check_same_run(state)
+            self._check_against_argilla(state)
+        self.state = state
+        if not state.batches:
+            indices = self.learner.initial_batch(self.settings.batch_size)
+            self._journal_batch(
+                0, 0, QueryResult(indices, [None] * len(indices), [None] * len(indices), [None] * len(indices))
+            )
+        if state.stopped:
+            self._set(Phase.stopped, reason=state.stopped)
+            return
+        self._ensure_logged()
+        self._set(Phase.waiting)
+
+    def _check_same_run(self, state: RunState) -> None:
+        mine = (self.settings.dataset, self.settings.workspace, self.pool.fingerprint, self.labels)
+        theirs = (state.dataset, state.workspace, state.pool_fingerprint, state.labels)
+        if mine != theirs:
+            what = [
+                n
+                for n, a, b in zip(("dataset", "workspace", "pool file", "labels"), mine, theirs, strict=True)
+                if a != b
+            ]
+            raise StateError(
+                f"{self.store.path} belongs to another run (different {', '.join(what)}: state has dataset "
+                f"{state.dataset!r} in {state.workspace!r}); use another AL_STATE_DIR or restore the original settings"
+            )
+
+    def _check_against_argilla(self, state: RunState) -> None:
+        present = self.gateway.max_batch_id()
+        last = state.current.batch_id if state.current else -1
+        if present is not None and present > last:
+            raise StateError(
+                f"Argilla holds batch {present} but the state only knows batches up to {last}: the state is older "
+                "than the dataset; restore the matching state dir or use a new AL_DATASET"
+            )
+
+    # ---- one poll ------------------------------------------------------------------------------------
+    def tick(self) -> None:
+        """The scheduler job: check the current batch and run a round when it is complete."""
+        if self.finished.is_set() or time.monotonic() < self._next_try:
+            return
+        try:
+            with self._lock:
+                self._tick()
+            self._failures = 0
+            self._snapshot.last_error = None
+        except (ArgillaUnavailable, ArgillaRefused) as exc:
+            self._failures += 1
+            delay = min(60.0, self.settings.poll_interval * 2 ** min(self._failures, 6)) * random.uniform(0.5, 1.0)
+            self._next_try = time.monotonic() + delay
+            log.warning("argilla problem (attempt %d, retry in %.1f s): %s", self._failures, delay, exc)
+            if isinstance(exc, ArgillaRefused):
+                self.gateway_reset()
+            self._set(Phase.degraded, reason=str(exc))
+            self._snapshot.last_error = str(exc)
+
+    def gateway_reset(self) -> None:
+        forget = getattr(self.gateway, "forget_dataset", None)
+        if forget is not None:
+            forget()
+
+    def _tick(self) -> None:
+        state = self.state
+        assert state is not None
+        if state.stopped:
+            self._set(Phase.stopped, reason=state.stopped)
+            self.finished.set()
+            return
+        batch = state.current
+        if not batch.logged:
+            self._ensure_logged()
+        if not batch.complete:
+            progress = assess(batch.pool_indices, self.gateway.read_batch(batch.batch_id))
+            self._set(Phase.waiting, progress=progress.as_dict() | {"batch_id": batch.batch_id})
+            if not progress.complete:
+                return
+            self._close_batch(batch, progress)
+        self._round(batch)
+
+    def _close_batch(self, batch: Batch, progress: BatchProgress) -> None:
+        batch.labels = progress.labels
+        batch.annotators = progress.annotators
+        batch.discarded = progress.discarded_indices
+        batch.complete = True
+        batch.completed_at = now()
+        self.store.save(self.state)
+        if progress.missing:
+            log.warning(
+                "batch %d: %d record(s) are gone from Argilla; treated as discarded", batch.batch_id, progress.missing
+            )
+        log.info(
+            "batch %d complete: %d labelled, %d discarded", batch.batch_id, len(batch.labels), len(batch.discarded)
+        )
+
+    # ---- a round -------------------------------------------------------------------------------------
+    def _round(self, batch: Batch) -> None:
+        state = self.state
+        round_number = batch.batch_id
+        seconds: dict[str, float] = {}
+        started = time.perf_counter()
+
+        self._set(Phase.training)
+        labels = state.training_labels()
+        y = {i: self.labels.index(label) for i, label in labels.items()}
+        trained = self.learner.fit(y, state.discarded(), round_number)
+        seconds["train"] = time.perf_counter() - started
+
+        mark = time.perf_counter()
+        metrics = RoundMetrics(round=round_number, labels=len(labels))
+        evaluation = self.learner.evaluate(self.y_test) if self.y_test is not None else None
+        if evaluation is not None:
+            metrics.accuracy, metrics.macro_f1 = evaluation.accuracy, evaluation.macro_f1
+        if trained:
+            predictions = self.learner.pool_proba().argmax(axis=1)
+            previous = self._previous_predictions(round_number)
+            history = [m.kappa for m in state.rounds if m.kappa is not None and m.round < round_number]
+            metrics.kappa, metrics.kappa_fired = self.kappa.step(previous, history, predictions)
+            self.store.save_predictions(round_number, predictions)
+        seconds["evaluate"] = time.perf_counter() - mark
+        metrics.seconds = seconds
+        state.rounds = [m for m in state.rounds if m.round != round_number] + [metrics]
+
+        reason = self._stop_reason(metrics)
+        if reason is None:
+            self._set(Phase.querying)
+            mark = time.perf_counter()
+            result = self.learner.query(self.settings.batch_size, round_number)
+            seconds["query"] = time.perf_counter() - mark
+            if not result.indices:
+                reason = "pool exhausted: every pool item is labelled or discarded"
+        if reason is not None:
+            state.stopped, state.stopped_at = reason, now()
+            self.store.save(state)
+            log.info("stopping after round %d: %s", round_number, reason)
+            self._set(Phase.stopped, reason=reason)
+            self.finished.set()
+            return
+
+        self._journal_batch(batch.batch_id + 1, round_number + 1, result)
+        mark = time.perf_counter()
+        self._ensure_logged()
+        seconds["log"] = time.perf_counter() - mark
+        metrics.seconds = seconds
+        self.store.save(state)
+        log.info(
+            "round %d: %d labels, accuracy %s, macro-F1 %s, kappa %s; batch %d logged (%.2f s)",
+            round_number,
+            metrics.labels,
+            _fmt(metrics.accuracy),
+            _fmt(metrics.macro_f1),
+            _fmt(metrics.kappa),
+            batch.batch_id + 1,
+            time.perf_counter() - started,
+        )
+        self._set(Phase.waiting, progress={"batch_id": batch.batch_id + 1, "total": len(result.indices), "done": 0})
+
+    def _previous_predictions(self, round_number: int) -> np.ndarray | None:
+        for metrics in reversed(self.state.rounds):
+            if metrics.round < round_number:
+                found = self.store.load_predictions(metrics.round)
+                if found is not None:
+                    return found
+        return None
+
+    def _stop_reason(self, metrics: RoundMetrics) -> str | None:
+        settings = self.settings
+        if settings.stopping_rule is StoppingRule.kappa and metrics.kappa_fired:
+            return (
+                f"KappaAverage: mean kappa over the last {settings.kappa_window} rounds reached "
+                f"{settings.kappa_threshold}"
+            )
+        if settings.max_rounds is not None and len(self.state.rounds) >= settings.max_rounds:
+            return f"max_rounds: {settings.max_rounds} rounds trained"
+        if settings.max_labels is not None and metrics.labels >= settings.max_labels:
+            return f"max_labels: {metrics.labels} labels reached the budget of {settings.max_labels}"
+        return None
+
+    # ---- batches -------------------------------------------------------------------------------------
+    def _journal_batch(self, batch_id: int, round_number: int, result: QueryResult) -> None:
+        """Write the chosen batch to the state before anything is sent to Argilla."""
+        batch = Batch(
+            batch_id=batch_id,
+            round=round_number,
+            pool_indices=result.indices,
+            record_ids=[record_id(i) for i in result.indices],
+            scores=result.scores,
+            suggestions=[None if p is None else self.labels[p] for p in result.predicted],
+            confidences=result.confidence,
+        )
+        if self.state.used_indices() & set(batch.pool_indices):
+            raise StateError(f"batch {batch_id} would repeat pool items already asked for; refusing to log it")
+        self.state.batches.append(batch)
+        self.store.save(self.state)
+
+    def _ensure_logged(self) -> None:
+        batch = self.state.current
+        if batch is None or batch.logged:
+            return
+        self._set(Phase.logging)
+        agent = f"{self.learner.features.name}:round-{batch.round}"
+        records = [
+            OutRecord(
+                record_id=rid,
+                pool_index=index,
+                batch_id=batch.batch_id,
+                round=batch.round,
+                text=self.pool.texts[index],
+                al_score=score,
+                suggestion=suggestion,
+                suggestion_score=confidence,
+                agent=None if suggestion is None else agent,
+            )
+            for index, rid, score, suggestion, confidence in zip(
+                batch.pool_indices, batch.record_ids, batch.scores, batch.suggestions, batch.confidences, strict=True
+            )
+        ]
+        self.gateway.log_records(records)
+        batch.logged = True
+        self.store.save(self.state)
+        log.info("batch %d logged to Argilla: %d records", batch.batch_id, len(records))
+
+    # ---- status --------------------------------------------------------------------------------------
+    def _set(self, phase: Phase, reason: str | None = None, progress: dict | None = None) -> None:
+        snapshot = self._snapshot
+        snapshot.phase = phase
+        snapshot.reason = reason
+        if progress is not None:
+            snapshot.progress = progress
+
+    def status(self) -> dict:
+        """A JSON-safe view of the run for the status endpoint."""
+        state = self.state
+        snapshot = self._snapshot
+        rounds = [m.model_dump() for m in state.rounds] if state else []
+        return {
+            "state": snapshot.phase.value,
+            "reason": snapshot.reason,
+            "last_error": snapshot.last_error,
+            "dataset": self.settings.dataset,
+            "workspace": self.settings.workspace,
+            "model": self.learner.features.name,
+            "query_strategy": self.settings.query_strategy.value,
+            "round": state.round if state else 0,
+            "batch_id": state.current.batch_id if state and state.current else None,
+            "labels": len(state.training_labels()) if state else 0,
+            "batch_progress": snapshot.progress,
+            "pool_size": len(self.pool),
+            "accuracy": [m["accuracy"] for m in rounds],
+            "macro_f1": [m["macro_f1"] for m in rounds],
+            "kappa": [m["kappa"] for m in rounds],
+            "history": rounds,
+            "stopped": state.stopped if state else None,
+        }
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+__all__ = ["Daemon", "Phase", "record_id", "DaemonError"]

