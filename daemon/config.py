@@ -6,14 +6,14 @@ flag of ``al-daemon run`` (``--batch-size 20``); flags win over the environment,
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class ModelKind(str, Enum):
+class ModelKind(StrEnum):
     """Which classifier the learner trains."""
 
     embeddings = "embeddings"  # frozen sentence embeddings + logistic regression (fast default)
@@ -21,14 +21,14 @@ class ModelKind(str, Enum):
     tfidf = "tfidf"  # TF-IDF + logistic regression, no torch needed at run time
 
 
-class QueryStrategyName(str, Enum):
+class QueryStrategyName(StrEnum):
     breaking_ties = "breaking_ties"
     least_confidence = "least_confidence"
     prediction_entropy = "prediction_entropy"
     random = "random"
 
 
-class StoppingRule(str, Enum):
+class StoppingRule(StrEnum):
     kappa = "kappa"  # small-text KappaAverage
     max_rounds = "max_rounds"
     max_labels = "max_labels"

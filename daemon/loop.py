@@ -27,7 +27,7 @@ from daemon.state import Batch, RoundMetrics, RunState, StateStore, now
 log = logging.getLogger(__name__)
 
 
-class Phase(str, enum.Enum):
+class Phase(enum.StrEnum):
     starting = "starting"
     waiting = "waiting-for-annotators"
     training = "training"
