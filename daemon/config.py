@@ -86,7 +86,8 @@ class Settings(BaseSettings):
 
     # process
     poll_interval: float = Field(2.0, gt=0, description="seconds between polls of Argilla")
-    state_dir: Path = Field(Path("state"), description="where state, journal and caches live")
+    state_dir: Path = Field(Path("state"), description="where the run's state and journal live")
+    cache_dir: Path | None = Field(None, description="embedding cache; default: <state_dir>/cache")
     status_host: str = Field("127.0.0.1", description="status endpoint bind address")
     status_port: int = Field(8765, ge=0, le=65535, description="status endpoint port (0 = any free port)")
     log_level: str = Field("INFO", description="DEBUG | INFO | WARNING | ERROR")
@@ -124,6 +125,10 @@ class Settings(BaseSettings):
         if self.stopping_rule is StoppingRule.max_labels and self.max_labels is None:
             raise ValueError("stopping_rule=max_labels needs max_labels")
         return self
+
+    @property
+    def cache_path(self) -> Path:
+        return self.cache_dir or self.state_dir / "cache"
 
     def public(self) -> dict:
         """The settings as JSON-safe values, with the API key masked (for logs and /status)."""

@@ -38,7 +38,7 @@ def _embedding_features(settings, pool, test, y_test, num_classes) -> Features:
     from small_text import SklearnDataset
 
     model_path = Path(settings.model_path or default_model_path())
-    cache = settings.state_dir / "embeddings"
+    cache = settings.cache_path
     x_pool = embed(pool.texts, model_path, cache, pool.fingerprint)
     test_ds = None
     if test is not None:

@@ -68,6 +68,8 @@ def _read(path: Path):
             return loaded
         if os.path.getsize(path) == 0:
             raise DataError(f"{path}: the file is empty")
+        if suffix in (".jsonl", ".json", ".ndjson", ".csv", ".tsv"):
+            _check_utf8(path)
         cache = str(Path(os.environ.get("AL_DATASETS_CACHE", Path.home() / ".cache" / "al-daemon" / "datasets")))
         if suffix in (".jsonl", ".json", ".ndjson"):
             return datasets.Dataset.from_json(str(path), cache_dir=cache)
@@ -84,6 +86,16 @@ def _read(path: Path):
             reason += f" ({str(cause).strip().splitlines()[0]})"
         raise DataError(f"{path}: cannot read it as {suffix or 'a dataset folder'}: {reason}") from None
     raise DataError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json, .csv, .tsv, .parquet or a folder")
+
+
+def _check_utf8(path: Path) -> None:
+    """Text files must be UTF-8; name the row of the first bad byte."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        row = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{path}: not valid UTF-8 in row {row} (byte {exc.start}: {exc.reason})") from None
 
 
 def load_table(path: Path, text_column: str, label_column: str | None, id_column: str | None) -> TextTable:

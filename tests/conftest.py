@@ -1,0 +1,90 @@
+"""Shared fixtures: the real local Argilla stack (session-wide), a fake gateway, small data files."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUT = ROOT / "tests" / "output"
+TREC = ROOT / "data" / "trec6"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def argilla_stack():
+    """A real Argilla 2.8 server (osmem + Redis + server + worker) on test ports, started once per session.
+
+    Set AL_TEST_ARGILLA_URL to use an already running server instead (owner key AL_TEST_ARGILLA_KEY).
+    """
+    from daemon.stack import ANNOTATOR, OWNER, Stack, StackConfig
+
+    if os.environ.get("AL_TEST_ARGILLA_URL"):
+        yield {
+            "url": os.environ["AL_TEST_ARGILLA_URL"],
+            "owner_key": os.environ.get("AL_TEST_ARGILLA_KEY", OWNER.api_key),
+            "annotator_key": os.environ.get("AL_TEST_ANNOTATOR_KEY", ANNOTATOR.api_key),
+            "stack": None,
+        }
+        return
+    config = StackConfig(
+        run_dir=ROOT / ".stack" / "test",
+        venv_dir=Path(os.environ.get("AL_STACK_VENV", ROOT / ".stack" / "venv")),
+        argilla_port=int(os.environ.get("AL_TEST_ARGILLA_PORT", 6910)),
+        search_port=int(os.environ.get("AL_TEST_SEARCH_PORT", 9210)),
+        redis_port=int(os.environ.get("AL_TEST_REDIS_PORT", 6389)),
+    )
+    stack = Stack(config)
+    started_here = not stack.healthy()
+    if started_here:
+        stack.reset()  # a fresh home: osmem is in memory, and tests want a clean server
+        stack.up()
+    yield {"url": config.url, "owner_key": OWNER.api_key, "annotator_key": ANNOTATOR.api_key, "stack": stack}
+    if started_here and not os.environ.get("AL_TEST_KEEP_STACK"):
+        stack.down()
+
+
+@pytest.fixture
+def dataset_name(request) -> str:
+    """A unique Argilla dataset name per test."""
+    return f"t-{request.node.name[:30].replace('[', '-').replace(']', '')}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="session")
+def cache_dir() -> Path:
+    """Embedding cache shared by the whole session (embedding TREC-6 once takes ~20 s on 2 cores)."""
+    path = OUTPUT / "cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+TOPICS = {
+    "sport": ["the team won the match", "a late goal in the final", "the striker scored twice", "tennis open final"],
+    "food": ["a recipe for tomato soup", "bake the bread for an hour", "fresh pasta with basil", "grilled fish dinner"],
+    "tech": ["the new phone has a fast chip", "update the laptop software", "a bug in the compiler", "cloud servers"],
+}
+
+
+def tiny_rows(per_topic: int = 30) -> list[dict]:
+    """A small separable three-class text set (made up here, no download)."""
+    rows = []
+    for label, seeds in TOPICS.items():
+        for i in range(per_topic):
+            rows.append({"id": f"{label}-{i}", "text": f"{seeds[i % len(seeds)]} number {i}", "label": label})
+    return rows

@@ -1,0 +1,62 @@
+"""A small in-memory stand-in for the Argilla gateway (unit tests only; integration tests use the real server)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from daemon.gateway import DatasetSpec, OutRecord, RecordView
+
+
+class FakeGateway:
+    """Holds records in a dict; tests play annotator with :meth:`submit` and :meth:`discard`."""
+
+    def __init__(self) -> None:
+        self.spec: DatasetSpec | None = None
+        self.records: dict[str, OutRecord] = {}
+        self.answers: dict[str, tuple[str, str | None]] = {}  # record id -> (status, label)
+        self.log_calls: list[list[str]] = []
+        self.fail_next_log = False
+
+    def ping(self) -> None:
+        return None
+
+    def ensure_dataset(self, spec: DatasetSpec) -> None:
+        self.spec = spec
+
+    def log_records(self, records: Sequence[OutRecord]) -> None:
+        if self.fail_next_log:
+            self.fail_next_log = False
+            raise RuntimeError("simulated crash while logging")
+        self.log_calls.append([r.record_id for r in records])
+        for record in records:
+            self.records[record.record_id] = record
+
+    def read_batch(self, batch_id: int) -> list[RecordView]:
+        views = []
+        for record in self.records.values():
+            if record.batch_id != batch_id:
+                continue
+            status, label = self.answers.get(record.record_id, ("pending", None))
+            views.append(
+                RecordView(
+                    record_id=record.record_id,
+                    pool_index=record.pool_index,
+                    status="completed" if status == "submitted" else "pending",
+                    submitted=(("u1", label),) if status == "submitted" else (),
+                    discarded=status == "discarded",
+                )
+            )
+        return views
+
+    def max_batch_id(self) -> int | None:
+        return max((r.batch_id for r in self.records.values()), default=None)
+
+    # -- the annotator's side --
+    def batch(self, batch_id: int) -> list[OutRecord]:
+        return [r for r in self.records.values() if r.batch_id == batch_id]
+
+    def submit(self, record_id: str, label: str) -> None:
+        self.answers[record_id] = ("submitted", label)
+
+    def discard(self, record_id: str) -> None:
+        self.answers[record_id] = ("discarded", None)

@@ -1,0 +1,129 @@
+import numpy as np
+import pytest
+
+from daemon.config import ModelKind, QueryStrategyName, Settings
+from daemon.learner import KappaSignal, Learner, PooledClassifier
+from daemon.models import build_features
+from daemon.pool import load_table
+from tests.conftest import tiny_rows, write_jsonl
+
+LABELS = ["food", "sport", "tech"]
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = write_jsonl(tmp_path / "pool.jsonl", tiny_rows(20))
+    pool = load_table(path, "text", "label", "id")
+    gold = np.array([LABELS.index(label) for label in pool.gold])
+    settings = Settings(_env_file=None, model=ModelKind.tfidf, state_dir=tmp_path)
+    features = build_features(settings, pool, pool, gold, len(LABELS))
+    return features, gold
+
+
+def learner(features, strategy=QueryStrategyName.breaking_ties, seed=0):
+    return Learner(features, len(LABELS), strategy, seed)
+
+
+def test_initial_batch_is_seeded_and_leaves_global_rng_alone(tiny):
+    features, _ = tiny
+    np.random.seed(123)
+    before = np.random.rand()
+    np.random.seed(123)
+    first = learner(features).initial_batch(10)
+    assert np.random.rand() == before
+    assert first == learner(features).initial_batch(10)
+    assert first != learner(features, seed=1).initial_batch(10)
+    assert len(set(first)) == 10
+
+
+def test_one_class_cannot_train_and_queries_at_random(tiny):
+    features, gold = tiny
+    model = learner(features)
+    sport = [i for i in range(len(gold)) if gold[i] == 1][:3]
+    assert model.fit({i: 1 for i in sport}, set(), 0) is False
+    result = model.query(5, 0)
+    assert len(result.indices) == 5 and not set(result.indices) & set(sport)
+    assert result.predicted == [None] * 5
+
+
+def test_round_uses_update_after_a_query_and_initialize_otherwise(tiny):
+    features, gold = tiny
+    model = learner(features)
+    first = model.initial_batch(9)
+    labels = {i: int(gold[i]) for i in first}
+    assert model.fit(labels, set(), 0)
+    assert model.fits == {"initialize_data": 1, "update": 0}
+    batch = model.query(6, 0)
+    assert not set(batch.indices) & set(first)
+    discarded = batch.indices[0]
+    labels.update({i: int(gold[i]) for i in batch.indices[1:]})
+    assert model.fit(labels, {discarded}, 1)
+    assert model.fits == {"initialize_data": 1, "update": 1}
+    nxt = model.query(6, 1)
+    assert discarded not in nxt.indices and not set(nxt.indices) & set(labels)
+    # a fresh learner (a restart) replays everything with initialize_data and picks the same batch
+    again = learner(features)
+    assert again.fit(labels, {discarded}, 1)
+    assert again.fits == {"initialize_data": 1, "update": 0}
+    assert sorted(again.query(6, 1).indices) == sorted(nxt.indices)
+
+
+def test_scores_predictions_and_evaluation(tiny):
+    features, gold = tiny
+    model = learner(features)
+    labels = {i: int(gold[i]) for i in range(0, len(gold), 3)}
+    model.fit(labels, set(), 0)
+    result = model.query(5, 0)
+    assert all(score is not None and 0 <= score <= 1 for score in result.scores)
+    assert all(0 < c <= 1 for c in result.confidence)
+    evaluation = model.evaluate(gold)
+    assert evaluation.accuracy > 0.9 and evaluation.macro_f1 > 0.9
+
+
+def test_probabilities_are_padded_for_classes_not_seen_yet(tiny):
+    features, gold = tiny
+    model = learner(features)
+    two = [i for i in range(len(gold)) if gold[i] == 0][:4] + [i for i in range(len(gold)) if gold[i] == 2][:4]
+    model.fit({i: int(gold[i]) for i in two}, set(), 0)
+    proba = model.pool_proba()
+    assert proba.shape == (len(gold), 3)
+    assert np.allclose(proba[:, 1], 0)
+    predicted = proba.argmax(axis=1)
+    assert set(predicted) <= {0, 2}  # never the column index of a two-column proba
+
+
+def test_pooled_classifier_computes_pool_probabilities_once():
+    calls = []
+
+    class Inner:
+        model = None
+
+        def fit(self, *_args, **_kwargs):
+            return self
+
+        def predict_proba(self, data):
+            calls.append(1)
+            return np.full((len(data), 2), 0.5)
+
+    clf = PooledClassifier(Inner(), 2)
+    data = [1, 2, 3]
+    clf.predict_proba(data)
+    clf.predict(data)
+    assert len(calls) == 1
+    clf.fit(data)
+    clf.predict_proba(data)
+    assert len(calls) == 2
+
+
+def test_kappa_signal_fires_once_the_window_agrees():
+    signal = KappaSignal(num_classes=2, window=2, threshold=0.9)
+    a = np.array([0, 1, 0, 1, 1, 0])
+    kappa, fired = signal.step(None, [], a)
+    assert kappa is None and not fired
+    kappa, fired = signal.step(a, [], a)
+    assert kappa == pytest.approx(1.0) and not fired  # window not full yet
+    kappa, fired = signal.step(a, [1.0], a)
+    assert fired
+    b = 1 - a
+    kappa, fired = signal.step(a, [1.0], b)
+    assert kappa < 0 and not fired

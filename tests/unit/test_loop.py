@@ -1,0 +1,143 @@
+"""The daemon's round logic against a fake gateway: rounds, discards, stopping, crash and resume."""
+
+import numpy as np
+import pytest
+
+from daemon.config import ModelKind, Settings
+from daemon.errors import ArgillaUnavailable, StateError
+from daemon.learner import Learner
+from daemon.loop import Daemon, Phase
+from daemon.models import build_features
+from daemon.pool import load_table
+from daemon.state import StateStore
+from tests.conftest import tiny_rows, write_jsonl
+from tests.fakes import FakeGateway
+
+LABELS = ["food", "sport", "tech"]
+
+
+@pytest.fixture
+def world(tmp_path):
+    path = write_jsonl(tmp_path / "pool.jsonl", tiny_rows(20))
+    pool = load_table(path, "text", "label", "id")
+    gold = {text: label for text, label in zip(pool.texts, pool.gold, strict=True)}
+    y = np.array([LABELS.index(label) for label in pool.gold])
+    return {"pool": pool, "gold": gold, "y": y, "gateway": FakeGateway(), "dir": tmp_path / "state"}
+
+
+def make_daemon(world, **overrides) -> Daemon:
+    options = {"model": ModelKind.tfidf, "batch_size": 6, "state_dir": world["dir"], "dataset": "d", "workspace": "w"}
+    options.update(overrides)
+    settings = Settings(_env_file=None, **options)
+    features = build_features(settings, world["pool"], world["pool"], world["y"], len(LABELS))
+    learner = Learner(features, len(LABELS), settings.query_strategy, settings.seed)
+    return Daemon(settings, world["gateway"], learner, world["pool"], LABELS, world["y"])
+
+
+def label_batch(world, batch_id, discard=()):
+    for record in world["gateway"].batch(batch_id):
+        if record.pool_index in discard:
+            world["gateway"].discard(record.record_id)
+        else:
+            world["gateway"].submit(record.record_id, world["gold"][record.text])
+
+
+def test_rounds_log_new_batches_with_suggestions_and_never_repeat(world):
+    daemon = make_daemon(world, stopping_rule="never")
+    daemon.start()
+    gateway = world["gateway"]
+    assert len(gateway.batch(0)) == 6 and gateway.spec.labels == LABELS
+    daemon.tick()
+    assert daemon.status()["state"] == Phase.waiting.value and daemon.state.round == 0
+    for batch_id in range(3):
+        first = gateway.batch(batch_id)[0].pool_index
+        label_batch(world, batch_id, discard={first})
+        daemon.tick()
+        assert len(gateway.batch(batch_id + 1)) == 6
+    indices = [r.pool_index for r in gateway.records.values()]
+    assert len(indices) == len(set(indices)) == 24
+    later = gateway.batch(3)
+    assert all(r.suggestion in LABELS and r.agent == "tfidf-logreg:round-3" and r.al_score is not None for r in later)
+    state = daemon.state
+    assert [m.round for m in state.rounds] == [0, 1, 2]
+    assert all(m.accuracy is not None for m in state.rounds)
+    assert state.rounds[1].kappa is not None
+    # discarded items are never training labels
+    assert not state.discarded() & state.training_labels().keys()
+    assert len(state.training_labels()) == 3 * 5
+
+
+def test_restart_resumes_at_the_same_batch(world):
+    daemon = make_daemon(world, stopping_rule="never")
+    daemon.start()
+    label_batch(world, 0)
+    daemon.tick()
+    before = world["gateway"].batch(1)
+    restarted = make_daemon(world, stopping_rule="never")
+    restarted.start()
+    assert restarted.state.current.batch_id == 1
+    assert len(world["gateway"].records) == 12  # nothing logged again on restart
+    label_batch(world, 1)
+    restarted.tick()
+    assert restarted.state.round == 2 and len(world["gateway"].batch(2)) == 6
+    assert {r.pool_index for r in before} == set(restarted.state.batches[1].pool_indices)
+
+
+def test_crash_while_logging_relogs_the_journaled_indices(world):
+    daemon = make_daemon(world, stopping_rule="never")
+    daemon.start()
+    label_batch(world, 0)
+    world["gateway"].fail_next_log = True
+    with pytest.raises(RuntimeError):
+        daemon.tick()
+    journaled = StateStore(world["dir"]).load()
+    assert journaled.current.batch_id == 1 and not journaled.current.logged
+    restarted = make_daemon(world, stopping_rule="never")
+    restarted.start()
+    assert [r.pool_index for r in world["gateway"].batch(1)] == journaled.current.pool_indices
+    assert restarted.state.round == 1
+
+
+def test_max_rounds_stops_without_a_new_batch(world):
+    daemon = make_daemon(world, stopping_rule="max_rounds", max_rounds=2)
+    daemon.start()
+    label_batch(world, 0)
+    daemon.tick()
+    label_batch(world, 1)
+    daemon.tick()
+    assert daemon.finished.is_set()
+    assert daemon.status()["state"] == "stopped" and "max_rounds" in daemon.status()["reason"]
+    assert world["gateway"].max_batch_id() == 1
+
+
+def test_argilla_outage_degrades_then_recovers(world, monkeypatch):
+    daemon = make_daemon(world, stopping_rule="never", poll_interval=0.01)
+    daemon.start()
+
+    def down(batch_id):
+        raise ArgillaUnavailable("Argilla unreachable: test")
+
+    monkeypatch.setattr(world["gateway"], "read_batch", down)
+    daemon.tick()
+    assert daemon.status()["state"] == "degraded" and "unreachable" in daemon.status()["reason"]
+    monkeypatch.undo()
+    daemon._next_try = 0
+    label_batch(world, 0)
+    daemon.tick()
+    assert daemon.status()["state"] == "waiting-for-annotators" and daemon.state.round == 1
+
+
+def test_state_of_another_pool_is_refused(world, tmp_path):
+    make_daemon(world).start()
+    other = write_jsonl(tmp_path / "other.jsonl", tiny_rows(21))
+    world["pool"] = load_table(other, "text", "label", "id")
+    world["y"] = np.array([LABELS.index(label) for label in world["pool"].gold])
+    with pytest.raises(StateError, match="belongs to another run .*pool file"):
+        make_daemon(world).start()
+
+
+def test_dataset_with_batches_but_no_state_is_refused(world):
+    make_daemon(world).start()
+    StateStore(world["dir"]).path.unlink()
+    with pytest.raises(StateError, match="already holds batches"):
+        make_daemon(world).start()
