@@ -84,7 +84,7 @@ def _translate(call: Callable[..., T]) -> Callable[..., T]:
 
     @functools.wraps(call)
     def wrapper(*args, **kwargs):
-        from argilla._exceptions import ArgillaAPIError, ArgillaCredentialsError
+        from argilla._exceptions import ArgillaAPIError, ArgillaCredentialsError, ArgillaError
 
         try:
             return call(*args, **kwargs)
@@ -95,6 +95,9 @@ def _translate(call: Callable[..., T]) -> Callable[..., T]:
         except (ArgillaAPIError, httpx.HTTPStatusError) as exc:
             status = exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else exc.status_code
             raise _status_error(status or 500, str(exc)) from None
+        except ArgillaError as exc:
+            cause = exc.__cause__ or exc.__context__
+            raise ArgillaRefused(f"Argilla SDK error: {cause or exc}"[:600]) from None
 
     return wrapper
 
@@ -181,7 +184,7 @@ class ArgillaGateway:
             questions=[rg.LabelQuestion(LABEL_QUESTION, labels=list(spec.labels), title="Label")],
             metadata=[rg.IntegerMetadataProperty(name, visible_for_annotators=True) for name in INTEGER_METADATA]
             + [rg.FloatMetadataProperty(name, visible_for_annotators=True) for name in FLOAT_METADATA],
-            guidelines=spec.guidelines,
+            guidelines=spec.guidelines or None,
             distribution=rg.TaskDistribution(min_submitted=spec.min_submitted),
         )
         self._dataset = rg.Dataset(spec.name, workspace=spec.workspace, settings=settings, client=client).create()
