@@ -47,3 +47,19 @@ def test_cli_reports_invalid_settings_without_traceback(capsys):
     assert main(["run", "--batch-size", "0"]) == 2
     err = capsys.readouterr().err
     assert "batch_size" in err and "Traceback" not in err
+
+
+def test_env_example_lists_every_setting():
+    from tests.conftest import ROOT
+
+    text = (ROOT / ".env.example").read_text()
+    for name in Settings.model_fields:
+        assert f"AL_{name.upper()}=" in text, f"AL_{name.upper()} missing from .env.example"
+
+
+def test_readme_documents_every_setting():
+    from tests.conftest import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    for name in Settings.model_fields:
+        assert f"`AL_{name.upper()}`" in text, f"AL_{name.upper()} missing from the README's settings table"

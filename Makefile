@@ -1,0 +1,41 @@
+# One-command entry points. `make demo` sets everything up and runs the daemon on the bundled TREC-6 pool;
+# `make test` runs lint and the whole test suite (CI runs exactly this).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ARGS ?=
+
+.PHONY: setup demo demo-simulated test lint stack-up stack-down clean
+
+$(BIN)/al-daemon: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev]"
+	touch $(BIN)/al-daemon
+
+setup: $(BIN)/al-daemon  ## the daemon's venv and the Argilla server's own venv
+	$(BIN)/al-daemon stack install
+
+demo: setup  ## local Argilla + daemon; label in the UI yourself
+	$(BIN)/al-daemon demo $(ARGS)
+
+demo-simulated: setup  ## the same, labelled unattended by the simulated annotator
+	$(BIN)/al-daemon demo --simulate $(ARGS)
+
+lint: $(BIN)/al-daemon
+	$(BIN)/ruff check daemon tests
+	$(BIN)/ruff format --check daemon tests
+
+test: setup lint  ## unit + integration + end-to-end (starts its own Argilla stack on test ports)
+	$(BIN)/pytest -q -rs --durations=10 $(ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here" >&2; exit 1; fi; exit $$rc
+
+stack-up: setup
+	$(BIN)/al-daemon stack up
+
+stack-down: $(BIN)/al-daemon
+	$(BIN)/al-daemon stack down
+
+clean:
+	-$(BIN)/al-daemon stack down
+	rm -rf $(VENV) .stack state tests/output
