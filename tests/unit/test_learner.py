@@ -127,3 +127,23 @@ def test_kappa_signal_fires_once_the_window_agrees():
     b = 1 - a
     kappa, fired = signal.step(a, [1.0], b)
     assert kappa < 0 and not fired
+
+
+def test_transformer_model_fine_tunes_and_queries(tmp_path):
+    """The seed tutorial's model: small-text fine-tuning the bundled MiniLM directory on CPU (1 short epoch)."""
+    path = write_jsonl(tmp_path / "pool.jsonl", tiny_rows(8))
+    pool = load_table(path, "text", "label", "id")
+    gold = np.array([LABELS.index(label) for label in pool.gold])
+    settings = Settings(
+        _env_file=None, model=ModelKind.transformer, state_dir=tmp_path, transformer_epochs=1, transformer_max_length=16
+    )
+    features = build_features(settings, pool, pool, gold, len(LABELS))
+    assert features.name == "transformer-all-MiniLM-L6-v2"
+    model = learner(features)
+    first = model.initial_batch(9)
+    assert model.fit({i: int(gold[i]) for i in first}, set(), 0)
+    result = model.query(4, 0)
+    assert len(result.indices) == 4 and not set(result.indices) & set(first)
+    assert all(p in (0, 1, 2) for p in result.predicted)
+    assert model.pool_proba().shape == (len(gold), 3)
+    assert model.evaluate(gold).accuracy >= 0.0
