@@ -13,7 +13,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from daemon.config import Settings
-from daemon.errors import ArgillaUnavailable, DaemonError
+from daemon.errors import ArgillaUnavailable, DataError
 from daemon.gateway import ArgillaGateway
 from daemon.learner import Learner
 from daemon.loop import Daemon, Phase
@@ -38,7 +38,7 @@ def load_data(settings: Settings) -> Data:
         load_table(settings.pool_file, settings.text_column, settings.label_column, settings.id_column)
     )
     if len(pool) < settings.batch_size:
-        raise DaemonError(
+        raise DataError(
             f"{settings.pool_file}: the pool has {len(pool)} usable texts, fewer than one batch "
             f"(AL_BATCH_SIZE={settings.batch_size})"
         )

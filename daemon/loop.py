@@ -18,7 +18,7 @@ import numpy as np
 
 from daemon.batches import BatchProgress, assess
 from daemon.config import Settings, StoppingRule
-from daemon.errors import ArgillaRefused, ArgillaUnavailable, DaemonError, StateError
+from daemon.errors import ArgillaRefused, ArgillaUnavailable, StateError
 from daemon.gateway import DatasetSpec, Gateway, OutRecord
 from daemon.learner import KappaSignal, Learner, QueryResult
 from daemon.pool import TextTable
@@ -381,6 +381,3 @@ class Daemon:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
-
-
-__all__ = ["Daemon", "Phase", "record_id", "DaemonError"]

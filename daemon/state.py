@@ -7,7 +7,6 @@ journaled before training, so a restart trains on exactly the same labels.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from datetime import UTC, datetime
@@ -151,8 +150,3 @@ class StateStore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-
-
-def write_json(path: Path, payload: dict) -> None:
-    """Small JSON side files (e.g. the run summary), atomically."""
-    StateStore(path.parent)._atomic_write(path, json.dumps(payload, indent=1).encode())
