@@ -78,6 +78,8 @@ class Gateway(Protocol):
 
     def ping(self) -> None: ...
 
+    def forget_dataset(self) -> None: ...
+
 
 def _translate(call: Callable[..., T]) -> Callable[..., T]:
     """Map SDK and transport exceptions to the daemon's two kinds."""

@@ -176,14 +176,9 @@ class Daemon:
             self._next_try = time.monotonic() + delay
             log.warning("argilla problem (attempt %d, retry in %.1f s): %s", self._failures, delay, exc)
             if isinstance(exc, ArgillaRefused):
-                self.gateway_reset()
+                self.gateway.forget_dataset()  # it may have been deleted or renamed: look it up afresh
             self._set(Phase.degraded, reason=str(exc))
             self._snapshot.last_error = str(exc)
-
-    def gateway_reset(self) -> None:
-        forget = getattr(self.gateway, "forget_dataset", None)
-        if forget is not None:
-            forget()
 
     def _tick(self) -> None:
         state = self.state

@@ -20,6 +20,9 @@ class FakeGateway:
     def ping(self) -> None:
         return None
 
+    def forget_dataset(self) -> None:
+        return None
+
     def ensure_dataset(self, spec: DatasetSpec) -> None:
         self.spec = spec
 
