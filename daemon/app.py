@@ -7,19 +7,23 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from daemon.config import Settings
-from daemon.errors import ArgillaUnavailable, DataError
+from daemon.errors import ArgillaRefused, ArgillaUnavailable, DataError, StateError
 from daemon.gateway import ArgillaGateway
 from daemon.learner import Learner
 from daemon.loop import Daemon, Phase
 from daemon.models import build_features, model_name
+from daemon.plot import render_curve
 from daemon.pool import TextTable, check_test_labels, drop_duplicate_texts, load_table, resolve_labels
+from daemon.report import Live, status_view
 from daemon.status import StatusServer, create_app
+from daemon.stopping import StoppingSignals
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +87,28 @@ class Service:
         self.daemon: Daemon | None = None
         self.stop_requested = threading.Event()
         self.status_server: StatusServer | None = None
-        self._starting = {"state": Phase.starting.value, "dataset": settings.dataset, "model": model_name(settings)}
+        self._plot_cache: tuple[tuple, bytes] | None = None
 
     def status(self) -> dict:
-        return self.daemon.status() if self.daemon is not None else dict(self._starting)
+        if self.daemon is not None:
+            return self.daemon.status()
+        live = Live(
+            phase=Phase.starting.value, reason="loading data and connecting to Argilla", model=model_name(self.settings)
+        )
+        return status_view(self.settings, None, live, StoppingSignals(self.settings, 2).thresholds())
+
+    def ready(self) -> tuple[bool, str]:
+        if self.daemon is None:
+            return False, "starting: loading data and connecting to Argilla"
+        return self.daemon.ready()
+
+    def plot(self) -> bytes:
+        """The learning curve, re-rendered only when the run moved on."""
+        status = self.status()
+        key = (status["round"], status["state"], status["stop"]["reason"], len(status["history"]))
+        if self._plot_cache is None or self._plot_cache[0] != key:
+            self._plot_cache = (key, render_curve(status))
+        return self._plot_cache[1]
 
     def request_stop(self, signum: int | None = None, _frame=None) -> None:
         if self.stop_requested.is_set():
@@ -116,7 +138,8 @@ class Service:
         if install_signals:
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
-        self.status_server = StatusServer(create_app(self.status), settings.status_host, settings.status_port)
+        token = settings.status_token.get_secret_value() if settings.status_token else None
+        self.status_server = StatusServer(create_app(self, token), settings.status_host, settings.status_port)
         self.status_server.start()
         scheduler = None
         try:
@@ -148,6 +171,31 @@ class Service:
             if self.status_server is not None:
                 self.status_server.stop()
             log.info("daemon stopped")
+
+
+def export_now(settings: Settings, target: Path | None = None, connect_timeout: float = 10.0) -> Path:
+    """``al-daemon export``: retrain from the journal and write the export, without a running daemon."""
+    from daemon.export import export_run
+    from daemon.state import StateStore
+
+    state = StateStore(settings.state_dir).load()
+    if state is None:
+        raise StateError(f"no state in {settings.state_dir}: nothing to export (point AL_STATE_DIR at the run)")
+    data = load_data(settings)
+    if state.pool_fingerprint != data.pool.fingerprint or state.labels != data.labels:
+        raise StateError(f"{settings.state_dir} belongs to another pool file or label set than {settings.pool_file}")
+    features = build_features(settings, data.pool, data.test, data.y_test, len(data.labels))
+    learner = Learner(features, len(data.labels), settings.query_strategy, settings.seed)
+    user_names: dict[str, str] = {}
+    try:
+        user_names = connect(settings, connect_timeout).user_names()
+    except (ArgillaUnavailable, ArgillaRefused) as exc:
+        log.warning("annotator names unavailable (%s): the export lists user ids", exc)
+    live = Live(
+        phase=Phase.stopped.value if state.stopped else "exported", model=features.name, pool_size=len(data.pool)
+    )
+    status = status_view(settings, state, live, StoppingSignals(settings, len(data.labels)).thresholds())
+    return export_run(settings, state, data.pool, data.labels, learner, status, user_names, target)
 
 
 def _now():

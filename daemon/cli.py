@@ -1,4 +1,4 @@
-"""Command line: ``al-daemon run | demo | simulate | stack | status``."""
+"""Command line: ``al-daemon run | demo | simulate | stack | status | export``."""
 
 from __future__ import annotations
 
@@ -124,15 +124,14 @@ def cmd_demo(args: argparse.Namespace, rest: list[str]) -> int:
     os.environ.setdefault("AL_ARGILLA_API_KEY", OWNER.api_key)
     os.environ.setdefault("AL_DATASET", "trec6-demo")
     os.environ.setdefault("AL_STATE_DIR", str(Path("state") / "trec6-demo"))
-    os.environ.setdefault("AL_STOPPING_RULE", "max_rounds")
-    os.environ.setdefault("AL_MAX_ROUNDS", "12")
+    os.environ.setdefault("AL_EXIT_ON_STOP", "false")  # keep the status page up after the stop
     settings = load_settings(rest)
     setup_logging(settings.log_level)
     print(
         f"\nArgilla UI: {stack.config.url}  (annotator {ANNOTATOR.username} / {ANNOTATOR.password}; "
         f"owner {OWNER.username} / {OWNER.password})"
     )
-    print(f"Status:     http://{settings.status_host}:{settings.status_port}/status\n", flush=True)
+    print(f"Status:     http://{settings.status_host}:{settings.status_port}/\n", flush=True)
     annotator = None
     if args.simulate:
         args.annotator_key = ANNOTATOR.api_key
@@ -149,26 +148,73 @@ def cmd_demo(args: argparse.Namespace, rest: list[str]) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import httpx
 
+    token = args.token or os.environ.get("AL_STATUS_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.get(f"{args.url.rstrip('/')}/status", timeout=5)
+        response = httpx.get(f"{args.url.rstrip('/')}/status", timeout=5, headers=headers)
         response.raise_for_status()
+    except httpx.HTTPStatusError as exc:
+        hint = " (set --token or AL_STATUS_TOKEN)" if exc.response.status_code == 401 else ""
+        print(f"the daemon at {args.url} answered {exc.response.status_code}{hint}", file=sys.stderr)
+        return 1
     except httpx.HTTPError as exc:
         print(f"no daemon answering at {args.url}: {exc}", file=sys.stderr)
         return 1
     data = response.json()
-    if args.json:
-        print(json.dumps(data, indent=1))
-        return 0
-    print(f"state:    {data.get('state')}{' (' + data['reason'] + ')' if data.get('reason') else ''}")
-    print(f"dataset:  {data.get('dataset')}   model: {data.get('model')}")
-    print(f"round:    {data.get('round')}   labels: {data.get('labels')}   batch: {data.get('batch_id')}")
-    progress = data.get("batch_progress") or {}
-    if progress:
-        print(f"batch:    {progress.get('done', 0)}/{progress.get('total', '?')} done")
-    for item in data.get("history", [])[-5:]:
-        print(
-            f"  round {item['round']:>3}: labels {item['labels']:>5}  accuracy {item['accuracy']}  kappa {item['kappa']}"
+    print(json.dumps(data, indent=1) if args.json else format_status(data))
+    return 0
+
+
+def format_status(s: dict) -> str:
+    """The status document for a terminal: the same numbers as the status page."""
+
+    def num(value, digits: int = 3) -> str:
+        return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+    batch = s.get("batch") or {}
+    acc, f1, stop = s.get("accuracy") or {}, s.get("macro_f1") or {}, s.get("stop") or {}
+    lines = [
+        f"state:     {s.get('state')}{' (' + s['reason'] + ')' if s.get('reason') else ''}",
+        f"dataset:   {s.get('dataset')} in {s.get('workspace')}   model: {s.get('model')} / {s.get('query_strategy')}",
+        f"round:     {s.get('round')}   labels: {s.get('labels')}   discarded: {s.get('discarded')}"
+        f"   unlabelled: {num(s.get('unlabelled'))} of {num(s.get('pool_size'))}",
+        f"batch:     {num(batch.get('batch_id'))}: {batch.get('done', 0)}/{num(batch.get('total'))} done"
+        f" ({batch.get('completed', 0)} submitted, {batch.get('discarded', 0)} discarded,"
+        f" {batch.get('pending', 0)} pending)",
+        f"accuracy:  {num(acc.get('last'))} (best {num(acc.get('best'))} at round {num(acc.get('best_round'))})"
+        f"   macro-F1: {num(f1.get('last'))} (best {num(f1.get('best'))})",
+        f"stop rule: {stop.get('mode')} of [{', '.join(stop.get('criteria') or [])}]"
+        f"   projected stop: round {num(stop.get('projected_round'))}"
+        f" (~{num(stop.get('projected_labels'))} labels)",
+    ]
+    if s.get("last_error"):
+        lines.append(f"error:     {s['last_error']}")
+    lines.append("signals:")
+    for name, view in (s.get("signals") or {}).items():
+        flags = ("fired " if view.get("fired") else "") + ("(stops the run)" if view.get("stops") else "")
+        lines.append(f"  {name:<22} {num(view.get('value'), 4):>8}  threshold {num(view.get('threshold')):>6}  {flags}")
+    last = s.get("last_round")
+    if last:
+        phases = ", ".join(f"{k} {v:.2f} s" for k, v in last["seconds"].items())
+        lines.append(f"last round {last['round']}: {phases}")
+    for row in (s.get("history") or [])[-5:]:
+        kappa = (row.get("signals") or {}).get("kappa_average", {}).get("value")
+        lines.append(
+            f"  round {row['round']:>3}: labels {row['labels']:>5}  accuracy {num(row['accuracy'])}"
+            f"  macro-F1 {num(row['macro_f1'])}  kappa {num(kappa)}"
         )
+    if s.get("export"):
+        lines.append(f"export:    {s['export'].get('path') or s['export'].get('error')}")
+    return "\n".join(lines)
+
+
+def cmd_export(args: argparse.Namespace, rest: list[str]) -> int:
+    from daemon.app import export_now
+
+    settings = load_settings(rest)
+    setup_logging(settings.log_level)
+    path = export_now(settings, Path(args.out) if args.out else None)
+    print(f"exported to {path}")
     return 0
 
 
@@ -194,7 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     stack.add_argument("action", choices=["install", "up", "down", "status", "reset"])
     status = sub.add_parser("status", help="print a running daemon's status")
     status.add_argument("--url", default="http://127.0.0.1:8765")
+    status.add_argument("--token", default=None, help="bearer token (default: $AL_STATUS_TOKEN)")
     status.add_argument("--json", action="store_true")
+    export = sub.add_parser(
+        "export", help="write the labelled set, model and report from a run's state (settings as for `run`)"
+    )
+    export.add_argument("--out", default=None, help="target folder (default: AL_EXPORT_DIR or <state_dir>/export)")
 
     if argv and argv[0] == "run":
         command, rest = "run", argv[1:]
@@ -213,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_simulate(args, rest)
         if command == "stack":
             return cmd_stack(args)
+        if command == "export":
+            return cmd_export(args, rest)
         return cmd_status(args)
     except ValidationError as exc:
         print(f"al-daemon: invalid settings:\n{_validation_message(exc)}", file=sys.stderr)

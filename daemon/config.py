@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class ModelKind(StrEnum):
@@ -28,11 +29,18 @@ class QueryStrategyName(StrEnum):
     random = "random"
 
 
-class StoppingRule(StrEnum):
-    kappa = "kappa"  # small-text KappaAverage
-    max_rounds = "max_rounds"
-    max_labels = "max_labels"
-    never = "never"
+class Criterion(StrEnum):
+    """small-text stopping criteria the daemon computes every round; any of them may be chosen to stop it."""
+
+    kappa_average = "kappa_average"  # agreement of consecutive rounds' pool predictions (Bloodgood & Vijay-Shanker)
+    delta_f_score = "delta_f_score"  # predicted change of F-score (Altschuler & Bloodgood; one-vs-rest if >2 classes)
+    classification_change = "classification_change"  # share of pool predictions that changed (Zhu et al.)
+    overall_uncertainty = "overall_uncertainty"  # mean normalised entropy on the unlabelled pool (Zhu et al.)
+
+
+class StopMode(StrEnum):
+    any = "any"  # stop when one chosen criterion fires
+    all = "all"  # stop when every chosen criterion fires in the same round
 
 
 class Settings(BaseSettings):
@@ -77,12 +85,27 @@ class Settings(BaseSettings):
     transformer_max_length: int = Field(64, ge=8, description="max tokens per text (transformer model)")
 
     # stopping
-    stopping_rule: StoppingRule = Field(StoppingRule.kappa, description="kappa | max_rounds | max_labels | never")
-    kappa_threshold: float = Field(0.99, gt=0, le=1, description="KappaAverage stops when the window mean reaches it")
+    stop_criteria: Annotated[list[Criterion], NoDecode] = Field(
+        [Criterion.kappa_average],
+        description="criteria that stop the daemon (comma list of kappa_average, delta_f_score, "
+        "classification_change, overall_uncertainty; empty = only the caps below)",
+    )
+    stop_mode: StopMode = Field(StopMode.any, description="any | all: how the chosen criteria combine")
+    kappa_threshold: float = Field(0.99, gt=0, le=1, description="KappaAverage fires when the window mean reaches it")
     kappa_window: int = Field(3, ge=1, description="KappaAverage window size (rounds)")
-    max_rounds: int | None = Field(None, ge=1, description="stop after this many trained rounds (also a safety cap)")
-    max_labels: int | None = Field(None, ge=1, description="stop once this many labels are in hand")
+    delta_f_threshold: float = Field(0.05, gt=0, le=1, description="DeltaFScore fires when every delta is below it")
+    delta_f_window: int = Field(3, ge=1, description="DeltaFScore window size (rounds)")
+    classification_change_threshold: float = Field(
+        0.01, ge=0, le=1, description="ClassificationChange fires when at most this share of predictions changed"
+    )
+    overall_uncertainty_threshold: float = Field(
+        0.05, gt=0, lt=1, description="OverallUncertainty fires when mean normalised entropy falls below it"
+    )
+    max_rounds: int | None = Field(None, ge=1, description="cap: stop after this many trained rounds (MaxIterations)")
+    max_labels: int | None = Field(None, ge=1, description="cap: stop once this many labels are in hand (budget)")
     exit_on_stop: bool = Field(True, description="exit 0 when stopped; false keeps serving status")
+    export_dir: Path | None = Field(None, description="where the final export goes; default: <state_dir>/export")
+    publish_progress: bool = Field(True, description="write each round's metrics into the dataset's guidelines")
 
     # process
     poll_interval: float = Field(2.0, gt=0, description="seconds between polls of Argilla")
@@ -90,14 +113,22 @@ class Settings(BaseSettings):
     cache_dir: Path | None = Field(None, description="embedding cache; default: <state_dir>/cache")
     status_host: str = Field("127.0.0.1", description="status endpoint bind address")
     status_port: int = Field(8765, ge=0, le=65535, description="status endpoint port (0 = any free port)")
+    status_token: SecretStr | None = Field(
+        None, description="bearer token for the status endpoint; required when status_host is not loopback"
+    )
     log_level: str = Field("INFO", description="DEBUG | INFO | WARNING | ERROR")
 
-    @field_validator("labels", mode="before")
+    @field_validator("labels", "stop_criteria", mode="before")
     @classmethod
-    def _split_labels(cls, value: object) -> object:
-        # "A,B,C" from the environment or a flag is friendlier than a JSON list
-        if isinstance(value, str) and not value.strip().startswith("["):
-            return [part.strip() for part in value.split(",") if part.strip()]
+    def _split_list(cls, value: object) -> object:
+        # "A,B,C" from the environment or a flag is friendlier than a JSON list; "none"/"never" is empty
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return value
+            value = [value]
+        if isinstance(value, list | tuple):
+            parts = [p.strip() for item in value for p in (item.split(",") if isinstance(item, str) else [item])]
+            return [p for p in parts if p != "" and str(p).lower() not in ("none", "never")]
         return value
 
     @field_validator("labels")
@@ -118,20 +149,46 @@ class Settings(BaseSettings):
             raise ValueError(f"argilla_url must start with http:// or https://, got {value!r}")
         return value.rstrip("/")
 
+    @field_validator("stop_criteria")
+    @classmethod
+    def _unique_criteria(cls, value: list[Criterion]) -> list[Criterion]:
+        return list(dict.fromkeys(value))
+
     @model_validator(mode="after")
-    def _check_stopping(self) -> Settings:
-        if self.stopping_rule is StoppingRule.max_rounds and self.max_rounds is None:
-            raise ValueError("stopping_rule=max_rounds needs max_rounds")
-        if self.stopping_rule is StoppingRule.max_labels and self.max_labels is None:
-            raise ValueError("stopping_rule=max_labels needs max_labels")
+    def _check_status_exposure(self) -> Settings:
+        if not is_loopback(self.status_host) and self.status_token is None:
+            raise ValueError(
+                f"status_host={self.status_host!r} exposes the status endpoint beyond this machine: "
+                "set AL_STATUS_TOKEN (clients then send 'Authorization: Bearer <token>')"
+            )
+        if self.status_token is not None and len(self.status_token.get_secret_value()) < 16:
+            raise ValueError("status_token must be at least 16 characters")
         return self
 
     @property
     def cache_path(self) -> Path:
         return self.cache_dir or self.state_dir / "cache"
 
+    @property
+    def export_path(self) -> Path:
+        return self.export_dir or self.state_dir / "export"
+
     def public(self) -> dict:
-        """The settings as JSON-safe values, with the API key masked (for logs and /status)."""
+        """The settings as JSON-safe values, with secrets masked (for logs, /status and the export report)."""
         data = self.model_dump(mode="json")
         data["argilla_api_key"] = "**********"
+        if self.status_token is not None:
+            data["status_token"] = "**********"
         return data
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -7,6 +7,7 @@ refusals (bad key, missing workspace, bad request) become :class:`ArgillaRefused
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import logging
@@ -80,28 +81,44 @@ class Gateway(Protocol):
 
     def forget_dataset(self) -> None: ...
 
+    def set_guidelines(self, text: str) -> None: ...
+
+    def user_names(self) -> dict[str, str]: ...
+
 
 def _translate(call: Callable[..., T]) -> Callable[..., T]:
-    """Map SDK and transport exceptions to the daemon's two kinds."""
+    """Map SDK and transport exceptions to the daemon's two kinds, counting them on the gateway."""
 
     @functools.wraps(call)
-    def wrapper(*args, **kwargs):
-        from argilla._exceptions import ArgillaAPIError, ArgillaCredentialsError, ArgillaError
-
+    def wrapper(self, *args, **kwargs):
         try:
-            return call(*args, **kwargs)
-        except (httpx.TransportError, ConnectionError, TimeoutError) as exc:
-            raise ArgillaUnavailable(f"Argilla unreachable: {type(exc).__name__}: {exc}") from None
-        except ArgillaCredentialsError:
-            raise ArgillaRefused("Argilla refused the API key (check AL_ARGILLA_API_KEY)") from None
-        except (ArgillaAPIError, httpx.HTTPStatusError) as exc:
-            status = exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else exc.status_code
-            raise _status_error(status or 500, str(exc)) from None
-        except ArgillaError as exc:
-            cause = exc.__cause__ or exc.__context__
-            raise ArgillaRefused(f"Argilla SDK error: {cause or exc}"[:600]) from None
+            return _translated(call, self, *args, **kwargs)
+        except (ArgillaUnavailable, ArgillaRefused) as exc:
+            kind = "unavailable" if isinstance(exc, ArgillaUnavailable) else "refused"
+            if not getattr(exc, "_counted", False):
+                self.errors[kind] += 1
+                exc._counted = True  # nested calls count once
+            raise
 
     return wrapper
+
+
+def _translated(call, *args, **kwargs):
+    """Run ``call``; transport trouble and 5xx become ArgillaUnavailable, refusals ArgillaRefused."""
+    from argilla._exceptions import ArgillaAPIError, ArgillaCredentialsError, ArgillaError
+
+    try:
+        return call(*args, **kwargs)
+    except (httpx.TransportError, ConnectionError, TimeoutError) as exc:
+        raise ArgillaUnavailable(f"Argilla unreachable: {type(exc).__name__}: {exc}") from None
+    except ArgillaCredentialsError:
+        raise ArgillaRefused("Argilla refused the API key (check AL_ARGILLA_API_KEY)") from None
+    except (ArgillaAPIError, httpx.HTTPStatusError) as exc:
+        status = exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else exc.status_code
+        raise _status_error(status or 500, str(exc)) from None
+    except ArgillaError as exc:
+        cause = exc.__cause__ or exc.__context__
+        raise ArgillaRefused(f"Argilla SDK error: {cause or exc}"[:600]) from None
 
 
 def _status_error(status: int, detail: str) -> Exception:
@@ -124,6 +141,7 @@ class ArgillaGateway:
         self._client = None
         self._dataset = None
         self._me = None
+        self.errors: collections.Counter[str] = collections.Counter()  # failed calls by kind, for /metrics
 
     # ---- connection ----------------------------------------------------------------------------------
     @_translate
@@ -250,6 +268,21 @@ class ArgillaGateway:
                 )
             )
         return views
+
+    @_translate
+    def set_guidelines(self, text: str) -> None:
+        """Replace the dataset's guidelines (annotators see them beside every record)."""
+        dataset = self._get_dataset()
+        self._connect().api.http_client.patch(
+            f"/api/v1/datasets/{dataset.id}", json={"guidelines": text}
+        ).raise_for_status()
+
+    @_translate
+    def user_names(self) -> dict[str, str]:
+        """User id → username of every user the key may list (for exports; annotators are stored by id)."""
+        response = self._connect().api.http_client.get("/api/v1/users")
+        response.raise_for_status()
+        return {str(user["id"]): user["username"] for user in response.json().get("items", [])}
 
     @_translate
     def max_batch_id(self) -> int | None:

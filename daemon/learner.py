@@ -17,7 +17,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from small_text import (
     BreakingTies,
-    KappaAverage,
     LeastConfidence,
     PoolBasedActiveLearner,
     PredictionEntropy,
@@ -116,6 +115,7 @@ class Features:
     test: Any | None
     factory: AbstractClassifierFactory
     name: str
+    encoder: Any = None  # texts -> features (sklearn transformer) for exporting a model that takes raw text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,6 +190,15 @@ class Learner:
     def unlabelled_count(self) -> int:
         return self.pool_size - len(self._labelled) - len(self._ignored)
 
+    def unlabelled_indices(self) -> np.ndarray:
+        taken = np.array(sorted(self._labelled.keys() | self._ignored), dtype=np.int64)
+        return np.setdiff1d(np.arange(self.pool_size), taken)
+
+    @property
+    def classifier(self) -> Any:
+        """The trained small-text classifier (inside our probability-padding wrapper), or None."""
+        return self._active.classifier.inner if self.trained else None
+
     def pool_proba(self) -> np.ndarray:
         """Class probabilities for the whole pool (shared with the query through the classifier's cache)."""
         return self._active.classifier.predict_proba(self.features.pool)
@@ -201,8 +210,7 @@ class Learner:
             return QueryResult([], [], [], [])
         if not self.trained:
             # no model yet (one class so far): keep exploring at random, without suggestions
-            taken = np.array(sorted(self._labelled.keys() | self._ignored), dtype=np.int64)
-            candidates = np.setdiff1d(np.arange(self.pool_size), taken)
+            candidates = self.unlabelled_indices()
             with seeded(self.seed + 1000 * round_number + 1):
                 picked = np.random.choice(candidates, size=size, replace=False)
             return QueryResult([int(i) for i in picked], [None] * size, [None] * size, [None] * size)
@@ -229,26 +237,6 @@ class Learner:
                 f1_score(y_test, predicted, average="macro", labels=np.arange(self.num_classes), zero_division=0)
             ),
         )
-
-
-@dataclasses.dataclass
-class KappaSignal:
-    """small-text's KappaAverage over the pool predictions of consecutive rounds, restorable from state."""
-
-    num_classes: int
-    window: int = 3
-    threshold: float = 0.99
-
-    def step(
-        self, previous: np.ndarray | None, history: list[float], predictions: np.ndarray
-    ) -> tuple[float | None, bool]:
-        """Return this round's kappa (None on the first model) and whether the criterion fires."""
-        criterion = KappaAverage(self.num_classes, window_size=self.window, kappa=self.threshold)
-        criterion.last_predictions = previous
-        criterion.kappa_history = list(history[-self.window :])
-        fired = bool(criterion.stop(predictions=predictions))
-        kappa = float(criterion.kappa_history[-1]) if previous is not None and criterion.kappa_history else None
-        return kappa, fired
 
 
 def unlabelled_targets(size: int) -> np.ndarray:

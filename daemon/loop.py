@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from daemon.batches import BatchProgress, assess
-from daemon.config import Settings, StoppingRule
+from daemon.config import Settings
 from daemon.errors import ArgillaRefused, ArgillaUnavailable, StateError
 from daemon.gateway import DatasetSpec, Gateway, OutRecord
-from daemon.learner import KappaSignal, Learner, QueryResult
+from daemon.learner import Learner, QueryResult
 from daemon.pool import TextTable
+from daemon.report import Live, status_view
 from daemon.state import Batch, RoundMetrics, RunState, StateStore, now
+from daemon.stopping import Inputs, StoppingSignals, project_kappa
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +87,15 @@ class Daemon:
         self.labels = labels
         self.y_test = y_test
         self.store = StateStore(settings.state_dir)
-        self.kappa = KappaSignal(len(labels), settings.kappa_window, settings.kappa_threshold)
+        self.signals = StoppingSignals(settings, len(labels))
         self.state: RunState | None = None
         self._lock = threading.RLock()
         self._snapshot = Snapshot()
         self._failures = 0
         self._next_try = 0.0
+        self._read_seconds: float | None = None
+        self.last_contact: float | None = None  # monotonic time of the last successful Argilla exchange
+        self.export: dict | None = None
         self.finished = threading.Event()
 
     # ---- start-up ------------------------------------------------------------------------------------
@@ -132,9 +137,12 @@ class Daemon:
                 0, 0, QueryResult(indices, [None] * len(indices), [None] * len(indices), [None] * len(indices))
             )
         if state.stopped:
+            if state.exported_at is None:
+                self._export()  # the last run stopped but did not get to export
             self._set(Phase.stopped, reason=state.stopped)
             return
         self._ensure_logged()
+        self.last_contact = time.monotonic()
         self._set(Phase.waiting)
 
     def _check_same_run(self, state: RunState) -> None:
@@ -169,7 +177,10 @@ class Daemon:
             with self._lock:
                 self._tick()
             self._failures = 0
-            self._snapshot.last_error = None
+            self.last_contact = time.monotonic()
+            if self._snapshot.last_error is not None:
+                self._snapshot.last_error = None
+                self._publish()
         except (ArgillaUnavailable, ArgillaRefused) as exc:
             self._failures += 1
             delay = min(60.0, self.settings.poll_interval * 2 ** min(self._failures, 6)) * random.uniform(0.5, 1.0)
@@ -177,8 +188,8 @@ class Daemon:
             log.warning("argilla problem (attempt %d, retry in %.1f s): %s", self._failures, delay, exc)
             if isinstance(exc, ArgillaRefused):
                 self.gateway.forget_dataset()  # it may have been deleted or renamed: look it up afresh
-            self._set(Phase.degraded, reason=str(exc))
             self._snapshot.last_error = str(exc)
+            self._set(Phase.degraded, reason=str(exc))
 
     def _tick(self) -> None:
         state = self.state
@@ -191,11 +202,13 @@ class Daemon:
         if not batch.logged:
             self._ensure_logged()
         if not batch.complete:
+            mark = time.perf_counter()
             progress = assess(batch.pool_indices, self.gateway.read_batch(batch.batch_id))
-            self._set(Phase.waiting, progress=progress.as_dict() | {"batch_id": batch.batch_id})
+            self._set(Phase.waiting, progress=progress.as_dict())
             if not progress.complete:
                 return
             self._close_batch(batch, progress)
+            self._read_seconds = time.perf_counter() - mark
         self._round(batch)
 
     def _close_batch(self, batch: Batch, progress: BatchProgress) -> None:
@@ -218,6 +231,9 @@ class Daemon:
         state = self.state
         round_number = batch.batch_id
         seconds: dict[str, float] = {}
+        if self._read_seconds is not None:
+            seconds["read"] = self._read_seconds
+            self._read_seconds = None
         started = time.perf_counter()
 
         self._set(Phase.training)
@@ -227,21 +243,12 @@ class Daemon:
         seconds["train"] = time.perf_counter() - started
 
         mark = time.perf_counter()
-        metrics = RoundMetrics(round=round_number, labels=len(labels))
-        evaluation = self.learner.evaluate(self.y_test) if self.y_test is not None else None
-        if evaluation is not None:
-            metrics.accuracy, metrics.macro_f1 = evaluation.accuracy, evaluation.macro_f1
-        if trained:
-            predictions = self.learner.pool_proba().argmax(axis=1)
-            previous = self._previous_predictions(round_number)
-            history = [m.kappa for m in state.rounds if m.kappa is not None and m.round < round_number]
-            metrics.kappa, metrics.kappa_fired = self.kappa.step(previous, history, predictions)
-            self.store.save_predictions(round_number, predictions)
+        metrics = self._evaluate(round_number, len(labels), trained)
         seconds["evaluate"] = time.perf_counter() - mark
         metrics.seconds = seconds
         state.rounds = [m for m in state.rounds if m.round != round_number] + [metrics]
 
-        reason = self._stop_reason(metrics)
+        reason = self.signals.stop_reason(metrics.signals)
         if reason is None:
             self._set(Phase.querying)
             mark = time.perf_counter()
@@ -250,11 +257,7 @@ class Daemon:
             if not result.indices:
                 reason = "pool exhausted: every pool item is labelled or discarded"
         if reason is not None:
-            state.stopped, state.stopped_at = reason, now()
-            self.store.save(state)
-            log.info("stopping after round %d: %s", round_number, reason)
-            self._set(Phase.stopped, reason=reason)
-            self.finished.set()
+            self._stop(round_number, reason)
             return
 
         self._journal_batch(batch.batch_id + 1, round_number + 1, result)
@@ -264,16 +267,93 @@ class Daemon:
         metrics.seconds = seconds
         self.store.save(state)
         log.info(
-            "round %d: %d labels, accuracy %s, macro-F1 %s, kappa %s; batch %d logged (%.2f s)",
+            "round %d: %d labels, accuracy %s, macro-F1 %s, kappa %s (projected to stop at round %s); "
+            "batch %d logged (%.2f s)",
             round_number,
             metrics.labels,
             _fmt(metrics.accuracy),
             _fmt(metrics.macro_f1),
             _fmt(metrics.kappa),
+            metrics.projected_stop_round if metrics.projected_stop_round is not None else "-",
             batch.batch_id + 1,
             time.perf_counter() - started,
         )
-        self._set(Phase.waiting, progress={"batch_id": batch.batch_id + 1, "total": len(result.indices), "done": 0})
+        self._set(Phase.waiting, progress={"total": len(result.indices), "done": 0, "pending": len(result.indices)})
+        self._after_round()
+
+    def _evaluate(self, round_number: int, labels: int, trained: bool) -> RoundMetrics:
+        """Test-set scores and every stopping signal of the model just trained."""
+        state = self.state
+        metrics = RoundMetrics(round=round_number, labels=labels)
+        evaluation = self.learner.evaluate(self.y_test) if self.y_test is not None else None
+        if evaluation is not None:
+            metrics.accuracy, metrics.macro_f1 = evaluation.accuracy, evaluation.macro_f1
+        earlier = [m for m in sorted(state.rounds, key=lambda m: m.round) if m.round < round_number]
+        predictions = proba = previous = None
+        if trained:
+            proba = self.learner.pool_proba()
+            predictions = proba.argmax(axis=1)
+            previous = self._previous_predictions(round_number)
+            self.store.save_predictions(round_number, predictions)
+        inputs = Inputs(
+            round=round_number,
+            rounds_trained=len(earlier) + 1,
+            labels=labels,
+            predictions=predictions,
+            previous=previous,
+            proba=proba,
+            unlabelled=self.learner.unlabelled_indices(),
+        )
+        metrics.signals = self.signals.compute(inputs, [m.signals for m in earlier])
+        kappas = [(m.round, m.kappa) for m in earlier] + [(round_number, metrics.kappa)]
+        metrics.projected_stop_round = project_kappa(kappas, self.settings.kappa_window, self.settings.kappa_threshold)
+        return metrics
+
+    def _stop(self, round_number: int, reason: str) -> None:
+        state = self.state
+        state.stopped, state.stopped_at = reason, now()
+        self.store.save(state)
+        log.info("stopping after round %d: %s", round_number, reason)
+        self._set(Phase.stopped, reason=reason)
+        self._after_round()
+        self._export()
+        self._set(Phase.stopped, reason=reason)
+        self.finished.set()
+
+    def _after_round(self) -> None:
+        """Cosmetic follow-ups that must never fail a round: the plot file and the progress note in Argilla."""
+        status = self.status()
+        try:
+            from daemon.plot import write_curve
+
+            write_curve(status, self.store.dir / "learning-curve.png")
+        except Exception as exc:  # noqa: BLE001 - a plot must not stop the daemon
+            log.warning("could not write the learning-curve plot: %s", exc)
+        if self.settings.publish_progress:
+            try:
+                self.gateway.set_guidelines(self.spec().guidelines + progress_note(status))
+            except (ArgillaUnavailable, ArgillaRefused) as exc:
+                log.warning("could not publish progress to the dataset's guidelines: %s", exc)
+
+    def _export(self) -> None:
+        from daemon.export import export_run
+
+        try:
+            user_names = self.gateway.user_names()
+        except (ArgillaUnavailable, ArgillaRefused) as exc:
+            log.warning("annotator names unavailable (%s): the export lists user ids", exc)
+            user_names = {}
+        try:
+            path = export_run(
+                self.settings, self.state, self.pool, self.labels, self.learner, self.status(), user_names
+            )
+        except Exception as exc:  # noqa: BLE001 - the run is over either way; say why the export failed
+            log.error("export failed: %s (retry with `al-daemon export`)", exc)
+            self.export = {"path": None, "error": str(exc)}
+            return
+        self.state.exported_at = now()
+        self.store.save(self.state)
+        self.export = {"path": str(path), "exported_at": self.state.exported_at}
 
     def _previous_predictions(self, round_number: int) -> np.ndarray | None:
         for metrics in reversed(self.state.rounds):
@@ -281,19 +361,6 @@ class Daemon:
                 found = self.store.load_predictions(metrics.round)
                 if found is not None:
                     return found
-        return None
-
-    def _stop_reason(self, metrics: RoundMetrics) -> str | None:
-        settings = self.settings
-        if settings.stopping_rule is StoppingRule.kappa and metrics.kappa_fired:
-            return (
-                f"KappaAverage: mean kappa over the last {settings.kappa_window} rounds reached "
-                f"{settings.kappa_threshold}"
-            )
-        if settings.max_rounds is not None and len(self.state.rounds) >= settings.max_rounds:
-            return f"max_rounds: {settings.max_rounds} rounds trained"
-        if settings.max_labels is not None and metrics.labels >= settings.max_labels:
-            return f"max_labels: {metrics.labels} labels reached the budget of {settings.max_labels}"
         return None
 
     # ---- batches -------------------------------------------------------------------------------------
@@ -347,31 +414,67 @@ class Daemon:
         snapshot.reason = reason
         if progress is not None:
             snapshot.progress = progress
+        self._publish()
+
+    def _publish(self) -> dict:
+        """Rebuild the status document on the daemon's thread; readers only ever see a finished one."""
+        snapshot = self._snapshot
+        live = Live(
+            phase=snapshot.phase.value,
+            reason=snapshot.reason,
+            last_error=snapshot.last_error,
+            progress=snapshot.progress,
+            model=self.learner.features.name,
+            pool_size=len(self.pool),
+            unlabelled=self.learner.unlabelled_count(),
+            argilla_errors=dict(getattr(self.gateway, "errors", {}) or {}),
+            export=self.export,
+        )
+        self._published = status_view(self.settings, self.state, live, self.signals.thresholds())
+        return self._published
 
     def status(self) -> dict:
-        """A JSON-safe view of the run for the status endpoint."""
-        state = self.state
+        """The latest status document (JSON-safe); the Argilla error counts are read live."""
+        published = getattr(self, "_published", None) or self._publish()
+        return published | {"argilla_errors": dict(getattr(self.gateway, "errors", {}) or {})}
+
+    def ready(self) -> tuple[bool, str]:
+        """Ready = state loaded, not degraded, and Argilla answered recently (pinged when it has been a while)."""
+        if self.state is None:
+            return False, "state not loaded yet"
         snapshot = self._snapshot
-        rounds = [m.model_dump() for m in state.rounds] if state else []
-        return {
-            "state": snapshot.phase.value,
-            "reason": snapshot.reason,
-            "last_error": snapshot.last_error,
-            "dataset": self.settings.dataset,
-            "workspace": self.settings.workspace,
-            "model": self.learner.features.name,
-            "query_strategy": self.settings.query_strategy.value,
-            "round": state.round if state else 0,
-            "batch_id": state.current.batch_id if state and state.current else None,
-            "labels": len(state.training_labels()) if state else 0,
-            "batch_progress": snapshot.progress,
-            "pool_size": len(self.pool),
-            "accuracy": [m["accuracy"] for m in rounds],
-            "macro_f1": [m["macro_f1"] for m in rounds],
-            "kappa": [m["kappa"] for m in rounds],
-            "history": rounds,
-            "stopped": state.stopped if state else None,
-        }
+        if snapshot.phase is Phase.degraded:
+            return False, f"degraded: {snapshot.reason}"
+        horizon = max(30.0, 3 * self.settings.poll_interval)
+        if self.last_contact is None or time.monotonic() - self.last_contact > horizon:
+            try:
+                self.gateway.ping()
+            except (ArgillaUnavailable, ArgillaRefused) as exc:
+                return False, f"Argilla not answering: {exc}"
+            self.last_contact = time.monotonic()
+        return True, snapshot.phase.value
+
+
+def progress_note(status: dict) -> str:
+    """The run's progress as a guidelines section annotators see in the Argilla UI."""
+    accuracy, kappa = status["accuracy"], status["signals"]["kappa_average"]
+    lines = [
+        "",
+        "## Progress (updated by the daemon after every round)",
+        "",
+        f"- Round {status['round']}: {status['labels']} labels in hand, {status['discarded']} discarded.",
+    ]
+    if accuracy["last"] is not None:
+        lines.append(f"- Test accuracy {accuracy['last']:.3f} (best {accuracy['best']:.3f}).")
+    if kappa["value"] is not None:
+        lines.append(
+            f"- Agreement with the previous model (kappa) {kappa['value']:.3f}; stops at {kappa['threshold']}."
+        )
+    if status["stop"]["reason"]:
+        lines.append(f"- **Labelling is finished**: {status['stop']['reason']}.")
+    elif status["stop"]["projected_round"] is not None:
+        lines.append(f"- Projected to stop around round {status['stop']['projected_round']}.")
+    return "\n".join(lines) + "\n"
 
 
 def _fmt(value: float | None) -> str:

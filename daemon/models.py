@@ -14,6 +14,34 @@ from daemon.pool import TextTable, default_model_path, embed
 log = logging.getLogger(__name__)
 
 
+class SentenceEncoder:
+    """A scikit-learn transformer from texts to normalised sentence embeddings (front of the exported pipeline)."""
+
+    def __init__(self, model_path: str) -> None:
+        self.model_path = model_path
+        self._model = None
+
+    def fit(self, texts, y=None) -> SentenceEncoder:
+        return self
+
+    def transform(self, texts) -> np.ndarray:
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(self.model_path, device="cpu")
+        return self._model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True)
+
+    def __getstate__(self) -> dict:
+        return {"model_path": self.model_path, "_model": None}  # pickle the path, not the weights
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {"model_path": self.model_path}
+
+    def set_params(self, **params) -> SentenceEncoder:
+        self.model_path = params.get("model_path", self.model_path)
+        return self
+
+
 def model_name(settings: Settings) -> str:
     """A short name for the agent of suggestions, e.g. ``embeddings-all-MiniLM-L6-v2``."""
     if settings.model is ModelKind.tfidf:
@@ -46,7 +74,9 @@ def _embedding_features(settings, pool, test, y_test, num_classes) -> Features:
         test_ds = SklearnDataset(x_test, y_test, target_labels=np.arange(num_classes))
     pool_ds = SklearnDataset(x_pool, unlabelled_targets(len(pool)), target_labels=np.arange(num_classes))
     factory = logistic_regression_factory(num_classes, settings.seed, c=10.0)
-    return Features(pool=pool_ds, test=test_ds, factory=factory, name=model_name(settings))
+    return Features(
+        pool=pool_ds, test=test_ds, factory=factory, name=model_name(settings), encoder=SentenceEncoder(str(model_path))
+    )
 
 
 def _tfidf_features(settings, pool, test, y_test, num_classes) -> Features:
@@ -62,11 +92,12 @@ def _tfidf_features(settings, pool, test, y_test, num_classes) -> Features:
         else None
     )
     factory = logistic_regression_factory(num_classes, settings.seed, c=10.0)
-    return Features(pool=pool_ds, test=test_ds, factory=factory, name=model_name(settings))
+    return Features(pool=pool_ds, test=test_ds, factory=factory, name=model_name(settings), encoder=vectorizer)
 
 
 def _transformer_features(settings, pool, test, y_test, num_classes) -> Features:
     from small_text import TransformerBasedClassificationFactory, TransformerModelArguments, TransformersDataset
+    from small_text.utils.logging import VERBOSITY_MORE_VERBOSE
     from transformers import AutoTokenizer
 
     model_path = str(settings.model_path or default_model_path())
@@ -88,6 +119,7 @@ def _transformer_features(settings, pool, test, y_test, num_classes) -> Features
             "lr": settings.transformer_lr,
             "mini_batch_size": settings.transformer_batch_size,
             "class_weight": "balanced",
+            "verbosity": VERBOSITY_MORE_VERBOSE,  # one log line per epoch: progress of long fine-tuning
         },
     )
     return Features(

@@ -19,6 +19,7 @@ from daemon.errors import DataError
 log = logging.getLogger(__name__)
 
 _SHOWN_ROWS = 5  # rows listed in one error message
+_EMBED_CHUNK = 512  # texts per progress update while embedding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,10 +197,20 @@ def embed(texts: list[str], model_path: Path, cache_dir: Path, fingerprint: str)
     from sentence_transformers import SentenceTransformer
 
     log.info("embedding %d texts with %s (cached afterwards in %s)", len(texts), model_path, cached)
+    from daemon.progress import progress
+
     encoder = SentenceTransformer(str(model_path), device="cpu")
-    vectors = encoder.encode(
-        texts, batch_size=64, show_progress_bar=True, normalize_embeddings=True, convert_to_numpy=True
-    ).astype(np.float32)
+    parts = []
+    with progress(len(texts), "embedding") as bar:
+        for start in range(0, len(texts), _EMBED_CHUNK):
+            chunk = texts[start : start + _EMBED_CHUNK]
+            parts.append(
+                encoder.encode(
+                    chunk, batch_size=64, show_progress_bar=False, normalize_embeddings=True, convert_to_numpy=True
+                ).astype(np.float32)
+            )
+            bar.update(len(chunk))
+    vectors = np.concatenate(parts) if parts else np.zeros((0, encoder.get_sentence_embedding_dimension()), np.float32)
     tmp = cached.with_suffix(".tmp.npy")
     np.save(tmp, vectors)
     os.replace(tmp, cached)

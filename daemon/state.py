@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from daemon.errors import StateError
+from daemon.stopping import Signal
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1
@@ -51,10 +52,15 @@ class RoundMetrics(BaseModel):
     labels: int
     accuracy: float | None = None
     macro_f1: float | None = None
-    kappa: float | None = None
-    kappa_fired: bool = False
-    seconds: dict[str, float] = Field(default_factory=dict)
+    signals: dict[str, Signal] = Field(default_factory=dict)  # every stopping criterion's reading
+    projected_stop_round: int | None = None  # where KappaAverage is projected to fire
+    seconds: dict[str, float] = Field(default_factory=dict)  # per phase: read, train, evaluate, query, log
     finished_at: str = Field(default_factory=now)
+
+    @property
+    def kappa(self) -> float | None:
+        signal = self.signals.get("kappa_average")
+        return signal.value if signal else None
 
 
 class RunState(BaseModel):
@@ -70,6 +76,7 @@ class RunState(BaseModel):
     rounds: list[RoundMetrics] = Field(default_factory=list)
     stopped: str | None = None
     stopped_at: str | None = None
+    exported_at: str | None = None
     started_at: str = Field(default_factory=now)
 
     @property

@@ -1,31 +1,162 @@
-"""The HTTP status endpoint (FastAPI served by uvicorn in a background thread)."""
+"""The HTTP status endpoint (FastAPI served by uvicorn in a background thread).
+
+- ``/healthz``: the process is alive (never needs the token: liveness probes must not carry secrets).
+- ``/readyz``: 200 when the state is loaded and Argilla answers, else 503 with the reason.
+- ``/status``: the run as JSON (see :func:`daemon.report.status_view`).
+- ``/metrics``: Prometheus text format.
+- ``/`` a small human page with the learning curve, which is also at ``/plot.png``.
+
+With a token configured, every route but ``/healthz`` needs ``Authorization: Bearer <token>``; browsers
+may send it as the password of HTTP Basic auth (any user name), so the page works from a browser too.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
+import secrets
 import threading
-from collections.abc import Callable
+from typing import Protocol
 
+import jinja2
 import uvicorn
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from daemon.metrics import CONTENT_TYPE, render_metrics
 
 log = logging.getLogger(__name__)
 
+OPEN_PATHS = {"/healthz"}
 
-def create_app(status: Callable[[], dict]) -> FastAPI:
-    """``/healthz`` says the process is alive; ``/status`` returns ``status()`` as JSON."""
+
+class StatusSource(Protocol):
+    def status(self) -> dict: ...
+
+    def ready(self) -> tuple[bool, str]: ...
+
+    def plot(self) -> bytes: ...
+
+
+def authorized(header: str | None, token: str) -> bool:
+    """Bearer <token>, or Basic auth whose password is the token."""
+    if not header:
+        return False
+    scheme, _, value = header.partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer":
+        return secrets.compare_digest(value.encode(), token.encode())
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return secrets.compare_digest(decoded.partition(":")[2].encode(), token.encode())
+    return False
+
+
+def create_app(source: StatusSource, token: str | None = None) -> FastAPI:
     app = FastAPI(title="al-daemon status", docs_url=None, redoc_url=None, openapi_url=None)
+
+    if token:
+
+        @app.middleware("http")
+        async def require_token(request: Request, call_next):
+            if request.url.path in OPEN_PATHS or authorized(request.headers.get("authorization"), token):
+                return await call_next(request)
+            response = JSONResponse({"detail": "missing or wrong token"}, status_code=401)
+            response.headers.append("WWW-Authenticate", 'Bearer realm="al-daemon"')
+            response.headers.append("WWW-Authenticate", 'Basic realm="al-daemon", charset="UTF-8"')
+            return response
 
     @app.get("/healthz")
     def healthz() -> dict:
         return {"ok": True}
 
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        ok, reason = source.ready()
+        return JSONResponse({"ready": ok, "reason": reason}, status_code=200 if ok else 503)
+
     @app.get("/status")
     def status_json() -> JSONResponse:
-        return JSONResponse(status())
+        return JSONResponse(source.status())
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(render_metrics(source.status()), media_type=CONTENT_TYPE)
+
+    @app.get("/plot.png")
+    def plot() -> Response:
+        return Response(source.plot(), media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> HTMLResponse:
+        return HTMLResponse(PAGE.render(s=source.status()))
 
     return app
+
+
+def _num(value, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+_env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)
+_env.filters["num"] = _num
+PAGE = _env.from_string(
+    """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="10">
+<title>al-daemon · {{ s.dataset }}</title>
+<style>
+ body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222;max-width:64rem}
+ h1{font-size:1.3rem;margin:0 0 .3rem} .muted{color:#666;font-size:.9rem}
+ .state{display:inline-block;padding:.15rem .6rem;border-radius:1rem;background:#e8eefc;font-weight:600}
+ .state.degraded{background:#fde2e1}.state.stopped{background:#e3f5e1}
+ .cards{display:flex;flex-wrap:wrap;gap:.8rem;margin:1rem 0}
+ .card{border:1px solid #ddd;border-radius:.5rem;padding:.6rem .9rem;min-width:9rem}
+ .card b{display:block;font-size:1.4rem} table{border-collapse:collapse;font-size:.9rem}
+ td,th{padding:.25rem .6rem;border-bottom:1px solid #eee;text-align:right} th:first-child,td:first-child{text-align:left}
+ .bar{height:.6rem;background:#eee;border-radius:.3rem;overflow:hidden;width:100%}
+ .bar span{display:block;height:100%;background:#4a7bd8}
+ img{max-width:100%;border:1px solid #eee;margin-top:1rem}
+</style></head><body>
+<h1>{{ s.dataset }} <span class="state {{ s.state }}">{{ s.state }}</span></h1>
+<div class="muted">{{ s.model }} · {{ s.query_strategy }} · batch size {{ s.batch_size }} · workspace {{ s.workspace }}
+ · al-daemon {{ s.version }}</div>
+{% if s.reason %}<p><b>{{ 'Stopped' if s.state == 'stopped' else 'Reason' }}:</b> {{ s.reason }}</p>{% endif %}
+{% if s.last_error %}<p><b>Last error:</b> {{ s.last_error }}</p>{% endif %}
+<div class="cards">
+ <div class="card">round<b>{{ s.round }}</b></div>
+ <div class="card">labels<b>{{ s.labels }}</b><span class="muted">{{ s.discarded }} discarded</span></div>
+ <div class="card">batch {{ s.batch.batch_id|num }}<b>{{ s.batch.done|default(0) }}/{{ s.batch.total|num }}</b>
+  <div class="bar"><span style="width:{{ (100 * (s.batch.done or 0) / (s.batch.total or 1))|round(1) }}%"></span></div>
+  <span class="muted">{{ s.batch.completed|default(0) }} submitted · {{ s.batch.discarded|default(0) }} discarded ·
+   {{ s.batch.pending|default(0) }} pending</span></div>
+ <div class="card">accuracy<b>{{ s.accuracy.last|num }}</b><span class="muted">best {{ s.accuracy.best|num }}
+  (round {{ s.accuracy.best_round|num }})</span></div>
+ <div class="card">macro-F1<b>{{ s.macro_f1.last|num }}</b><span class="muted">best {{ s.macro_f1.best|num }}</span></div>
+ <div class="card">projected stop<b>{{ s.stop.projected_round|num }}</b><span class="muted">round
+  {% if s.stop.projected_labels %}(~{{ s.stop.projected_labels }} labels){% endif %}</span></div>
+</div>
+<table><tr><th>stopping criterion</th><th>value</th><th>threshold</th><th>fired</th><th>stops the run</th></tr>
+{% for name, sig in s.signals.items() %}<tr><td>{{ name }}</td><td>{{ sig.value|num(4) }}</td><td>{{ sig.threshold|num }}</td>
+<td>{{ 'yes' if sig.fired else 'no' }}</td><td>{{ 'yes' if sig.stops else '' }}</td></tr>{% endfor %}
+</table>
+<p class="muted">Stop rule: {{ s.stop.mode }} of [{{ s.stop.criteria|join(', ') }}]
+{% if s.stop.max_rounds %}, at most {{ s.stop.max_rounds }} rounds{% endif %}
+{% if s.stop.max_labels %}, at most {{ s.stop.max_labels }} labels{% endif %}.
+{% if s.last_round %}Last round {{ s.last_round.round }}:
+{% for phase, sec in s.last_round.seconds.items() %}{{ phase }} {{ sec|num(2) }} s{{ ', ' if not loop.last }}{% endfor %}.{% endif %}
+{% if s.export %}Export: {{ s.export.path }}.{% endif %}</p>
+<img src="plot.png?round={{ s.round }}" alt="learning curve" width="800" height="450">
+</body></html>
+"""
+)
 
 
 class StatusServer:
@@ -50,7 +181,7 @@ class StatusServer:
         sockets = [s for server in self._server.servers for s in server.sockets]
         if sockets:
             self.port = sockets[0].getsockname()[1]
-        log.info("status endpoint on http://%s:%d/status", self.host, self.port)
+        log.info("status page on http://%s:%d/ (JSON at /status, Prometheus at /metrics)", self.host, self.port)
 
     def stop(self) -> None:
         self._server.should_exit = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 from daemon.gateway import DatasetSpec, OutRecord, RecordView
@@ -16,6 +17,8 @@ class FakeGateway:
         self.answers: dict[str, tuple[str, str | None]] = {}  # record id -> (status, label)
         self.log_calls: list[list[str]] = []
         self.fail_next_log = False
+        self.guidelines: list[str] = []
+        self.errors: Counter[str] = Counter()
 
     def ping(self) -> None:
         return None
@@ -25,6 +28,12 @@ class FakeGateway:
 
     def ensure_dataset(self, spec: DatasetSpec) -> None:
         self.spec = spec
+
+    def set_guidelines(self, text: str) -> None:
+        self.guidelines.append(text)
+
+    def user_names(self) -> dict[str, str]:
+        return {"u1": "annotator"}
 
     def log_records(self, records: Sequence[OutRecord]) -> None:
         if self.fail_next_log:

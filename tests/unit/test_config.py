@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from daemon.config import ModelKind, Settings, StoppingRule
+from daemon.config import Criterion, ModelKind, Settings, StopMode
 
 
 def test_defaults_and_masked_key(monkeypatch):
@@ -25,7 +25,9 @@ def test_labels_from_comma_list(monkeypatch):
         ({"labels": ["A", "A"]}, "duplicates"),
         ({"argilla_url": "localhost:6900"}, "http://"),
         ({"batch_size": 0}, "greater than or equal to 1"),
-        ({"stopping_rule": "max_rounds"}, "needs max_rounds"),
+        ({"stop_criteria": ["kappa"]}, "kappa_average"),
+        ({"status_host": "0.0.0.0"}, "AL_STATUS_TOKEN"),
+        ({"status_host": "0.0.0.0", "status_token": "short"}, "at least 16"),
         ({"model": "gpt"}, "embeddings"),
     ],
 )
@@ -36,9 +38,23 @@ def test_invalid_settings_are_refused(kwargs, message):
 
 def test_cli_flags_override_environment(monkeypatch):
     monkeypatch.setenv("AL_BATCH_SIZE", "5")
-    settings = Settings(_env_file=None, _cli_parse_args=["--batch-size", "7", "--stopping-rule", "never"])
+    settings = Settings(_env_file=None, _cli_parse_args=["--batch-size", "7", "--stop-criteria", "never"])
     assert settings.batch_size == 7
-    assert settings.stopping_rule is StoppingRule.never
+    assert settings.stop_criteria == []
+
+
+def test_stop_criteria_from_comma_list(monkeypatch):
+    monkeypatch.setenv("AL_STOP_CRITERIA", "kappa_average, overall_uncertainty,kappa_average")
+    monkeypatch.setenv("AL_STOP_MODE", "all")
+    settings = Settings(_env_file=None)
+    assert settings.stop_criteria == [Criterion.kappa_average, Criterion.overall_uncertainty]
+    assert settings.stop_mode is StopMode.all
+
+
+def test_token_allows_a_public_bind_and_is_masked():
+    settings = Settings(_env_file=None, status_host="0.0.0.0", status_token="a-long-enough-token")
+    assert "a-long-enough-token" not in str(settings.public())
+    assert Settings(_env_file=None, status_host="::1").status_token is None  # loopback needs none
 
 
 def test_cli_reports_invalid_settings_without_traceback(capsys):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from daemon.config import ModelKind, QueryStrategyName, Settings
-from daemon.learner import KappaSignal, Learner, PooledClassifier
+from daemon.learner import Learner, PooledClassifier
 from daemon.models import build_features
 from daemon.pool import load_table
 from tests.conftest import tiny_rows, write_jsonl
@@ -113,20 +113,6 @@ def test_pooled_classifier_computes_pool_probabilities_once():
     clf.fit(data)
     clf.predict_proba(data)
     assert len(calls) == 2
-
-
-def test_kappa_signal_fires_once_the_window_agrees():
-    signal = KappaSignal(num_classes=2, window=2, threshold=0.9)
-    a = np.array([0, 1, 0, 1, 1, 0])
-    kappa, fired = signal.step(None, [], a)
-    assert kappa is None and not fired
-    kappa, fired = signal.step(a, [], a)
-    assert kappa == pytest.approx(1.0) and not fired  # window not full yet
-    kappa, fired = signal.step(a, [1.0], a)
-    assert fired
-    b = 1 - a
-    kappa, fired = signal.step(a, [1.0], b)
-    assert kappa < 0 and not fired
 
 
 def test_transformer_model_fine_tunes_and_queries(tmp_path):

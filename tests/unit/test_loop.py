@@ -3,47 +3,16 @@
 import numpy as np
 import pytest
 
-from daemon.config import ModelKind, Settings
 from daemon.errors import ArgillaUnavailable, StateError
-from daemon.learner import Learner
-from daemon.loop import Daemon, Phase
-from daemon.models import build_features
+from daemon.loop import Phase
 from daemon.pool import load_table
 from daemon.state import StateStore
 from tests.conftest import tiny_rows, write_jsonl
-from tests.fakes import FakeGateway
-
-LABELS = ["food", "sport", "tech"]
-
-
-@pytest.fixture
-def world(tmp_path):
-    path = write_jsonl(tmp_path / "pool.jsonl", tiny_rows(20))
-    pool = load_table(path, "text", "label", "id")
-    gold = {text: label for text, label in zip(pool.texts, pool.gold, strict=True)}
-    y = np.array([LABELS.index(label) for label in pool.gold])
-    return {"pool": pool, "gold": gold, "y": y, "gateway": FakeGateway(), "dir": tmp_path / "state"}
-
-
-def make_daemon(world, **overrides) -> Daemon:
-    options = {"model": ModelKind.tfidf, "batch_size": 6, "state_dir": world["dir"], "dataset": "d", "workspace": "w"}
-    options.update(overrides)
-    settings = Settings(_env_file=None, **options)
-    features = build_features(settings, world["pool"], world["pool"], world["y"], len(LABELS))
-    learner = Learner(features, len(LABELS), settings.query_strategy, settings.seed)
-    return Daemon(settings, world["gateway"], learner, world["pool"], LABELS, world["y"])
-
-
-def label_batch(world, batch_id, discard=()):
-    for record in world["gateway"].batch(batch_id):
-        if record.pool_index in discard:
-            world["gateway"].discard(record.record_id)
-        else:
-            world["gateway"].submit(record.record_id, world["gold"][record.text])
+from tests.unit.conftest import LABELS, label_batch, make_daemon
 
 
 def test_rounds_log_new_batches_with_suggestions_and_never_repeat(world):
-    daemon = make_daemon(world, stopping_rule="never")
+    daemon = make_daemon(world, stop_criteria=[])
     daemon.start()
     gateway = world["gateway"]
     assert len(gateway.batch(0)) == 6 and gateway.spec.labels == LABELS
@@ -68,12 +37,12 @@ def test_rounds_log_new_batches_with_suggestions_and_never_repeat(world):
 
 
 def test_restart_resumes_at_the_same_batch(world):
-    daemon = make_daemon(world, stopping_rule="never")
+    daemon = make_daemon(world, stop_criteria=[])
     daemon.start()
     label_batch(world, 0)
     daemon.tick()
     before = world["gateway"].batch(1)
-    restarted = make_daemon(world, stopping_rule="never")
+    restarted = make_daemon(world, stop_criteria=[])
     restarted.start()
     assert restarted.state.current.batch_id == 1
     assert len(world["gateway"].records) == 12  # nothing logged again on restart
@@ -84,7 +53,7 @@ def test_restart_resumes_at_the_same_batch(world):
 
 
 def test_crash_while_logging_relogs_the_journaled_indices(world):
-    daemon = make_daemon(world, stopping_rule="never")
+    daemon = make_daemon(world, stop_criteria=[])
     daemon.start()
     label_batch(world, 0)
     world["gateway"].fail_next_log = True
@@ -92,14 +61,14 @@ def test_crash_while_logging_relogs_the_journaled_indices(world):
         daemon.tick()
     journaled = StateStore(world["dir"]).load()
     assert journaled.current.batch_id == 1 and not journaled.current.logged
-    restarted = make_daemon(world, stopping_rule="never")
+    restarted = make_daemon(world, stop_criteria=[])
     restarted.start()
     assert [r.pool_index for r in world["gateway"].batch(1)] == journaled.current.pool_indices
     assert restarted.state.round == 1
 
 
 def test_max_rounds_stops_without_a_new_batch(world):
-    daemon = make_daemon(world, stopping_rule="max_rounds", max_rounds=2)
+    daemon = make_daemon(world, max_rounds=2)
     daemon.start()
     label_batch(world, 0)
     daemon.tick()
@@ -111,7 +80,7 @@ def test_max_rounds_stops_without_a_new_batch(world):
 
 
 def test_argilla_outage_degrades_then_recovers(world, monkeypatch):
-    daemon = make_daemon(world, stopping_rule="never", poll_interval=0.01)
+    daemon = make_daemon(world, stop_criteria=[], poll_interval=0.01)
     daemon.start()
 
     def down(batch_id):

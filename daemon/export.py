@@ -1,0 +1,177 @@
+"""The final export: the labelled set, the model, and a report of the run.
+
+Written into a temporary folder next to the target and swapped in at the end, so a reader (or a crash)
+never sees half an export. Layout::
+
+    export/
+      labelled.parquet      text, label, annotators, batch_id, round, pool_index, id
+      labelled/             the same as a `datasets` folder (datasets.load_from_disk)
+      model/                model.joblib + labels.json (scikit-learn pipeline: raw text in, label id out)
+                            or a Hugging Face save_pretrained folder (transformer model)
+      report.json           settings (secrets masked), curve, signals, stop reason, counts
+      learning-curve.png
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from daemon.config import ModelKind, Settings
+from daemon.learner import Learner
+from daemon.plot import render_curve
+from daemon.pool import TextTable
+from daemon.report import curve
+from daemon.state import RunState, now
+
+log = logging.getLogger(__name__)
+
+
+def labelled_rows(state: RunState, pool: TextTable, user_names: dict[str, str]) -> list[dict]:
+    """One row per label used for training, in the order the batches were labelled."""
+    rows = []
+    for batch in state.batches:
+        if not batch.complete:
+            continue
+        for index in batch.pool_indices:
+            if index not in batch.labels:
+                continue
+            ids = batch.annotators.get(index, [])
+            rows.append(
+                {
+                    "id": pool.ids[index],
+                    "pool_index": index,
+                    "text": pool.texts[index],
+                    "label": batch.labels[index],
+                    "annotators": [user_names.get(u, u) for u in ids],
+                    "annotator_ids": list(ids),
+                    "batch_id": batch.batch_id,
+                    "round": batch.round,
+                }
+            )
+    return rows
+
+
+def fit_final(learner: Learner, state: RunState, labels: list[str]) -> bool:
+    """Train the learner on every label of the run, as the last round did (same seed): True if a model exists."""
+    if learner.trained:
+        return True
+    y = {i: labels.index(label) for i, label in state.training_labels().items()}
+    last_round = max((m.round for m in state.rounds), default=0)
+    return learner.fit(y, state.discarded(), last_round)
+
+
+def save_model(learner: Learner, settings: Settings, labels: list[str], target: Path) -> dict:
+    """Write the trained model; returns what the report says about it."""
+    target.mkdir(parents=True, exist_ok=True)
+    classifier = learner.classifier
+    if classifier is None:
+        return {"saved": False, "why": "no model: fewer than two classes were labelled"}
+    if settings.model is ModelKind.transformer:
+        model, tokenizer = classifier.model, classifier.tokenizer
+        model.config.id2label = dict(enumerate(labels))
+        model.config.label2id = {label: i for i, label in enumerate(labels)}
+        model.save_pretrained(target)
+        tokenizer.save_pretrained(target)
+        return {
+            "saved": True,
+            "format": "transformers",
+            "path": target.name,
+            "load": "AutoModelForSequenceClassification",
+        }
+    import joblib
+    from sklearn.pipeline import Pipeline
+
+    estimator = copy.deepcopy(classifier.model)
+    # trained on label ids: name the classes so predict() answers with labels and predict_proba's columns
+    # follow estimator.classes_ (labels nobody has used yet have no column)
+    estimator.classes_ = np.array([labels[int(c)] for c in estimator.classes_], dtype=object)
+    pipeline = Pipeline([("features", learner.features.encoder), ("classifier", estimator)])
+    joblib.dump(pipeline, target / "model.joblib")
+    (target / "labels.json").write_text(json.dumps(labels, indent=1))
+    return {"saved": True, "format": "joblib", "path": f"{target.name}/model.joblib", "predicts": "label names"}
+
+
+def export_run(
+    settings: Settings,
+    state: RunState,
+    pool: TextTable,
+    labels: list[str],
+    learner: Learner,
+    status: dict,
+    user_names: dict[str, str] | None = None,
+    target: Path | None = None,
+) -> Path:
+    """Write the whole export; returns its folder."""
+    import datasets
+
+    target = Path(target or settings.export_path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+
+    rows = labelled_rows(state, pool, user_names or {})
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "pool_index": datasets.Value("int64"),
+            "text": datasets.Value("string"),
+            "label": datasets.Value("string"),
+            "annotators": datasets.Sequence(datasets.Value("string")),
+            "annotator_ids": datasets.Sequence(datasets.Value("string")),
+            "batch_id": datasets.Value("int64"),
+            "round": datasets.Value("int64"),
+        }
+    )
+    table = datasets.Dataset.from_dict({name: [row[name] for row in rows] for name in features}, features=features)
+    table.to_parquet(work / "labelled.parquet")
+    table.save_to_disk(work / "labelled")
+
+    fit_final(learner, state, labels)
+    model = save_model(learner, settings, labels, work / "model")
+    (work / "learning-curve.png").write_bytes(render_curve(status))
+
+    annotators = Counter(name for row in rows for name in row["annotators"])
+    report = {
+        "dataset": settings.dataset,
+        "workspace": settings.workspace,
+        "argilla_url": settings.argilla_url,
+        "version": status.get("version"),
+        "started_at": state.started_at,
+        "stopped_at": state.stopped_at,
+        "stop_reason": state.stopped,
+        "exported_at": now(),
+        "rounds": len(state.rounds),
+        "labels": len(rows),
+        "discarded": len(state.discarded()),
+        "discarded_ids": [pool.ids[i] for i in sorted(state.discarded())],
+        "label_counts": dict(Counter(row["label"] for row in rows)),
+        "annotators": dict(annotators),
+        "final": {"accuracy": status.get("accuracy"), "macro_f1": status.get("macro_f1")},
+        "signals": {
+            name: {k: v for k, v in view.items() if k != "history"} for name, view in status["signals"].items()
+        },
+        "projected_stop_round": status["stop"].get("projected_round"),
+        "model": {"kind": settings.model.value, "name": learner.features.name, **model},
+        "labels_set": labels,
+        "curve": curve(state.rounds),
+        "settings": settings.public(),
+        "files": ["labelled.parquet", "labelled/", "model/", "report.json", "learning-curve.png"],
+    }
+    (work / "report.json").write_text(json.dumps(report, indent=1, default=str))
+
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    if target.exists():
+        os.replace(target, old)
+    os.replace(work, target)
+    shutil.rmtree(old, ignore_errors=True)
+    log.info("exported %d labels, the model and the report to %s", len(rows), target)
+    return target

@@ -1,0 +1,127 @@
+"""``/metrics`` in the Prometheus text format, built from the status document at scrape time.
+
+Everything comes from the persisted state (plus the gateway's error counts), so counters and histograms
+survive restarts instead of starting from zero; Prometheus copes with the rare reset either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+from daemon.loop import Phase
+
+PHASES = ("read", "train", "evaluate", "query", "log")
+BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class StatusCollector(Collector):
+    def __init__(self, status: dict) -> None:
+        self.status = status
+
+    def collect(self) -> Iterator:
+        s = self.status
+        info = InfoMetricFamily("al_daemon", "The run this daemon drives")
+        info.add_metric(
+            [],
+            {
+                "version": str(s.get("version", "")),
+                "dataset": str(s.get("dataset", "")),
+                "workspace": str(s.get("workspace", "")),
+                "model": str(s.get("model", "")),
+                "query_strategy": str(s.get("query_strategy", "")),
+            },
+        )
+        yield info
+
+        state = GaugeMetricFamily("al_state", "1 for the daemon's current state", labels=["state"])
+        for phase in Phase:
+            state.add_metric([phase.value], 1.0 if s.get("state") == phase.value else 0.0)
+        yield state
+
+        yield _counter("al_rounds", "Training rounds completed", s.get("round", 0))
+        yield _counter("al_labels", "Labels in hand (submitted, used for training)", s.get("labels", 0))
+        yield _counter(
+            "al_discarded_records", "Records discarded by annotators (never trained on)", s.get("discarded", 0)
+        )
+        yield _gauge("al_pool_records", "Records in the unlabelled pool file", s.get("pool_size"))
+        yield _gauge("al_pool_unlabelled_records", "Pool records not yet labelled or discarded", s.get("unlabelled"))
+
+        batch = s.get("batch") or {}
+        yield _gauge("al_batch_id", "Id of the batch in front of annotators", batch.get("batch_id"))
+        yield _gauge("al_batch_records", "Records in the current batch", batch.get("total"))
+        records = GaugeMetricFamily("al_batch_progress_records", "Current batch records by status", labels=["status"])
+        for key in ("completed", "discarded", "pending", "missing"):
+            if batch.get(key) is not None:
+                records.add_metric([key], float(batch[key]))
+        yield records
+
+        for key, name, text in (
+            ("accuracy", "al_test_accuracy_ratio", "Test-set accuracy of the latest model"),
+            ("macro_f1", "al_test_macro_f1_ratio", "Test-set macro-F1 of the latest model"),
+        ):
+            values = s.get(key) or {}
+            yield _gauge(name, text, values.get("last"))
+            yield _gauge(name.replace("al_test_", "al_test_best_"), text.replace("latest", "best"), values.get("best"))
+
+        signal = GaugeMetricFamily(
+            "al_stopping_signal", "Latest value of each stopping criterion", labels=["criterion"]
+        )
+        threshold = GaugeMetricFamily(
+            "al_stopping_threshold", "Threshold of each stopping criterion", labels=["criterion"]
+        )
+        fired = GaugeMetricFamily(
+            "al_stopping_fired", "1 if the criterion fired in the latest round", labels=["criterion"]
+        )
+        stops = GaugeMetricFamily("al_stopping_enabled", "1 if the criterion may stop the daemon", labels=["criterion"])
+        for name, view in (s.get("signals") or {}).items():
+            if view.get("value") is not None:
+                signal.add_metric([name], float(view["value"]))
+            if view.get("threshold") is not None:
+                threshold.add_metric([name], float(view["threshold"]))
+            fired.add_metric([name], 1.0 if view.get("fired") else 0.0)
+            stops.add_metric([name], 1.0 if view.get("stops") else 0.0)
+        yield from (signal, threshold, fired, stops)
+        stop = s.get("stop") or {}
+        yield _gauge(
+            "al_projected_stop_round", "Round at which KappaAverage is projected to fire", stop.get("projected_round")
+        )
+
+        histogram = HistogramMetricFamily(
+            "al_round_phase_duration_seconds", "Seconds spent per phase of each training round", labels=["phase"]
+        )
+        history = s.get("history") or []
+        for phase in PHASES:
+            observed = [row["seconds"][phase] for row in history if phase in (row.get("seconds") or {})]
+            if not observed:
+                continue
+            buckets = [(str(b), float(sum(1 for v in observed if v <= b))) for b in BUCKETS]
+            buckets.append(("+Inf", float(len(observed))))
+            histogram.add_metric([phase], buckets, sum_value=float(sum(observed)))
+        yield histogram
+
+        errors = CounterMetricFamily("al_argilla_request_errors", "Failed Argilla requests by kind", labels=["kind"])
+        for kind in ("unavailable", "refused"):
+            errors.add_metric([kind], float((s.get("argilla_errors") or {}).get(kind, 0)))
+        yield errors
+
+
+def _gauge(name: str, documentation: str, value) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, documentation)
+    if value is not None:
+        family.add_metric([], float(value))
+    return family
+
+
+def _counter(name: str, documentation: str, value) -> CounterMetricFamily:
+    return CounterMetricFamily(name, documentation, value=float(value or 0))
+
+
+def render_metrics(status: dict) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatusCollector(status))
+    return generate_latest(registry)

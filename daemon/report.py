@@ -1,0 +1,126 @@
+"""Views of a run for people: the ``/status`` document and the learning curve, built from the state alone.
+
+Pure functions of the state and a few live facts, so the status endpoint, ``/metrics``, the plot, the
+terminal ``al-daemon status`` and the export report all tell the same story.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from daemon import __version__
+from daemon.config import Settings
+from daemon.state import RoundMetrics, RunState
+from daemon.stopping import LABEL_BUDGET, MAX_ITERATIONS, SIGNALS
+
+
+@dataclasses.dataclass(frozen=True)
+class Live:
+    """What the running daemon knows beyond the state."""
+
+    phase: str
+    reason: str | None = None
+    last_error: str | None = None
+    progress: dict = dataclasses.field(default_factory=dict)  # the current batch's per-status counts
+    model: str = ""
+    pool_size: int = 0
+    unlabelled: int | None = None
+    argilla_errors: dict = dataclasses.field(default_factory=dict)
+    export: dict | None = None
+
+
+def best(rounds: list[RoundMetrics], metric: str) -> dict:
+    values = [(getattr(m, metric), m.round, m.labels) for m in rounds if getattr(m, metric) is not None]
+    if not values:
+        return {"last": None, "best": None, "best_round": None, "best_labels": None}
+    top = max(values, key=lambda item: item[0])
+    return {"last": values[-1][0], "best": top[0], "best_round": top[1], "best_labels": top[2]}
+
+
+def signal_view(settings: Settings, rounds: list[RoundMetrics], thresholds: dict) -> dict:
+    """Each criterion: its last value, threshold, whether it fired, whether it may stop us, and its history."""
+    chosen = {str(c) for c in settings.stop_criteria}
+    caps = {MAX_ITERATIONS: settings.max_rounds is not None, LABEL_BUDGET: settings.max_labels is not None}
+    view = {}
+    for name in SIGNALS:
+        history = [[m.round, m.signals[name].value] for m in rounds if name in m.signals]
+        last = rounds[-1].signals.get(name) if rounds else None
+        view[name] = {
+            "value": last.value if last else None,
+            "threshold": thresholds.get(name),
+            "fired": bool(last and last.fired),
+            "stops": name in chosen or caps.get(name, False),
+            "history": [h for h in history if h[1] is not None],
+        }
+    return view
+
+
+def status_view(settings: Settings, state: RunState | None, live: Live, thresholds: dict) -> dict:
+    """The ``/status`` document."""
+    rounds = sorted(state.rounds, key=lambda m: m.round) if state else []
+    batch = state.current if state else None
+    labels = len(state.training_labels()) if state else 0
+    last = rounds[-1] if rounds else None
+    projected = last.projected_stop_round if last else None
+    progress = dict(live.progress)
+    if batch is not None:
+        progress.setdefault("total", len(batch.pool_indices))
+        if batch.complete:
+            progress.update(done=len(batch.pool_indices), pending=0)
+        progress.update(batch_id=batch.batch_id, round=batch.round, logged=batch.logged, created_at=batch.created_at)
+    return {
+        "version": __version__,
+        "state": live.phase,
+        "reason": live.reason,
+        "last_error": live.last_error,
+        "dataset": settings.dataset,
+        "workspace": settings.workspace,
+        "argilla_url": settings.argilla_url,
+        "model": live.model,
+        "query_strategy": settings.query_strategy.value,
+        "batch_size": settings.batch_size,
+        "pool_size": live.pool_size,
+        "unlabelled": live.unlabelled,
+        "round": len(rounds),
+        "labels": labels,
+        "discarded": len(state.discarded()) if state else 0,
+        "batch": progress,
+        "accuracy": best(rounds, "accuracy"),
+        "macro_f1": best(rounds, "macro_f1"),
+        "signals": signal_view(settings, rounds, thresholds),
+        "stop": {
+            "criteria": [str(c) for c in settings.stop_criteria],
+            "mode": settings.stop_mode.value,
+            "max_rounds": settings.max_rounds,
+            "max_labels": settings.max_labels,
+            "projected_round": projected,
+            "projected_labels": None
+            if projected is None or last is None
+            else last.labels + max(0, projected - last.round) * settings.batch_size,
+            "reason": state.stopped if state else None,
+            "stopped_at": state.stopped_at if state else None,
+        },
+        "last_round": None
+        if last is None
+        else {"round": last.round, "seconds": last.seconds, "finished_at": last.finished_at},
+        "history": [m.model_dump(mode="json") for m in rounds],
+        "argilla_errors": dict(live.argilla_errors),
+        "started_at": state.started_at if state else None,
+        "export": live.export,
+    }
+
+
+def curve(rounds: list[RoundMetrics]) -> list[dict]:
+    """The learning curve as rows (for the export report)."""
+    return [
+        {
+            "round": m.round,
+            "labels": m.labels,
+            "accuracy": m.accuracy,
+            "macro_f1": m.macro_f1,
+            **{name: signal.value for name, signal in m.signals.items()},
+            "projected_stop_round": m.projected_stop_round,
+            "seconds": m.seconds,
+        }
+        for m in sorted(rounds, key=lambda m: m.round)
+    ]

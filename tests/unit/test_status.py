@@ -1,0 +1,93 @@
+"""The status app: routes, readiness, the page, the plot, and bearer-token auth."""
+
+import base64
+
+import pytest
+from fastapi.testclient import TestClient
+
+from daemon.errors import ArgillaUnavailable
+from daemon.plot import render_curve
+from daemon.status import authorized, create_app
+
+TOKEN = "correct-horse-battery-staple"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+class Source:
+    def __init__(self, daemon):
+        self.daemon = daemon
+
+    def status(self):
+        return self.daemon.status()
+
+    def ready(self):
+        return self.daemon.ready()
+
+    def plot(self):
+        return render_curve(self.status())
+
+
+@pytest.fixture
+def client(finished_run):
+    return TestClient(create_app(Source(finished_run[1])))
+
+
+def test_routes_serve_status_page_plot_and_metrics(client, finished_run):
+    assert client.get("/healthz").json() == {"ok": True}
+    status = client.get("/status").json()
+    assert status["round"] == 4 and status["state"] == "stopped"
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert status["dataset"] in page.text and "kappa_average" in page.text and 'src="plot.png' in page.text
+    assert f"{status['accuracy']['last']:.3f}" in page.text
+    plot = client.get("/plot.png")
+    assert plot.headers["content-type"] == "image/png" and plot.content.startswith(PNG)
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200 and "al_rounds_total 4.0" in metrics.text
+
+
+def test_readyz_reports_degraded_and_unreachable(finished_run, monkeypatch):
+    world, daemon, _ = finished_run
+    client = TestClient(create_app(Source(daemon)))
+    assert client.get("/readyz").status_code == 200
+    daemon.last_contact = None  # long ago: readyz pings Argilla itself
+
+    def down():
+        raise ArgillaUnavailable("Argilla unreachable: test")
+
+    monkeypatch.setattr(world["gateway"], "ping", down)
+    answer = client.get("/readyz")
+    assert answer.status_code == 503 and "unreachable" in answer.json()["reason"]
+    daemon.state = None
+    assert client.get("/readyz").json() == {"ready": False, "reason": "state not loaded yet"}
+
+
+def test_token_refuses_missing_or_wrong_and_accepts_right(finished_run):
+    client = TestClient(create_app(Source(finished_run[1]), token=TOKEN))
+    assert client.get("/healthz").status_code == 200  # liveness probes carry no secret
+    for path in ("/", "/status", "/readyz", "/metrics", "/plot.png"):
+        refused = client.get(path)
+        assert refused.status_code == 401, path
+        assert "Bearer" in refused.headers["www-authenticate"]
+        assert client.get(path, headers={"Authorization": "Bearer wrong-token"}).status_code == 401
+        assert client.get(path, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    basic = base64.b64encode(f"anyone:{TOKEN}".encode()).decode()
+    assert client.get("/", headers={"Authorization": f"Basic {basic}"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "header, ok",
+    [
+        (None, False),
+        ("", False),
+        (f"Bearer {TOKEN}", True),
+        (f"bearer {TOKEN}", True),
+        (f"Bearer {TOKEN}x", False),
+        (f"Token {TOKEN}", False),
+        ("Basic !!!", False),
+        ("Basic " + base64.b64encode(f"u:{TOKEN}".encode()).decode(), True),
+        ("Basic " + base64.b64encode(TOKEN.encode()).decode(), False),
+    ],
+)
+def test_authorized(header, ok):
+    assert authorized(header, TOKEN) is ok
