@@ -25,6 +25,8 @@ def setup_logging(level: str = "INFO") -> None:
     )
     for noisy in ("httpx", "httpcore", "sentence_transformers", "urllib3", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # a poll skipped because the previous one (a training round) is still running is the design, not news
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
 
 
 def load_settings(argv: list[str]):

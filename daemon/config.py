@@ -192,3 +192,51 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+SECTIONS = {  # first setting of each section -> its heading in .env.example
+    "argilla_url": "Argilla",
+    "pool_file": "Data",
+    "batch_size": "Active learning",
+    "stop_criteria": "Stopping and export",
+    "poll_interval": "Process and status endpoint",
+}
+
+
+def _default_text(name: str) -> str | None:
+    value = Settings.model_fields[name].default
+    if value is None:
+        return None
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def env_example() -> str:
+    """The text of `.env.example` (a unit test keeps the file equal to it)."""
+    lines = [
+        "# al-daemon settings. Copy to .env (or export as environment variables, or pass as `al-daemon run --flag`).",
+        "# Every setting is AL_<NAME>; flags are --<name-with-dashes>. Precedence: flags > environment > .env.",
+    ]
+    for name, field in Settings.model_fields.items():
+        if name in SECTIONS:
+            lines += ["", f"# --- {SECTIONS[name]} ---"]
+        lines.append(f"# {field.description}")
+        default = _default_text(name)
+        lines.append(f"# AL_{name.upper()}=" if default is None else f"AL_{name.upper()}={default}")
+    return "\n".join(lines) + "\n"
+
+
+def settings_table() -> str:
+    """The README's settings table (a unit test keeps the README's copy equal to it)."""
+    lines = ["| setting | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = _default_text(name)
+        shown = "—" if default is None else f"`{default}`" if default else "(empty)"
+        description = (field.description or "").replace("|", "\\|")
+        lines.append(f"| `AL_{name.upper()}` | {shown} | {description} |")
+    return "\n".join(lines) + "\n"

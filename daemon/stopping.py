@@ -10,7 +10,8 @@ can plot it and the next round can restore it.
   implements it for binary tasks; with more classes we run it one-vs-rest per class and record the largest
   change, which fires exactly when every class's criterion fires.
 - ClassificationChange: share of pool predictions that changed since the last round ≤ threshold.
-- OverallUncertainty: mean normalised prediction entropy over the unlabelled pool < threshold.
+- OverallUncertainty: mean normalised prediction entropy over the unlabelled pool < threshold (small-text's
+  formula, vectorised).
 - MaxIterations (``max_rounds``) and the label budget (``max_labels``) are caps: they always stop.
 """
 
@@ -22,7 +23,7 @@ import math
 import numpy as np
 from pydantic import BaseModel
 from scipy.stats import entropy
-from small_text import ClassificationChange, DeltaFScore, KappaAverage, MaxIterations, OverallUncertainty
+from small_text import ClassificationChange, DeltaFScore, KappaAverage, MaxIterations
 
 from daemon.config import Criterion, Settings, StopMode
 
@@ -138,10 +139,23 @@ class StoppingSignals:
     def _uncertainty(self, inputs: Inputs) -> Signal:
         if inputs.proba is None or len(inputs.unlabelled) == 0:
             return Signal()
-        criterion = OverallUncertainty(self.num_classes, threshold=self.settings.overall_uncertainty_threshold)
-        fired = bool(criterion.stop(proba=inputs.proba, indices_stopping=inputs.unlabelled))
+        # small-text's OverallUncertainty applies scipy's entropy row by row (1.3 s on a 5k pool); this is
+        # the same mean normalised entropy and the same rule, vectorised (a unit test holds them equal)
         value = float(np.mean(entropy(inputs.proba[inputs.unlabelled], axis=1) / np.log(self.num_classes)))
-        return Signal(value=value, fired=fired)
+        return Signal(value=value, fired=value < self.settings.overall_uncertainty_threshold)
+
+    def describe(self, name: str, signal: Signal) -> str:
+        """A criterion's reading in words, for the stop reason."""
+        s, v = self.settings, signal.value
+        if name == Criterion.kappa_average:
+            return (
+                f"kappa_average: mean kappa of the last {s.kappa_window} rounds >= {s.kappa_threshold} (last {v:.4f})"
+            )
+        if name == Criterion.delta_f_score:
+            return f"delta_f_score: F-score changes of the last {s.delta_f_window} rounds < {s.delta_f_threshold} (last {v:.4f})"
+        if name == Criterion.classification_change:
+            return f"classification_change: {v:.2%} of pool predictions changed (<= {s.classification_change_threshold:.2%})"
+        return f"overall_uncertainty: mean normalised entropy {v:.4f} < {s.overall_uncertainty_threshold}"
 
     def stop_reason(self, signals: dict[str, Signal]) -> str | None:
         """Why the daemon stops after this round, or None to go on."""
@@ -155,15 +169,12 @@ class StoppingSignals:
             return None
         fired = [name for name in chosen if signals[name].fired]
         if (s.stop_mode is StopMode.any and fired) or (s.stop_mode is StopMode.all and len(fired) == len(chosen)):
-            described = ", ".join(
-                f"{name} {signals[name].value:.4g} (threshold {self.thresholds()[name]})" for name in fired
-            )
-            return f"{'+'.join(fired)} fired: {described}"
+            return f"{'+'.join(fired)} fired: " + "; ".join(self.describe(name, signals[name]) for name in fired)
         return None
 
 
 def project_kappa(
-    kappas: list[tuple[int, float]], window: int, threshold: float, horizon: int = 500, fit_last: int = 8
+    kappas: list[tuple[int, float]], window: int, threshold: float, horizon: int = 500, fit_last: int = 12
 ) -> int | None:
     """The round at which KappaAverage is projected to fire, from the rounds' kappa values so far.
 

@@ -1,76 +1,32 @@
 """The daemon end to end on TREC-6: real Argilla, the simulated annotator, a kill -9 between rounds."""
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 
-import httpx
 import pytest
 
-from daemon.app import load_data
-from daemon.config import Settings
-from daemon.simulate import SimulatedAnnotator, SimulationConfig, wait_for
-from tests.conftest import OUTPUT, ROOT, TREC, free_port
+from daemon.simulate import wait_for
+from tests.e2e.conftest import get_status, simulated_annotator, start_daemon
 
 pytestmark = pytest.mark.e2e
 
 
-def start_daemon(env: dict, log_path) -> subprocess.Popen:
-    log = open(log_path, "ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "daemon.cli", "run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-
-
-def status(port: int) -> dict | None:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/status", timeout=2).json()
-    except httpx.HTTPError:
-        return None
-
-
-def test_rounds_kill_restart_and_continue(argilla_stack, dataset_name, cache_dir, tmp_path):
+def test_rounds_kill_restart_and_continue(argilla_stack, dataset_name, trec_env, trec_data):
     import argilla as rg
 
-    port = free_port()
-    env = {
-        **os.environ,
-        "AL_ARGILLA_URL": argilla_stack["url"],
-        "AL_ARGILLA_API_KEY": argilla_stack["owner_key"],
-        "AL_DATASET": dataset_name,
-        "AL_POOL_FILE": str(TREC / "train.jsonl"),
-        "AL_TEST_FILE": str(TREC / "test.jsonl"),
-        "AL_STATE_DIR": str(tmp_path / "state"),
-        "AL_CACHE_DIR": str(cache_dir),
-        "AL_STOPPING_RULE": "max_rounds",
-        "AL_MAX_ROUNDS": "5",
-        "AL_POLL_INTERVAL": "0.5",
-        "AL_STATUS_PORT": str(port),
-    }
-    settings = Settings(_env_file=None, pool_file=TREC / "train.jsonl", test_file=TREC / "test.jsonl")
-    data = load_data(settings)
-    gold = dict(zip(data.pool.texts, data.pool.gold, strict=True))
-    config = SimulationConfig(
-        argilla_url=argilla_stack["url"],
-        api_key=argilla_stack["annotator_key"],
-        dataset=dataset_name,
-        delay=0.01,
-        discard_rate=0.1,
-        seed=1,
-    )
-    person = SimulatedAnnotator(config, gold, data.labels)
+    port, log_path = trec_env["port"], trec_env["log"]
+    env = trec_env["env"] | {"AL_MAX_ROUNDS": "5", "AL_STOP_CRITERIA": "never"}
+    person = simulated_annotator(argilla_stack, dataset_name, trec_data, discard_rate=0.1, seed=1)
     person.start_thread()
-    log_path = OUTPUT / f"{dataset_name}.log"
-    OUTPUT.mkdir(parents=True, exist_ok=True)
     daemon = start_daemon(env, log_path)
     try:
-        assert wait_for(lambda: (status(port) or {}).get("round", 0) >= 2, timeout=300), log_path.read_text()[-3000:]
-        mid = status(port)
+        assert wait_for(lambda: (get_status(port) or {}).get("round", 0) >= 2, timeout=300), log_path.read_text()[
+            -3000:
+        ]
+        mid = get_status(port)
         assert mid["state"] in ("waiting-for-annotators", "training", "querying", "logging")
-        assert len(mid["accuracy"]) >= 2 and all(a is not None and a > 0.2 for a in mid["accuracy"])
+        assert len(mid["history"]) >= 2 and all(row["accuracy"] > 0.2 for row in mid["history"])
         daemon.send_signal(signal.SIGKILL)
         daemon.wait(timeout=30)
         killed_at = mid["round"]
@@ -97,7 +53,7 @@ def test_rounds_kill_restart_and_continue(argilla_stack, dataset_name, cache_dir
 
     from daemon.state import StateStore
 
-    state = StateStore(tmp_path / "state").load()
+    state = StateStore(trec_env["state_dir"]).load()
     assert [m.round for m in state.rounds] == [0, 1, 2, 3, 4]
     assert all(m.accuracy is not None for m in state.rounds)
     assert all(m.kappa is not None for m in state.rounds[1:])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from daemon.errors import ArgillaRefused, SchemaError
+from daemon.errors import ArgillaRefused, ArgillaUnavailable, SchemaError
 from daemon.gateway import ArgillaGateway, DatasetSpec, OutRecord
 from daemon.simulate import SimulatedAnnotator, SimulationConfig
 
@@ -92,3 +92,29 @@ def test_read_batch_sees_submits_discards_and_suggestions(argilla_stack, dataset
     suggestion = record.suggestions["label"]
     assert suggestion.value == "tech" and suggestion.agent == "tfidf-logreg:round-1" and suggestion.score == 0.75
     assert {"batch_id", "pool_index", "round", "al_score"} <= set(record.metadata)
+
+
+def test_guidelines_update_and_user_names(argilla_stack, dataset_name):
+    import argilla as rg
+
+    gateway = gateway_for(argilla_stack, dataset_name)
+    gateway.ensure_dataset(DatasetSpec(dataset_name, "argilla", LABELS, guidelines="how to label"))
+    gateway.log_records(records(0, range(3)))
+    gateway.set_guidelines("how to label\n\n## Progress\n\n- Round 3: 60 labels in hand.\n")
+    client = rg.Argilla(api_url=argilla_stack["url"], api_key=argilla_stack["owner_key"])
+    assert "Round 3: 60 labels" in client.datasets(dataset_name, workspace="argilla").settings.guidelines
+    names = gateway.user_names()
+    assert {"argilla", "annotator"} <= set(names.values())
+    assert names[str(client.me.id)] == "argilla"
+
+
+def test_failed_calls_are_counted_by_kind(argilla_stack, dataset_name):
+    from tests.conftest import free_port
+
+    down = ArgillaGateway(f"http://127.0.0.1:{free_port()}", "k", "argilla", dataset_name, timeout=2)
+    with pytest.raises(ArgillaUnavailable):
+        down.ping()
+    wrong = gateway_for(argilla_stack, dataset_name, key="wrong.key")
+    with pytest.raises(ArgillaRefused):
+        wrong.ping()
+    assert down.errors == {"unavailable": 1} and wrong.errors == {"refused": 1}

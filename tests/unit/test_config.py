@@ -65,17 +65,28 @@ def test_cli_reports_invalid_settings_without_traceback(capsys):
     assert "batch_size" in err and "Traceback" not in err
 
 
-def test_env_example_lists_every_setting():
+def test_env_example_is_generated_from_the_settings():
+    from daemon.config import env_example
     from tests.conftest import ROOT
 
     text = (ROOT / ".env.example").read_text()
+    assert text == env_example(), (
+        "regenerate: python -c 'from daemon.config import env_example as e; print(e(), end=\"\")' > .env.example"
+    )
     for name in Settings.model_fields:
-        assert f"AL_{name.upper()}=" in text, f"AL_{name.upper()} missing from .env.example"
+        assert f"AL_{name.upper()}=" in text
 
 
-def test_readme_documents_every_setting():
+def test_readme_settings_table_is_generated_from_the_settings():
+    from daemon.config import settings_table
     from tests.conftest import ROOT
 
-    text = (ROOT / "README.md").read_text()
-    for name in Settings.model_fields:
-        assert f"`AL_{name.upper()}`" in text, f"AL_{name.upper()} missing from the README's settings table"
+    assert settings_table() in (ROOT / "README.md").read_text(), "paste daemon.config.settings_table() into the README"
+
+
+def test_env_example_parses_to_the_defaults(tmp_path):
+    from daemon.config import env_example
+
+    env = tmp_path / ".env"
+    env.write_text(env_example())
+    assert Settings(_env_file=env) == Settings(_env_file=None)

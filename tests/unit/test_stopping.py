@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from small_text import DeltaFScore, KappaAverage
+from small_text import DeltaFScore, KappaAverage, OverallUncertainty
 
 from daemon.config import Settings
 from daemon.stopping import LABEL_BUDGET, MAX_ITERATIONS, Inputs, Signal, StoppingSignals, project_kappa
@@ -90,6 +90,21 @@ def test_overall_uncertainty_on_the_unlabelled_pool():
     mixed = np.vstack([sure[:2], unsure[:2]])  # only the unlabelled rows 0 and 1 count
     only_sure = signals.compute(inputs(0, predictions, None, proba=mixed, unlabelled=np.array([0, 1])), [])
     assert only_sure["overall_uncertainty"].fired
+
+
+def test_overall_uncertainty_matches_small_text():
+    rng = np.random.default_rng(3)
+    proba = rng.dirichlet([0.3] * 4, size=500)
+    unlabelled = np.sort(rng.choice(500, 300, replace=False))
+    outcomes = set()
+    for threshold in (0.2, 0.4, 0.6, 0.8):
+        reading = StoppingSignals(Settings(_env_file=None, overall_uncertainty_threshold=threshold), 4).compute(
+            inputs(0, proba.argmax(1), None, proba=proba, unlabelled=unlabelled), []
+        )["overall_uncertainty"]
+        reference = OverallUncertainty(4, threshold=threshold).stop(proba=proba, indices_stopping=unlabelled)
+        assert reading.fired is bool(reference)
+        outcomes.add(reading.fired)
+    assert outcomes == {True, False}
 
 
 def test_caps_stop_whatever_the_criteria_say():
