@@ -178,7 +178,7 @@ def format_status(s: dict) -> str:
     lines = [
         f"state:     {s.get('state')}{' (' + s['reason'] + ')' if s.get('reason') else ''}",
         f"dataset:   {s.get('dataset')} in {s.get('workspace')}   model: {s.get('model')} / {s.get('query_strategy')}",
-        f"round:     {s.get('round')}   labels: {s.get('labels')}   discarded: {s.get('discarded')}"
+        f"rounds:    {s.get('round')} trained   labels: {s.get('labels')}   discarded: {s.get('discarded')}"
         f"   unlabelled: {num(s.get('unlabelled'))} of {num(s.get('pool_size'))}",
         f"batch:     {num(batch.get('batch_id'))}: {batch.get('done', 0)}/{num(batch.get('total'))} done"
         f" ({batch.get('completed', 0)} submitted, {batch.get('discarded', 0)} discarded,"
@@ -194,7 +194,10 @@ def format_status(s: dict) -> str:
     lines.append("signals:")
     for name, view in (s.get("signals") or {}).items():
         flags = ("fired " if view.get("fired") else "") + ("(stops the run)" if view.get("stops") else "")
-        lines.append(f"  {name:<22} {num(view.get('value'), 4):>8}  threshold {num(view.get('threshold')):>6}  {flags}")
+        digits = 0 if name in ("max_iterations", "label_budget") else 4
+        value = view.get("value")
+        shown = "-" if value is None else f"{value:.{digits}f}"
+        lines.append(f"  {name:<22} {shown:>8}  threshold {num(view.get('threshold')):>6}  {flags}")
     last = s.get("last_round")
     if last:
         phases = ", ".join(f"{k} {v:.2f} s" for k, v in last["seconds"].items())

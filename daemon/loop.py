@@ -139,6 +139,8 @@ class Daemon:
         if state.stopped:
             if state.exported_at is None:
                 self._export()  # the last run stopped but did not get to export
+            else:
+                self.export = {"path": str(self.settings.export_path), "exported_at": state.exported_at}
             self._set(Phase.stopped, reason=state.stopped)
             return
         self._ensure_logged()
@@ -426,7 +428,6 @@ class Daemon:
             progress=snapshot.progress,
             model=self.learner.features.name,
             pool_size=len(self.pool),
-            unlabelled=self.learner.unlabelled_count(),
             argilla_errors=dict(getattr(self.gateway, "errors", {}) or {}),
             export=self.export,
         )

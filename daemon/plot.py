@@ -40,11 +40,11 @@ def render_curve(status: dict) -> bytes:
         points = [(labels_at[r], v) for r, v in signal.get("history", []) if r in labels_at and v is not None]
         if not points:
             continue
-        style = "-" if signal.get("stops") else ":"
+        style = "-" if signal.get("stops") else ":"  # solid: may stop the run
         signals_axis.plot(*zip(*points, strict=True), style, color=colour, linewidth=1.2, label=title)
         if signal.get("stops") and signal.get("threshold") is not None:
             signals_axis.axhline(signal["threshold"], color=colour, linestyle="--", linewidth=0.8, alpha=0.7)
-    signals_axis.set_ylabel("stopping signals (solid: may stop the run; dashed: threshold)")
+    signals_axis.set_ylabel("stopping signals (dashed: threshold)")
     low = min([0.0] + [v for s in signals.values() if s for _, v in s.get("history", []) if v is not None])
     signals_axis.set_ylim(max(low, -1.0) - 0.02, 1.02)
 
@@ -59,7 +59,7 @@ def render_curve(status: dict) -> bytes:
     handles = axis.get_legend_handles_labels()
     more = signals_axis.get_legend_handles_labels()
     if handles[0] or more[0]:
-        axis.legend(handles[0] + more[0], handles[1] + more[1], loc="lower right", fontsize=8)
+        figure.legend(handles[0] + more[0], handles[1] + more[1], loc="outside lower center", ncol=6, fontsize=8)
     if not history:
         axis.text(0.5, 0.5, "no round trained yet", ha="center", va="center", transform=axis.transAxes)
     buffer = io.BytesIO()

@@ -24,7 +24,6 @@ class Live:
     progress: dict = dataclasses.field(default_factory=dict)  # the current batch's per-status counts
     model: str = ""
     pool_size: int = 0
-    unlabelled: int | None = None
     argilla_errors: dict = dataclasses.field(default_factory=dict)
     export: dict | None = None
 
@@ -65,8 +64,9 @@ def status_view(settings: Settings, state: RunState | None, live: Live, threshol
     progress = dict(live.progress)
     if batch is not None:
         progress.setdefault("total", len(batch.pool_indices))
-        if batch.complete:
-            progress.update(done=len(batch.pool_indices), pending=0)
+        if batch.complete:  # the journal knows the final counts
+            discarded = len(batch.discarded)
+            progress.update(done=len(batch.pool_indices), completed=len(batch.labels), discarded=discarded, pending=0)
         progress.update(batch_id=batch.batch_id, round=batch.round, logged=batch.logged, created_at=batch.created_at)
     return {
         "version": __version__,
@@ -80,7 +80,7 @@ def status_view(settings: Settings, state: RunState | None, live: Live, threshol
         "query_strategy": settings.query_strategy.value,
         "batch_size": settings.batch_size,
         "pool_size": live.pool_size,
-        "unlabelled": live.unlabelled,
+        "unlabelled": None if state is None else live.pool_size - labels - len(state.discarded()),
         "round": len(rounds),
         "labels": labels,
         "discarded": len(state.discarded()) if state else 0,

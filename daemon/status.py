@@ -102,7 +102,7 @@ def _num(value, digits: int = 3) -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
-        return f"{value:.{digits}f}"
+        return f"{value:.{digits}f}" if digits else str(round(value))
     return str(value)
 
 
@@ -131,8 +131,9 @@ PAGE = _env.from_string(
 {% if s.reason %}<p><b>{{ 'Stopped' if s.state == 'stopped' else 'Reason' }}:</b> {{ s.reason }}</p>{% endif %}
 {% if s.last_error %}<p><b>Last error:</b> {{ s.last_error }}</p>{% endif %}
 <div class="cards">
- <div class="card">round<b>{{ s.round }}</b></div>
- <div class="card">labels<b>{{ s.labels }}</b><span class="muted">{{ s.discarded }} discarded</span></div>
+ <div class="card">rounds trained<b>{{ s.round }}</b></div>
+ <div class="card">labels<b>{{ s.labels }}</b><span class="muted">{{ s.discarded }} discarded ·
+  {{ s.unlabelled|num }} of {{ s.pool_size }} unlabelled</span></div>
  <div class="card">batch {{ s.batch.batch_id|num }}<b>{{ s.batch.done|default(0) }}/{{ s.batch.total|num }}</b>
   <div class="bar"><span style="width:{{ (100 * (s.batch.done or 0) / (s.batch.total or 1))|round(1) }}%"></span></div>
   <span class="muted">{{ s.batch.completed|default(0) }} submitted · {{ s.batch.discarded|default(0) }} discarded ·
@@ -144,12 +145,13 @@ PAGE = _env.from_string(
   {% if s.stop.projected_labels %}(~{{ s.stop.projected_labels }} labels){% endif %}</span></div>
 </div>
 <table><tr><th>stopping criterion</th><th>value</th><th>threshold</th><th>fired</th><th>stops the run</th></tr>
-{% for name, sig in s.signals.items() %}<tr><td>{{ name }}</td><td>{{ sig.value|num(4) }}</td><td>{{ sig.threshold|num }}</td>
+{% for name, sig in s.signals.items() %}<tr><td>{{ name }}</td>
+<td>{{ sig.value|num(0 if name in ('max_iterations', 'label_budget') else 4) }}</td><td>{{ sig.threshold|num }}</td>
 <td>{{ 'yes' if sig.fired else 'no' }}</td><td>{{ 'yes' if sig.stops else '' }}</td></tr>{% endfor %}
 </table>
 <p class="muted">Stop rule: {{ s.stop.mode }} of [{{ s.stop.criteria|join(', ') }}]
-{% if s.stop.max_rounds %}, at most {{ s.stop.max_rounds }} rounds{% endif %}
-{% if s.stop.max_labels %}, at most {{ s.stop.max_labels }} labels{% endif %}.
+{%- if s.stop.max_rounds %}, at most {{ s.stop.max_rounds }} rounds{% endif %}
+{%- if s.stop.max_labels %}, at most {{ s.stop.max_labels }} labels{% endif %}.
 {% if s.last_round %}Last round {{ s.last_round.round }}:
 {% for phase, sec in s.last_round.seconds.items() %}{{ phase }} {{ sec|num(2) }} s{{ ', ' if not loop.last }}{% endfor %}.{% endif %}
 {% if s.export %}Export: {{ s.export.path }}.{% endif %}</p>

@@ -115,7 +115,7 @@ def test_pooled_classifier_computes_pool_probabilities_once():
     assert len(calls) == 2
 
 
-def test_transformer_model_fine_tunes_and_queries(tmp_path):
+def test_transformer_model_fine_tunes_and_queries(tmp_path, caplog):
     """The seed tutorial's model: small-text fine-tuning the bundled MiniLM directory on CPU (1 short epoch)."""
     path = write_jsonl(tmp_path / "pool.jsonl", tiny_rows(8))
     pool = load_table(path, "text", "label", "id")
@@ -127,7 +127,9 @@ def test_transformer_model_fine_tunes_and_queries(tmp_path):
     assert features.name == "transformer-all-MiniLM-L6-v2"
     model = learner(features)
     first = model.initial_batch(9)
-    assert model.fit({i: int(gold[i]) for i in first}, set(), 0)
+    with caplog.at_level("INFO"):
+        assert model.fit({i: int(gold[i]) for i in first}, set(), 0)
+    assert "Epoch: 1" in caplog.text  # fine-tuning reports progress per epoch
     result = model.query(4, 0)
     assert len(result.indices) == 4 and not set(result.indices) & set(first)
     assert all(p in (0, 1, 2) for p in result.predicted)

@@ -63,3 +63,16 @@ def test_publishing_progress_can_be_switched_off(world):
     label_batch(world, 0)
     daemon.tick()
     assert world["gateway"].guidelines == []
+
+
+def test_a_restarted_stopped_run_reports_from_the_journal(finished_run):
+    world, daemon, statuses = finished_run
+    again = make_daemon(world, max_rounds=4)
+    again.start()
+    status = again.status()
+    assert status["state"] == "stopped" and status["round"] == 4
+    expected = {"batch_id": 3, "total": 6, "done": 6, "completed": 6, "discarded": 0, "pending": 0}
+    assert {key: status["batch"][key] for key in expected} == expected
+    assert status["unlabelled"] == 60 - 24 == statuses[-1]["unlabelled"]
+    assert status["export"]["path"] == str(daemon.settings.export_path)
+    assert status["signals"] == statuses[-1]["signals"]
