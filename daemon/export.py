@@ -6,7 +6,8 @@ never sees half an export. Layout::
     export/
       labelled.parquet      text, label, annotators, batch_id, round, pool_index, id
       labelled/             the same as a `datasets` folder (datasets.load_from_disk)
-      model/                model.joblib + labels.json (scikit-learn pipeline: raw text in, label id out)
+      model/                model.joblib + labels.json (scikit-learn pipeline: raw text in, label out;
+                            load with load_model() below) [+ encoder/, the sentence-embedding model],
                             or a Hugging Face save_pretrained folder (transformer model)
       report.json           settings (secrets masked), curve, signals, stop reason, counts
       learning-curve.png
@@ -32,6 +33,8 @@ from daemon.report import curve
 from daemon.state import RunState, now
 
 log = logging.getLogger(__name__)
+
+ENCODER_DIR = "encoder"  # the sentence-embedding model inside model/ (embeddings model only)
 
 
 def labelled_rows(state: RunState, pool: TextTable, user_names: dict[str, str]) -> list[dict]:
@@ -89,14 +92,28 @@ def save_model(learner: Learner, settings: Settings, labels: list[str], target: 
     import joblib
     from sklearn.pipeline import Pipeline
 
+    encoder = learner.features.encoder
+    if getattr(encoder, "model_path", None):  # sentence embeddings: ship the encoder, so the export stands alone
+        shutil.copytree(encoder.model_path, target / ENCODER_DIR)
     estimator = copy.deepcopy(classifier.model)
     # trained on label ids: name the classes so predict() answers with labels and predict_proba's columns
     # follow estimator.classes_ (labels nobody has used yet have no column)
     estimator.classes_ = np.array([labels[int(c)] for c in estimator.classes_], dtype=object)
-    pipeline = Pipeline([("features", learner.features.encoder), ("classifier", estimator)])
+    pipeline = Pipeline([("features", encoder), ("classifier", estimator)])
     joblib.dump(pipeline, target / "model.joblib")
     (target / "labels.json").write_text(json.dumps(labels, indent=1))
     return {"saved": True, "format": "joblib", "path": f"{target.name}/model.joblib", "predicts": "label names"}
+
+
+def load_model(folder: Path):
+    """Load an exported scikit-learn model, pointing its sentence encoder at the copy in the export."""
+    import joblib
+
+    model_dir = Path(folder) / "model" if (Path(folder) / "model").is_dir() else Path(folder)
+    pipeline = joblib.load(model_dir / "model.joblib")
+    if (model_dir / ENCODER_DIR).is_dir():
+        pipeline.set_params(features__model_path=str(model_dir / ENCODER_DIR))
+    return pipeline
 
 
 def export_run(

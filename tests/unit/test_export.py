@@ -1,6 +1,7 @@
 """The export: labelled set as Parquet and a datasets folder, the model, and the report; all load back."""
 
 import json
+import shutil
 
 import datasets
 import joblib
@@ -10,7 +11,7 @@ import pytest
 
 from daemon.app import export_now
 from daemon.config import ModelKind, Settings
-from daemon.export import export_run
+from daemon.export import export_run, load_model
 from daemon.learner import Learner
 from daemon.models import build_features
 from daemon.pool import load_table
@@ -111,8 +112,12 @@ def test_embedding_and_transformer_models_load_back(kind, tmp_path, cache_dir, w
     folder = daemon.settings.export_path
     texts = ["the team won the final", "bake bread with basil"]
     if kind is ModelKind.embeddings:
-        pipeline = joblib.load(folder / "model" / "model.joblib")
+        moved = tmp_path / "moved"
+        shutil.copytree(folder, moved)
+        pipeline = load_model(moved)
+        assert pipeline.named_steps["features"].model_path == str(moved / "model" / "encoder")
         assert pipeline.predict_proba(texts).shape[0] == 2
+        assert set(pipeline.predict(texts)) <= set(LABELS)
     else:
         model = AutoModelForSequenceClassification.from_pretrained(folder / "model")
         tokenizer = AutoTokenizer.from_pretrained(folder / "model")
