@@ -97,13 +97,13 @@ def test_run_stops_by_kappa_and_exports(argilla_stack, dataset_name, trec_env, t
     assert labels == sorted(labels)
     kappa = final["signals"]["kappa_average"]
     assert kappa["fired"] and kappa["stops"] and len(kappa["history"]) == final["round"] - 1
-    assert sum(1 for _, k in kappa["history"][-3:]) == 3 and np.mean([k for _, k in kappa["history"][-3:]]) >= 0.95
+    assert np.mean([k for _, k in kappa["history"][-3:]]) >= 0.95  # the window that fired
     assert any(s["stop"]["projected_round"] is not None for s in seen[:-1])
     assert {"waiting-for-annotators", "stopped"} <= {s["state"] for s in seen}
     assert final["stop"]["reason"].startswith("kappa_average fired")
     assert final["accuracy"]["last"] > 0.6 and final["accuracy"]["best"] >= final["accuracy"]["last"]
     assert set(final["last_round"]["seconds"]) >= {"read", "train", "evaluate"}
-    assert final["argilla_errors"] == {"unavailable": 0, "refused": 0} or final["argilla_errors"] == {}
+    assert final["argilla_errors"].get("refused", 0) == 0  # the key and the dataset were never refused
     assert all(s["signals"]["overall_uncertainty"]["value"] is not None for s in seen if s["round"] >= 2)
 
     # the page shows the numbers and the curve
