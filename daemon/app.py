@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -19,6 +20,7 @@ from daemon.gateway import ArgillaGateway
 from daemon.learner import Learner
 from daemon.loop import Daemon, Phase
 from daemon.models import build_features, model_name
+from daemon.notify import Notifier, watchdog_interval
 from daemon.plot import render_curve
 from daemon.pool import TextTable, check_test_labels, drop_duplicate_texts, load_table, resolve_labels
 from daemon.report import Live, status_view
@@ -87,6 +89,7 @@ class Service:
         self.daemon: Daemon | None = None
         self.stop_requested = threading.Event()
         self.status_server: StatusServer | None = None
+        self.notifier = Notifier()
         self._plot_cache: tuple[tuple, bytes] | None = None
 
     def status(self) -> dict:
@@ -111,11 +114,38 @@ class Service:
         return self._plot_cache[1]
 
     def request_stop(self, signum: int | None = None, _frame=None) -> None:
+        """First SIGTERM/SIGINT: finish or abandon the current step, within ``stop_timeout``. Second: exit now."""
         if self.stop_requested.is_set():
             log.warning("second signal: exiting at once")
-            raise SystemExit(130)
-        log.info("stop requested%s: finishing the current step", f" (signal {signum})" if signum else "")
+            _flush_and_exit(128 + (signum or signal.SIGINT))
+        log.info(
+            "stop requested%s: finishing the current step (at most %.0f s)",
+            f" (signal {signum})" if signum else "",
+            self.settings.stop_timeout,
+        )
         self.stop_requested.set()
+        if self.daemon is not None:
+            self.daemon.stopping.set()
+        self.notifier.stopping()
+        timer = threading.Timer(self.settings.stop_timeout, self._abandon)
+        timer.daemon = True
+        timer.start()
+
+    def _abandon(self) -> None:
+        log.warning(
+            "the current step did not finish within %.0f s: abandoning it. Safe: every step is journaled before "
+            "the next begins and state writes are atomic, so the next start resumes where this one stopped",
+            self.settings.stop_timeout,
+        )
+        _flush_and_exit(0)
+
+    def status_line(self) -> str:
+        s = self.status()
+        batch = s.get("batch") or {}
+        line = f"{s['state']}: round {s['round']}, {s['labels']} labels"
+        if batch.get("batch_id") is not None:
+            line += f", batch {batch['batch_id']} {batch.get('done', 0)}/{batch.get('total', '?')}"
+        return line
 
     def build(self) -> Daemon:
         settings = self.settings
@@ -141,11 +171,16 @@ class Service:
         token = settings.status_token.get_secret_value() if settings.status_token else None
         self.status_server = StatusServer(create_app(self, token), settings.status_host, settings.status_port)
         self.status_server.start()
+        self.notifier.status("starting: loading data and connecting to Argilla")
         scheduler = None
         try:
             daemon = self.build()
-            daemon.start()
+            if self.stop_requested.is_set():
+                return 0
             self.daemon = daemon
+            daemon.start()
+            if self.stop_requested.is_set():
+                return 0
             scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(1)})
             scheduler.add_job(
                 daemon.tick,
@@ -158,19 +193,28 @@ class Service:
                 next_run_time=_now(),
             )
             scheduler.start()
-            while not self.stop_requested.is_set():
-                if daemon.finished.wait(0.2):
-                    if settings.exit_on_stop:
-                        break
-                    if self.stop_requested.wait(1.0):
-                        break
+            self.notifier.ready(self.status_line())
+            self._supervise(scheduler)
             return 0
         finally:
             if scheduler is not None:
-                scheduler.shutdown(wait=True)  # lets a running round finish its current step
+                scheduler.shutdown(wait=True)  # a running step finishes (bounded by the stop timer)
             if self.status_server is not None:
                 self.status_server.stop()
             log.info("daemon stopped")
+
+    def _supervise(self, scheduler: BackgroundScheduler) -> None:
+        """The main thread: systemd STATUS and WATCHDOG while the scheduler runs, until a stop."""
+        interval = watchdog_interval()
+        next_ping = 0.0
+        while not self.stop_requested.is_set():
+            if self.daemon.finished.is_set() and self.settings.exit_on_stop:
+                return
+            if interval is not None and time.monotonic() >= next_ping and scheduler.running:
+                self.notifier.watchdog()
+                next_ping = time.monotonic() + interval
+            self.notifier.status(self.status_line())
+            self.stop_requested.wait(min(0.2, interval or 0.2))
 
 
 def export_now(settings: Settings, target: Path | None = None, connect_timeout: float = 10.0) -> Path:
@@ -196,6 +240,13 @@ def export_now(settings: Settings, target: Path | None = None, connect_timeout: 
     )
     status = status_view(settings, state, live, StoppingSignals(settings, len(data.labels)).thresholds())
     return export_run(settings, state, data.pool, data.labels, learner, status, user_names, target)
+
+
+def _flush_and_exit(code: int) -> None:
+    """Leave now, from any thread, without waiting for the scheduler's worker."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(code)
 
 
 def _now():

@@ -12,21 +12,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from daemon.errors import DaemonError
+from daemon.logs import setup_logging
 
 log = logging.getLogger("daemon")
-
-
-def setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stdout,
-        force=True,
-    )
-    for noisy in ("httpx", "httpcore", "sentence_transformers", "urllib3", "apscheduler"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # a poll skipped because the previous one (a training round) is still running is the design, not news
-    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
 
 
 def load_settings(argv: list[str]):
@@ -40,7 +28,7 @@ def cmd_run(argv: list[str]) -> int:
     from daemon.app import Service
 
     settings = load_settings(argv)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     log.info("settings: %s", json.dumps(settings.public()))
     return Service(settings).run()
 
@@ -101,7 +89,7 @@ def _annotator(settings, args: argparse.Namespace):
 
 def cmd_simulate(args: argparse.Namespace, rest: list[str]) -> int:
     settings = load_settings(rest)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     annotator = _annotator(settings, args)
     import signal
 
@@ -128,7 +116,7 @@ def cmd_demo(args: argparse.Namespace, rest: list[str]) -> int:
     os.environ.setdefault("AL_STATE_DIR", str(Path("state") / "trec6-demo"))
     os.environ.setdefault("AL_EXIT_ON_STOP", "false")  # keep the status page up after the stop
     settings = load_settings(rest)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     print(
         f"\nArgilla UI: {stack.config.url}  (annotator {ANNOTATOR.username} / {ANNOTATOR.password}; "
         f"owner {OWNER.username} / {OWNER.password})"
@@ -217,7 +205,7 @@ def cmd_export(args: argparse.Namespace, rest: list[str]) -> int:
     from daemon.app import export_now
 
     settings = load_settings(rest)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     path = export_now(settings, Path(args.out) if args.out else None)
     print(f"exported to {path}")
     return 0

@@ -38,6 +38,11 @@ class Criterion(StrEnum):
     overall_uncertainty = "overall_uncertainty"  # mean normalised entropy on the unlabelled pool (Zhu et al.)
 
 
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
 class StopMode(StrEnum):
     any = "any"  # stop when one chosen criterion fires
     all = "all"  # stop when every chosen criterion fires in the same round
@@ -117,6 +122,28 @@ class Settings(BaseSettings):
         None, description="bearer token for the status endpoint; required when status_host is not loopback"
     )
     log_level: str = Field("INFO", description="DEBUG | INFO | WARNING | ERROR")
+    log_format: LogFormat = Field(LogFormat.text, description="text | json (one JSON object per line)")
+    stop_timeout: float = Field(
+        30.0, gt=0, description="seconds a SIGTERM waits for the current step before abandoning it"
+    )
+
+    @field_validator(
+        "test_file",
+        "id_column",
+        "model_path",
+        "max_rounds",
+        "max_labels",
+        "export_dir",
+        "cache_dir",
+        "status_token",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # AL_TEST_FILE= (empty) means "no test set", not the current directory
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
     @field_validator("labels", "stop_criteria", mode="before")
     @classmethod

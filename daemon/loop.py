@@ -58,6 +58,10 @@ Labels: {labels}
 """
 
 
+class Abandoned(Exception):
+    """Raised at a step boundary when a stop was requested; the message says where."""
+
+
 @dataclass
 class Snapshot:
     """What the status endpoint shows; replaced whole under a lock."""
@@ -97,6 +101,7 @@ class Daemon:
         self.last_contact: float | None = None  # monotonic time of the last successful Argilla exchange
         self.export: dict | None = None
         self.finished = threading.Event()
+        self.stopping = threading.Event()  # a SIGTERM: leave the round at the next step boundary
 
     # ---- start-up ------------------------------------------------------------------------------------
     def spec(self) -> DatasetSpec:
@@ -173,16 +178,13 @@ class Daemon:
     # ---- one poll ------------------------------------------------------------------------------------
     def tick(self) -> None:
         """The scheduler job: check the current batch and run a round when it is complete."""
-        if self.finished.is_set() or time.monotonic() < self._next_try:
+        if self.finished.is_set() or self.stopping.is_set() or time.monotonic() < self._next_try:
             return
         try:
             with self._lock:
                 self._tick()
-            self._failures = 0
-            self.last_contact = time.monotonic()
-            if self._snapshot.last_error is not None:
-                self._snapshot.last_error = None
-                self._publish()
+        except Abandoned as exc:
+            log.info("stop requested: left the round %s; the next start resumes from the journal", exc)
         except (ArgillaUnavailable, ArgillaRefused) as exc:
             self._failures += 1
             delay = min(60.0, self.settings.poll_interval * 2 ** min(self._failures, 6)) * random.uniform(0.5, 1.0)
@@ -192,6 +194,17 @@ class Daemon:
                 self.gateway.forget_dataset()  # it may have been deleted or renamed: look it up afresh
             self._snapshot.last_error = str(exc)
             self._set(Phase.degraded, reason=str(exc))
+        else:
+            self._failures = 0
+            self.last_contact = time.monotonic()
+            if self._snapshot.last_error is not None:
+                self._snapshot.last_error = None
+                self._publish()
+
+    def _checkpoint(self, where: str) -> None:
+        """A step boundary: with a stop requested, leave here (everything before is journaled)."""
+        if self.stopping.is_set():
+            raise Abandoned(where)
 
     def _tick(self) -> None:
         state = self.state
@@ -211,6 +224,7 @@ class Daemon:
                 return
             self._close_batch(batch, progress)
             self._read_seconds = time.perf_counter() - mark
+        self._checkpoint(f"{batch.batch_id} before training (its labels are journaled)")
         self._round(batch)
 
     def _close_batch(self, batch: Batch, progress: BatchProgress) -> None:
@@ -251,6 +265,7 @@ class Daemon:
         state.rounds = [m for m in state.rounds if m.round != round_number] + [metrics]
 
         reason = self.signals.stop_reason(metrics.signals)
+        self._checkpoint(f"{round_number} after training, before the query")
         if reason is None:
             self._set(Phase.querying)
             mark = time.perf_counter()
@@ -263,6 +278,7 @@ class Daemon:
             return
 
         self._journal_batch(batch.batch_id + 1, round_number + 1, result)
+        self._checkpoint(f"{round_number} after journaling batch {batch.batch_id + 1}, before logging it")
         mark = time.perf_counter()
         self._ensure_logged()
         seconds["log"] = time.perf_counter() - mark

@@ -90,3 +90,10 @@ def test_env_example_parses_to_the_defaults(tmp_path):
     env = tmp_path / ".env"
     env.write_text(env_example())
     assert Settings(_env_file=env) == Settings(_env_file=None)
+
+
+def test_empty_values_unset_optional_settings(monkeypatch):
+    monkeypatch.setenv("AL_TEST_FILE", "")
+    monkeypatch.setenv("AL_MAX_ROUNDS", " ")
+    settings = Settings(_env_file=None)
+    assert settings.test_file is None and settings.max_rounds is None

@@ -110,3 +110,40 @@ def test_dataset_with_batches_but_no_state_is_refused(world):
     StateStore(world["dir"]).path.unlink()
     with pytest.raises(StateError, match="already holds batches"):
         make_daemon(world).start()
+
+
+@pytest.mark.parametrize("where", ["training", "query", "log"])
+def test_a_stop_leaves_the_round_at_a_step_boundary_and_a_restart_resumes(world, monkeypatch, where):
+    daemon = make_daemon(world, stop_criteria=[])
+    daemon.start()
+    label_batch(world, 0)
+    gateway = world["gateway"]
+    if where == "training":  # the stop arrives while the model trains: the round stops before the query
+        fit = daemon.learner.fit
+        monkeypatch.setattr(daemon.learner, "fit", lambda *a: (daemon.stopping.set(), fit(*a))[1])
+    elif where == "query":  # ... while querying: the batch is journaled, not logged
+        query = daemon.learner.query
+        monkeypatch.setattr(daemon.learner, "query", lambda *a: (daemon.stopping.set(), query(*a))[1])
+    else:  # ... while journaling the next batch: it is journaled but not logged
+        journal = daemon._journal_batch
+        monkeypatch.setattr(daemon, "_journal_batch", lambda *a: (journal(*a), daemon.stopping.set())[0])
+    daemon.tick()
+    saved = StateStore(world["dir"]).load()
+    assert saved.current.batch_id == (0 if where == "training" else 1) and gateway.max_batch_id() == 0
+    assert saved.batches[0].complete and len(saved.training_labels()) == 6
+    restarted = make_daemon(world, stop_criteria=[])
+    restarted.start()
+    restarted.tick()
+    assert gateway.max_batch_id() == 1 and restarted.state.round == 1
+    if where != "training":
+        assert [r.pool_index for r in gateway.batch(1)] == saved.current.pool_indices  # the journaled batch
+    assert len(gateway.batch(1)) == 6
+
+
+def test_tick_does_nothing_once_stopping(world):
+    daemon = make_daemon(world, stop_criteria=[])
+    daemon.start()
+    label_batch(world, 0)
+    daemon.stopping.set()
+    daemon.tick()
+    assert daemon.state.round == 0 and world["gateway"].max_batch_id() == 0

@@ -1,0 +1,95 @@
+"""The daemon as a service: sd_notify on a real datagram socket, and bounded, graceful SIGTERM."""
+
+import signal
+import socket
+import time
+
+import pytest
+
+from daemon.state import StateStore
+from tests.conftest import tiny_rows, write_jsonl
+from tests.e2e.conftest import start_daemon
+
+pytestmark = pytest.mark.e2e
+
+
+def messages(sock: socket.socket, seconds: float) -> list[dict[str, str]]:
+    found, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            data = sock.recv(4096).decode()
+        except TimeoutError:
+            break
+        found.append(dict(line.split("=", 1) for line in data.splitlines()))
+    return found
+
+
+def wait_message(sock: socket.socket, key: str, seconds: float) -> list[dict[str, str]]:
+    seen, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        seen += messages(sock, 0.5)
+        if any(key in m for m in seen):
+            return seen
+    raise AssertionError(f"no {key} within {seconds} s; got {seen}")
+
+
+def test_sd_notify_ready_watchdog_and_stopping(trec_env, tmp_path):
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    pool = write_jsonl(tmp_path / "pool.jsonl", tiny_rows(20))
+    env = trec_env["env"] | {
+        "AL_POOL_FILE": str(pool),
+        "AL_TEST_FILE": "",
+        "AL_MODEL": "tfidf",
+        "NOTIFY_SOCKET": str(path),
+        "WATCHDOG_USEC": "1000000",  # WatchdogSec=1: a ping every 0.5 s
+    }
+    daemon = start_daemon(env, trec_env["log"])
+    try:
+        seen = wait_message(sock, "READY", 120)
+        ready = next(m for m in seen if "READY" in m)
+        assert ready["MAINPID"] == str(daemon.pid) and ready["STATUS"].startswith("waiting-for-annotators")
+        assert any(m.get("STATUS", "").startswith("starting") for m in seen[: seen.index(ready)])
+        pings = [m for m in messages(sock, 3.0) if "WATCHDOG" in m]
+        assert 4 <= len(pings) <= 8, pings  # every 0.5 s over 3 s
+        daemon.send_signal(signal.SIGTERM)
+        stopping = wait_message(sock, "STOPPING", 10)
+        assert any(m.get("STOPPING") == "1" for m in stopping)
+        assert daemon.wait(timeout=20) == 0
+    finally:
+        sock.close()
+        if daemon.poll() is None:
+            daemon.kill()
+    state = StateStore(trec_env["state_dir"]).load()
+    assert state.current.batch_id == 0 and state.current.logged
+
+
+def test_sigterm_during_a_long_step_is_bounded_and_a_second_signal_is_immediate(trec_env, tmp_path):
+    # embedding the 5.4k TREC pool without a cache takes well over 10 s on 2 cores: a long step to interrupt
+    env = trec_env["env"] | {"AL_CACHE_DIR": str(tmp_path / "empty-cache"), "AL_STOP_TIMEOUT": "2"}
+    log = trec_env["log"]
+
+    def interrupt(signals: int) -> tuple[int, float]:
+        daemon = start_daemon(env, log)
+        try:
+            deadline = time.monotonic() + 120
+            while "embedding 5381 texts" not in log.read_text(errors="replace"):
+                assert daemon.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+                time.sleep(0.2)
+            log.write_text("")  # the next run waits for its own line
+            start = time.monotonic()
+            for _ in range(signals):
+                daemon.send_signal(signal.SIGTERM)
+                time.sleep(0.2)
+            code = daemon.wait(timeout=30)
+            return code, time.monotonic() - start
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+
+    code, took = interrupt(1)
+    assert code == 0 and 1.5 <= took < 8, (code, took)
+    code, took = interrupt(2)
+    assert code == 128 + signal.SIGTERM and took < 2, (code, took)
