@@ -104,6 +104,8 @@ class SimulatedAnnotator:
     def run(self, max_records: int | None = None) -> SimulationCounts:
         """Label until ``stop()`` (or ``max_records`` answers)."""
         while not self.stop_event.is_set():
+            if max_records is not None and self.counts.submitted + self.counts.discarded >= max_records:
+                return self.counts
             try:
                 queue = self.pending()
             except httpx.HTTPError as exc:

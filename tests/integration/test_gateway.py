@@ -32,10 +32,13 @@ def records(batch_id, indices, suggestion=None):
     ]
 
 
-def annotator(stack, name):
+def annotator_for(stack, name, gold: dict[str, str], labels: list[str]) -> SimulatedAnnotator:
     config = SimulationConfig(argilla_url=stack["url"], api_key=stack["annotator_key"], dataset=name, delay=0)
-    gold = {f"text number {i}": LABELS[i % 3] for i in range(100)}
-    return SimulatedAnnotator(config, gold, LABELS)
+    return SimulatedAnnotator(config, gold, labels)
+
+
+def annotator(stack, name):
+    return annotator_for(stack, name, {f"text number {i}": LABELS[i % 3] for i in range(100)}, LABELS)
 
 
 def test_create_then_accept_existing_then_refuse_incompatible(argilla_stack, dataset_name):
