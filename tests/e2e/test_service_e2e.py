@@ -93,3 +93,51 @@ def test_sigterm_during_a_long_step_is_bounded_and_a_second_signal_is_immediate(
     assert code == 0 and 1.5 <= took < 8, (code, took)
     code, took = interrupt(2)
     assert code == 128 + signal.SIGTERM and took < 2, (code, took)
+
+
+def test_sigterm_while_training_exits_0_and_a_restart_resumes(argilla_stack, dataset_name, trec_env, tmp_path):
+    from daemon.simulate import SimulatedAnnotator, SimulationConfig, wait_for
+    from tests.e2e.conftest import get_status
+
+    rows = tiny_rows(10)
+    pool = write_jsonl(tmp_path / "pool.jsonl", rows)
+    env = trec_env["env"] | {
+        "AL_POOL_FILE": str(pool),
+        "AL_TEST_FILE": "",
+        "AL_MODEL": "transformer",  # fine-tuning: a training step long enough to interrupt
+        "AL_TRANSFORMER_EPOCHS": "3",
+        "AL_TRANSFORMER_MAX_LENGTH": "16",
+        "AL_BATCH_SIZE": "6",
+        "AL_STOP_CRITERIA": "never",
+        "AL_PUBLISH_PROGRESS": "false",
+    }
+    port, log = trec_env["port"], trec_env["log"]
+    config = SimulationConfig(
+        argilla_url=argilla_stack["url"], api_key=argilla_stack["annotator_key"], dataset=dataset_name
+    )
+    person = SimulatedAnnotator(config, {row["text"]: row["label"] for row in rows}, ["food", "sport", "tech"])
+    daemon = start_daemon(env, log)
+    try:
+        assert wait_for(lambda: (get_status(port) or {}).get("state") == "waiting-for-annotators", 180), log.read_text()
+        assert person.run(max_records=6).submitted == 6
+        assert wait_for(lambda: (get_status(port) or {}).get("state") == "training", 60, interval=0.05)
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=40) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    assert "stop requested" in log.read_text()
+    state = StateStore(trec_env["state_dir"]).load()
+    assert state.batches[0].complete and len(state.training_labels()) == 6  # the labels were journaled first
+    assert state.current.batch_id == 0 and state.rounds == []  # left at the boundary after training
+
+    daemon = start_daemon(env, log)
+    try:
+        assert wait_for(lambda: (get_status(port) or {}).get("round") == 1, 180), log.read_text()[-2000:]
+        status = get_status(port)
+        assert status["batch"]["batch_id"] == 1 and status["labels"] == 6
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=40) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
