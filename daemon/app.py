@@ -209,6 +209,7 @@ class Service:
         next_ping = 0.0
         while not self.stop_requested.is_set():
             if self.daemon.finished.is_set() and self.settings.exit_on_stop:
+                self.notifier.stopping(self.status_line())
                 return
             if interval is not None and time.monotonic() >= next_ping and scheduler.running:
                 self.notifier.watchdog()
