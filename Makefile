@@ -23,8 +23,8 @@ demo-simulated: setup  ## the same, labelled unattended by the simulated annotat
 	$(BIN)/al-daemon demo --simulate $(ARGS)
 
 lint: $(BIN)/al-daemon
-	$(BIN)/ruff check daemon tests docs
-	$(BIN)/ruff format --check daemon tests docs
+	$(BIN)/ruff check daemon tests docs bench
+	$(BIN)/ruff format --check daemon tests docs bench
 
 test: setup lint  ## unit + integration + end-to-end (starts its own Argilla stack on test ports)
 	$(BIN)/pytest -q -rs --durations=10 $(ARGS); rc=$$?; \
