@@ -111,6 +111,8 @@ class StateStore:
         self.path = self.dir / STATE_FILE
 
     def load(self) -> RunState | None:
+        for leftover in self.dir.glob(f".{STATE_FILE}.*"):  # a write cut short by a crash; state.json is intact
+            leftover.unlink(missing_ok=True)
         if not self.path.exists():
             return None
         try:

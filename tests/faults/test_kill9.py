@@ -1,0 +1,46 @@
+"""kill -9 at each step of a round, then restart: nothing lost, nothing twice, batch ids contiguous."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.e2e.conftest import simulated_annotator, start_daemon
+from tests.faults.conftest import assert_clean, audit
+
+pytestmark = pytest.mark.faults
+
+POINTS = ["after_read", "training", "after_query", "mid_log", "after_log", "state_save"]
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_kill9_then_restart(argilla_stack, dataset_name, trec_env, trec_data, tmp_path, point, results):
+    env = trec_env["env"] | {
+        "AL_BATCH_SIZE": "10",
+        "AL_MAX_ROUNDS": "4",
+        "AL_STOP_CRITERIA": "never",
+        "AL_POLL_INTERVAL": "0.3",
+        "AL_FAULT_POINT": point,
+        "AL_FAULT_MARKER": str(tmp_path / "killed"),
+        "AL_FAULT_ROUND": "1",
+    }
+    log = trec_env["log"]
+    person = simulated_annotator(argilla_stack, dataset_name, trec_data, discard_rate=0.1, seed=3)
+    person.start_thread()
+    try:
+        with open(log, "ab") as out:
+            crashing = subprocess.Popen(
+                [sys.executable, "tests/faults/crash_at.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        code = crashing.wait(timeout=300)
+        assert code == -9 and (tmp_path / "killed").read_text() == point, log.read_text()[-3000:]
+        restarted = start_daemon(env, log)  # the plain daemon, same settings and state
+        assert restarted.wait(timeout=300) == 0, log.read_text()[-3000:]
+    finally:
+        person.stop()
+    checks = audit(argilla_stack, dataset_name, trec_env["state_dir"])
+    results(f"kill -9 {point.replace('_', ' ')} (round 1)", "killed, restarted, finished", checks)
+    assert_clean(checks)
+    assert checks["stopped"].startswith("max_rounds") and checks["rounds"] == 4 and checks["batches"] == 4
+    assert person.counts.errors == 0
