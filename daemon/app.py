@@ -41,7 +41,13 @@ class Data:
 def load_data(settings: Settings) -> Data:
     """Read and validate the pool and test files and settle the label set."""
     pool = drop_duplicate_texts(
-        load_table(settings.pool_file, settings.text_column, settings.label_column, settings.id_column)
+        load_table(
+            settings.pool_file,
+            settings.text_column,
+            settings.label_column,
+            settings.id_column,
+            settings.max_text_chars,
+        )
     )
     if len(pool) < settings.batch_size:
         raise DataError(
@@ -50,7 +56,9 @@ def load_data(settings: Settings) -> Data:
         )
     test = None
     if settings.test_file is not None:
-        test = load_table(settings.test_file, settings.text_column, settings.label_column, settings.id_column)
+        test = load_table(
+            settings.test_file, settings.text_column, settings.label_column, settings.id_column, settings.max_text_chars
+        )
     labels = resolve_labels(settings.labels, test, pool)
     y_test = None
     if test is not None:
@@ -83,9 +91,9 @@ def connect(settings: Settings, timeout: float) -> ArgillaGateway:
 class Service:
     """The running process: status first, then the slow start-up, then the polling job until stopped."""
 
-    def __init__(self, settings: Settings, connect_timeout: float = 120.0) -> None:
+    def __init__(self, settings: Settings, connect_timeout: float | None = None) -> None:
         self.settings = settings
-        self.connect_timeout = connect_timeout
+        self.connect_timeout = settings.connect_timeout if connect_timeout is None else connect_timeout
         self.daemon: Daemon | None = None
         self.stop_requested = threading.Event()
         self.status_server: StatusServer | None = None

@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     label_column: str = Field("label", description="column holding gold labels (test set; pool for simulation)")
     id_column: str | None = Field("id", description="optional column of unique row ids")
     labels: list[str] | None = Field(None, description="label set; derived from the data when unset")
+    max_text_chars: int = Field(100_000, ge=1, description="refuse pool/test texts longer than this")
 
     # active learning
     batch_size: int = Field(20, ge=1, description="records per batch")
@@ -114,6 +115,7 @@ class Settings(BaseSettings):
 
     # process
     poll_interval: float = Field(2.0, gt=0, description="seconds between polls of Argilla")
+    connect_timeout: float = Field(120.0, gt=0, description="seconds to wait for Argilla at start-up")
     state_dir: Path = Field(Path("state"), description="where the run's state and journal live")
     cache_dir: Path | None = Field(None, description="embedding cache; default: <state_dir>/cache")
     status_host: str = Field("127.0.0.1", description="status endpoint bind address")

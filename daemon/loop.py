@@ -23,7 +23,7 @@ from daemon.gateway import DatasetSpec, Gateway, OutRecord
 from daemon.learner import Learner, QueryResult
 from daemon.pool import TextTable
 from daemon.report import Live, status_view
-from daemon.state import Batch, RoundMetrics, RunState, StateStore, now
+from daemon.state import Batch, RoundMetrics, RunState, StateStore, acquire_lock, now
 from daemon.stopping import Inputs, StoppingSignals, project_kappa
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,7 @@ class Daemon:
 
     def start(self) -> None:
         """Create or check the dataset, load or create the state, and make sure the current batch is logged."""
+        self._lock_file, self.run_by = acquire_lock(self.settings.state_dir)
         self.gateway.ensure_dataset(self.spec())
         state = self.store.load()
         if state is None:
@@ -453,7 +454,10 @@ class Daemon:
     def status(self) -> dict:
         """The latest status document (JSON-safe); the Argilla error counts are read live."""
         published = getattr(self, "_published", None) or self._publish()
-        return published | {"argilla_errors": dict(getattr(self.gateway, "errors", {}) or {})}
+        return published | {
+            "argilla_errors": dict(getattr(self.gateway, "errors", {}) or {}),
+            "run_by": getattr(self, "run_by", None),
+        }
 
     def ready(self) -> tuple[bool, str]:
         """Ready = state loaded, not degraded, and Argilla answered recently (pinged when it has been a while)."""
@@ -481,6 +485,8 @@ def progress_note(status: dict) -> str:
         "",
         f"- Round {status['round']}: {status['labels']} labels in hand, {status['discarded']} discarded.",
     ]
+    if status.get("run_by"):
+        lines.append(f"- Run by al-daemon, {status['run_by']}: one daemon per dataset.")
     if accuracy["last"] is not None:
         lines.append(f"- Test accuracy {accuracy['last']:.3f} (best {accuracy['best']:.3f}).")
     if kappa["value"] is not None:

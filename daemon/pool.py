@@ -99,8 +99,10 @@ def _check_utf8(path: Path) -> None:
         raise DataError(f"{path}: not valid UTF-8 in row {row} (byte {exc.start}: {exc.reason})") from None
 
 
-def load_table(path: Path, text_column: str, label_column: str | None, id_column: str | None) -> TextTable:
-    """Read and validate texts: no missing column, no empty text, no duplicate id."""
+def load_table(
+    path: Path, text_column: str, label_column: str | None, id_column: str | None, max_chars: int | None = None
+) -> TextTable:
+    """Read and validate texts: no missing column, no empty or oversized text, no duplicate id."""
     path = Path(path)
     table = _read(path)
     columns = table.column_names
@@ -114,6 +116,14 @@ def load_table(path: Path, text_column: str, label_column: str | None, id_column
     if bad:
         raise DataError(f"{path}: empty or missing text in {_rows(bad)} (column {text_column!r})")
     texts = [text.strip() for text in raw_texts]
+    if max_chars is not None:
+        long = [row for row, text in zip(rows, texts, strict=True) if len(text) > max_chars]
+        if long:
+            longest = max(len(t) for t in texts)
+            raise DataError(
+                f"{path}: text longer than {max_chars:,} characters in {_rows(long)} (longest {longest:,}); "
+                "shorten or split those rows, or raise AL_MAX_TEXT_CHARS"
+            )
 
     if id_column and id_column in columns:
         ids = [str(value) if value is not None else "" for value in table[id_column]]

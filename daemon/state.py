@@ -103,6 +103,40 @@ class RunState(BaseModel):
         return {i for batch in self.batches for i in batch.pool_indices}
 
 
+LOCK_FILE = "daemon.lock"
+
+
+def acquire_lock(state_dir: Path) -> tuple[object, str]:
+    """One daemon per state dir: an exclusive POSIX lock on ``daemon.lock``, held while the process lives.
+
+    Returns the open file (keep it) and who holds the lock (also written into the file). A second process gets a
+    StateError naming the holder. POSIX locks vanish when the holder closes *any* descriptor of the file, so
+    the holder must never open it again (hence no reader function here).
+    """
+    import fcntl
+    import socket
+
+    state_dir = Path(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(state_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held for the life of the daemon
+    try:
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise StateError(
+            f"another al-daemon is already running on {state_dir} ({holder}); one daemon per dataset — stop it "
+            "first, or give this one its own AL_STATE_DIR and AL_DATASET"
+        ) from None
+    holder = f"pid {os.getpid()} on {socket.gethostname()} since {now()}"
+    handle.seek(0)
+    handle.truncate()
+    handle.write(holder)
+    handle.flush()
+    return handle, holder
+
+
 class StateStore:
     """Reads and atomically writes ``state.json`` (mode 0600) and the round's pool predictions."""
 

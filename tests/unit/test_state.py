@@ -1,3 +1,4 @@
+import os
 import stat
 
 import numpy as np
@@ -51,3 +52,26 @@ def test_predictions_keep_only_recent_rounds(tmp_path):
     assert store.load_predictions(3)[0] == 3
     assert store.load_predictions(2)[0] == 2
     assert store.load_predictions(0) is None
+
+
+def test_lock_refuses_a_second_process_and_names_the_holder(tmp_path):
+    import subprocess
+    import sys
+
+    from daemon.state import acquire_lock
+
+    handle, holder = acquire_lock(tmp_path)
+    assert holder.startswith(f"pid {os.getpid()} on ")  # (reading the file here would drop a POSIX lock)
+    other = subprocess.run(
+        [sys.executable, "-c", f"from daemon.state import acquire_lock; acquire_lock({str(tmp_path)!r})"],
+        capture_output=True,
+        text=True,
+    )
+    assert other.returncode != 0 and "another al-daemon is already running" in other.stderr and holder in other.stderr
+    handle.close()  # the holder exits: the next one gets it
+    again = subprocess.run(
+        [sys.executable, "-c", f"from daemon.state import acquire_lock; print(acquire_lock({str(tmp_path)!r})[1])"],
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 0 and again.stdout.startswith("pid ")

@@ -1,0 +1,157 @@
+"""Bad input, each refused at start-up with a clear message (exit 2) and nothing lost: the real CLI, the real
+Argilla. Every case goes into the RESULTS.md table with the message the user sees."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from daemon.gateway import ArgillaGateway, DatasetSpec
+from daemon.simulate import wait_for
+from daemon.state import RunState, StateStore
+from tests.conftest import ROOT, free_port, tiny_rows, write_jsonl
+from tests.e2e.conftest import get_status
+
+pytestmark = pytest.mark.faults
+
+LABELS = ["food", "sport", "tech"]
+
+
+def run_cli(env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def base(argilla_stack, dataset_name, tmp_path):
+    pool = write_jsonl(tmp_path / "pool.jsonl", tiny_rows(10))
+    env = {
+        **os.environ,
+        "AL_ARGILLA_URL": argilla_stack["url"],
+        "AL_ARGILLA_API_KEY": argilla_stack["owner_key"],
+        "AL_DATASET": dataset_name,
+        "AL_POOL_FILE": str(pool),
+        "AL_TEST_FILE": "",
+        "AL_MODEL": "tfidf",
+        "AL_BATCH_SIZE": "6",
+        "AL_STATE_DIR": str(tmp_path / "state"),
+        "AL_STATUS_PORT": str(free_port()),
+        "AL_CONNECT_TIMEOUT": "3",
+    }
+    return {"env": env, "dir": tmp_path, "pool": pool}
+
+
+def rows_with(tmp_path, name, change):
+    rows = tiny_rows(10)
+    change(rows)
+    return str(write_jsonl(tmp_path / name, rows))
+
+
+def bad_utf8(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b'{"id": "a", "text": "fine", "label": "food"}\n{"id": "b", "text": "caf\xe9", "label": "food"}\n')
+    return str(path)
+
+
+CASES = {  # name -> (setup(base) -> extra env, expected message)
+    "empty and whitespace texts": (
+        lambda b: {"AL_POOL_FILE": rows_with(b["dir"], "p.jsonl", lambda r: r[3].update(text="   "))},
+        "empty or missing text in row 4",
+    ),
+    "a 1 MB text": (
+        lambda b: {"AL_POOL_FILE": rows_with(b["dir"], "p.jsonl", lambda r: r[5].update(text="x" * 1_048_576))},
+        "text longer than 100,000 characters in row 6",
+    ),
+    "bad UTF-8": (lambda b: {"AL_POOL_FILE": bad_utf8(b["dir"])}, "not valid UTF-8 in row 2"),
+    "duplicate ids": (
+        lambda b: {"AL_POOL_FILE": rows_with(b["dir"], "p.jsonl", lambda r: r[2].update(id=r[1]["id"]))},
+        "duplicate id in row 3",
+    ),
+    "missing text column": (lambda b: {"AL_TEXT_COLUMN": "sentence"}, "no text column 'sentence'"),
+    "pool file not found": (lambda b: {"AL_POOL_FILE": str(b["dir"] / "nope.jsonl")}, "file not found"),
+    "unknown labels in the test set": (
+        lambda b: {
+            "AL_TEST_FILE": rows_with(b["dir"], "t.jsonl", lambda r: r[4].update(label="weather")),
+            "AL_LABELS": ",".join(LABELS),
+        },
+        "label not in the label set",
+    ),
+    "a label set with one class": (lambda b: {"AL_LABELS": "food"}, "at least two labels"),
+    "pool smaller than a batch": (lambda b: {"AL_BATCH_SIZE": "500"}, "fewer than one batch"),
+    "invalid setting value": (lambda b: {"AL_POLL_INTERVAL": "-1"}, "invalid settings"),
+    "wrong API key": (lambda b: {"AL_ARGILLA_API_KEY": "wrong.key"}, "refused the API key"),
+    "unreachable Argilla URL": (
+        lambda b: {"AL_ARGILLA_URL": f"http://127.0.0.1:{free_port()}"},
+        "cannot reach Argilla at http://127.0.0.1:",
+    ),
+    "wrong workspace": (lambda b: {"AL_WORKSPACE": "nope"}, "workspace 'nope' does not exist"),
+    "status port exposed without a token": (lambda b: {"AL_STATUS_HOST": "0.0.0.0"}, "set AL_STATUS_TOKEN"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_refused_clearly(base, case, results):
+    setup, expected = CASES[case]
+    answer = run_cli(base["env"] | setup(base))
+    message = answer.stderr.strip().splitlines()[-1] if answer.stderr.strip() else ""
+    results(f"bad input: {case}", f"exit {answer.returncode}: `{message[:90]}`")
+    assert answer.returncode == 2, answer.stdout[-2000:] + answer.stderr
+    assert expected in answer.stderr and "Traceback" not in answer.stderr, answer.stderr
+
+
+def test_incompatible_existing_dataset(base, argilla_stack, dataset_name, results):
+    gateway = ArgillaGateway(argilla_stack["url"], argilla_stack["owner_key"], "argilla", dataset_name)
+    gateway.ensure_dataset(DatasetSpec(dataset_name, "argilla", ["yes", "no"]))
+    answer = run_cli(base["env"])
+    results("bad input: incompatible existing dataset", f"exit {answer.returncode}: `{answer.stderr.strip()[:90]}…`")
+    assert answer.returncode == 2 and "is not compatible" in answer.stderr and "labels" in answer.stderr
+
+
+def test_corrupt_state_file(base, results):
+    state = base["dir"] / "state"
+    state.mkdir()
+    (state / "state.json").write_text('{"version": 1, "dataset": ')
+    answer = run_cli(base["env"])
+    results("bad input: corrupt state file", f"exit {answer.returncode}: `{answer.stderr.strip()[:90]}…`")
+    assert answer.returncode == 2 and "unreadable state" in answer.stderr
+    assert (state / "state.json").read_text() == '{"version": 1, "dataset": '  # left for the user to inspect
+
+
+def test_state_of_another_dataset(base, results):
+    from daemon.pool import load_table
+
+    pool = load_table(base["pool"], "text", "label", "id")
+    StateStore(base["dir"] / "state").save(
+        RunState(
+            dataset="someone-else", workspace="argilla", pool_fingerprint=pool.fingerprint, labels=LABELS, batch_size=6
+        )
+    )
+    answer = run_cli(base["env"])
+    results("bad input: state of another dataset", f"exit {answer.returncode}: `{answer.stderr.strip()[:90]}…`")
+    assert answer.returncode == 2 and "belongs to another run (different dataset" in answer.stderr
+
+
+def test_a_second_daemon_on_the_same_dataset(base, results):
+    env = base["env"]
+    first = subprocess.Popen([sys.executable, "-m", "daemon.cli", "run"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    try:
+        port = int(env["AL_STATUS_PORT"])
+        assert wait_for(lambda: (get_status(port) or {}).get("state") == "waiting-for-annotators", 120)
+        second = run_cli(env | {"AL_STATUS_PORT": str(free_port())})
+        results(
+            "bad input: a second daemon on the same dataset",
+            f"exit {second.returncode}: `{second.stderr.strip()[:90]}…`",
+        )
+        assert second.returncode == 2 and "another al-daemon is already running" in second.stderr
+        assert f"pid {first.pid}" in second.stderr
+        assert first.poll() is None  # the first one is untouched
+        assert get_status(port)["run_by"].startswith(f"pid {first.pid} on ")
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=60) == 0
+    state = json.loads((base["dir"] / "state" / "state.json").read_text())
+    assert state["dataset"] == env["AL_DATASET"] and len(state["batches"]) == 1

@@ -1,0 +1,51 @@
+"""Argilla (and, separately, its search engine) goes away mid-run and comes back: the daemon survives,
+says `degraded` with the reason, and finishes the run with nothing lost or doubled."""
+
+import time
+
+import pytest
+
+from daemon.simulate import wait_for
+from tests.e2e.conftest import get_status, simulated_annotator, start_daemon
+from tests.faults.conftest import assert_clean, audit
+
+pytestmark = pytest.mark.faults
+
+
+@pytest.mark.parametrize("service", ["server", "osmem"])
+def test_outage_mid_run(argilla_stack, dataset_name, trec_env, trec_data, service, results):
+    stack = argilla_stack["stack"]
+    if stack is None:
+        pytest.skip("needs the suite's own stack (AL_TEST_ARGILLA_URL points elsewhere)")
+    port, log = trec_env["port"], trec_env["log"]
+    env = trec_env["env"] | {"AL_BATCH_SIZE": "10", "AL_MAX_ROUNDS": "4", "AL_STOP_CRITERIA": "never"}
+    person = simulated_annotator(argilla_stack, dataset_name, trec_data, discard_rate=0.1, seed=4)
+    person.start_thread()
+    daemon = start_daemon(env, log)
+    degraded = None
+    try:
+        assert wait_for(lambda: (get_status(port) or {}).get("round", 0) >= 1, 180), log.read_text()[-3000:]
+        stack.stop_service(service)
+        if service == "server":
+            stack.stop_service("worker")
+        deadline = time.monotonic() + 60
+        while degraded is None and time.monotonic() < deadline:
+            status = get_status(port) or {}
+            if status.get("state") == "degraded":
+                degraded = status
+            time.sleep(0.3)
+        time.sleep(5)  # stay down a while: the daemon keeps retrying with backoff
+        assert daemon.poll() is None, "the daemon died during the outage"
+        stack.up()  # brings the missing services back (and reindexes after a search-engine restart)
+        assert daemon.wait(timeout=400) == 0, log.read_text()[-3000:]
+    finally:
+        person.stop()
+        if daemon.poll() is None:
+            daemon.kill()
+        stack.up()
+    assert degraded is not None and degraded["reason"], "never reported degraded"
+    checks = audit(argilla_stack, dataset_name, trec_env["state_dir"])
+    what = "Argilla server + worker" if service == "server" else "search engine (osmem)"
+    results(f"{what} down mid-run", f"degraded ({degraded['reason'][:40]}…), recovered, finished", checks)
+    assert_clean(checks)
+    assert checks["rounds"] == 4 and checks["batches"] == 4
