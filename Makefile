@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: setup demo demo-simulated test lint stack-up stack-down clean
+.PHONY: setup demo demo-simulated test faults lint stack-up stack-down clean
 
 $(BIN)/al-daemon: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ lint: $(BIN)/al-daemon
 test: setup lint  ## unit + integration + end-to-end (starts its own Argilla stack on test ports)
 	$(BIN)/pytest -q -rs --durations=10 $(ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here" >&2; exit 1; fi; exit $$rc
+
+faults: setup  ## the fault-injection suite alone (also part of `make test`); writes tests/faults/RESULTS.md
+	$(BIN)/pytest -q -rs tests/faults $(ARGS)
 
 stack-up: setup
 	$(BIN)/al-daemon stack up

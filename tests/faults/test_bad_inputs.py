@@ -20,6 +20,12 @@ pytestmark = pytest.mark.faults
 LABELS = ["food", "sport", "tech"]
 
 
+def shown(answer: subprocess.CompletedProcess, tmp) -> str:
+    """The message the user sees (its last line), with the test's temporary folder shortened for the table."""
+    lines = answer.stderr.strip().splitlines()
+    return f"exit {answer.returncode}: `{(lines[-1] if lines else '').replace(str(tmp), '<tmp>').strip()[:140]}`"
+
+
 def run_cli(env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "daemon.cli", "run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
@@ -97,8 +103,7 @@ CASES = {  # name -> (setup(base) -> extra env, expected message)
 def test_bad_input_is_refused_clearly(base, case, results):
     setup, expected = CASES[case]
     answer = run_cli(base["env"] | setup(base))
-    message = answer.stderr.strip().splitlines()[-1] if answer.stderr.strip() else ""
-    results(f"bad input: {case}", f"exit {answer.returncode}: `{message[:90]}`")
+    results(f"bad input: {case}", shown(answer, base["dir"]))
     assert answer.returncode == 2, answer.stdout[-2000:] + answer.stderr
     assert expected in answer.stderr and "Traceback" not in answer.stderr, answer.stderr
 
@@ -107,7 +112,7 @@ def test_incompatible_existing_dataset(base, argilla_stack, dataset_name, result
     gateway = ArgillaGateway(argilla_stack["url"], argilla_stack["owner_key"], "argilla", dataset_name)
     gateway.ensure_dataset(DatasetSpec(dataset_name, "argilla", ["yes", "no"]))
     answer = run_cli(base["env"])
-    results("bad input: incompatible existing dataset", f"exit {answer.returncode}: `{answer.stderr.strip()[:90]}…`")
+    results("bad input: incompatible existing dataset", shown(answer, base["dir"]))
     assert answer.returncode == 2 and "is not compatible" in answer.stderr and "labels" in answer.stderr
 
 
@@ -116,7 +121,7 @@ def test_corrupt_state_file(base, results):
     state.mkdir()
     (state / "state.json").write_text('{"version": 1, "dataset": ')
     answer = run_cli(base["env"])
-    results("bad input: corrupt state file", f"exit {answer.returncode}: `{answer.stderr.strip()[:90]}…`")
+    results("bad input: corrupt state file", shown(answer, base["dir"]))
     assert answer.returncode == 2 and "unreadable state" in answer.stderr
     assert (state / "state.json").read_text() == '{"version": 1, "dataset": '  # left for the user to inspect
 
@@ -131,7 +136,7 @@ def test_state_of_another_dataset(base, results):
         )
     )
     answer = run_cli(base["env"])
-    results("bad input: state of another dataset", f"exit {answer.returncode}: `{answer.stderr.strip()[:90]}…`")
+    results("bad input: state of another dataset", shown(answer, base["dir"]))
     assert answer.returncode == 2 and "belongs to another run (different dataset" in answer.stderr
 
 
@@ -142,10 +147,7 @@ def test_a_second_daemon_on_the_same_dataset(base, results):
         port = int(env["AL_STATUS_PORT"])
         assert wait_for(lambda: (get_status(port) or {}).get("state") == "waiting-for-annotators", 120)
         second = run_cli(env | {"AL_STATUS_PORT": str(free_port())})
-        results(
-            "bad input: a second daemon on the same dataset",
-            f"exit {second.returncode}: `{second.stderr.strip()[:90]}…`",
-        )
+        results("bad input: a second daemon on the same dataset", shown(second, base["dir"]))
         assert second.returncode == 2 and "another al-daemon is already running" in second.stderr
         assert f"pid {first.pid}" in second.stderr
         assert first.poll() is None  # the first one is untouched
