@@ -116,6 +116,7 @@ class Daemon:
     def start(self) -> None:
         """Create or check the dataset, load or create the state, and make sure the current batch is logged."""
         self._lock_file, self.run_by = acquire_lock(self.settings.state_dir)
+        self.store.remove_partial_writes()
         self.gateway.ensure_dataset(self.spec())
         state = self.store.load()
         if state is None:

@@ -144,9 +144,13 @@ class StateStore:
         self.dir = Path(state_dir)
         self.path = self.dir / STATE_FILE
 
-    def load(self) -> RunState | None:
-        for leftover in self.dir.glob(f".{STATE_FILE}.*"):  # a write cut short by a crash; state.json is intact
+    def remove_partial_writes(self) -> None:
+        """Delete temporary files a crash left mid-write (state.json itself is intact). Only the lock holder
+        may call this: another process's write in flight looks the same."""
+        for leftover in self.dir.glob(f".{STATE_FILE}.*"):
             leftover.unlink(missing_ok=True)
+
+    def load(self) -> RunState | None:
         if not self.path.exists():
             return None
         try:

@@ -75,3 +75,13 @@ def test_lock_refuses_a_second_process_and_names_the_holder(tmp_path):
         text=True,
     )
     assert again.returncode == 0 and again.stdout.startswith("pid ")
+
+
+def test_partial_writes_are_removed_only_when_asked(tmp_path):
+    store = StateStore(tmp_path)
+    store.save(RunState(dataset="d", workspace="w", pool_fingerprint="f", labels=["a", "b"], batch_size=2))
+    leftover = tmp_path / ".state.json.abc123"
+    leftover.write_text('{"half": ')
+    assert store.load().dataset == "d" and leftover.exists()  # a reader (al-daemon export) leaves it alone
+    store.remove_partial_writes()  # the lock holder at start-up
+    assert not leftover.exists() and store.load().dataset == "d"
