@@ -18,13 +18,16 @@ def test_outage_mid_run(argilla_stack, dataset_name, trec_env, trec_data, servic
     if stack is None:
         pytest.skip("needs the suite's own stack (AL_TEST_ARGILLA_URL points elsewhere)")
     port, log = trec_env["port"], trec_env["log"]
-    env = trec_env["env"] | {"AL_BATCH_SIZE": "10", "AL_MAX_ROUNDS": "4", "AL_STOP_CRITERIA": "never"}
+    env = trec_env["env"] | {"AL_BATCH_SIZE": "10", "AL_MAX_ROUNDS": "5", "AL_STOP_CRITERIA": "never"}
     person = simulated_annotator(argilla_stack, dataset_name, trec_data, discard_rate=0.1, seed=4)
-    person.start_thread()
+    thread = person.start_thread()
     daemon = start_daemon(env, log)
     degraded = None
     try:
         assert wait_for(lambda: (get_status(port) or {}).get("round", 0) >= 1, 180), log.read_text()[-3000:]
+        person.stop()  # hold the run mid-way: the daemon waits on an unfinished batch while Argilla is away
+        thread.join(timeout=30)
+        assert (get_status(port) or {}).get("stop", {}).get("reason") is None, "the run ended before the outage"
         stack.stop_service(service)
         if service == "server":
             stack.stop_service("worker")
@@ -37,6 +40,8 @@ def test_outage_mid_run(argilla_stack, dataset_name, trec_env, trec_data, servic
         time.sleep(5)  # stay down a while: the daemon keeps retrying with backoff
         assert daemon.poll() is None, "the daemon died during the outage"
         stack.up()  # brings the missing services back (and reindexes after a search-engine restart)
+        person = simulated_annotator(argilla_stack, dataset_name, trec_data, discard_rate=0.1, seed=5)
+        person.start_thread()  # the annotator comes back too
         assert daemon.wait(timeout=400) == 0, log.read_text()[-3000:]
     finally:
         person.stop()
@@ -48,4 +53,4 @@ def test_outage_mid_run(argilla_stack, dataset_name, trec_env, trec_data, servic
     what = "Argilla server + worker" if service == "server" else "search engine (osmem)"
     results(f"{what} down mid-run", f"degraded ({degraded['reason'][:40]}…), recovered, finished", checks)
     assert_clean(checks)
-    assert checks["rounds"] == 4 and checks["batches"] == 4
+    assert checks["rounds"] == 5 and checks["batches"] == 5
