@@ -157,9 +157,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def format_status(s: dict) -> str:
     """The status document for a terminal: the same numbers as the status page."""
-
-    def num(value, digits: int = 3) -> str:
-        return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+    from daemon.report import number as num
+    from daemon.report import signal_digits
 
     batch = s.get("batch") or {}
     acc, f1, stop = s.get("accuracy") or {}, s.get("macro_f1") or {}, s.get("stop") or {}
@@ -182,9 +181,7 @@ def format_status(s: dict) -> str:
     lines.append("signals:")
     for name, view in (s.get("signals") or {}).items():
         flags = ("fired " if view.get("fired") else "") + ("(stops the run)" if view.get("stops") else "")
-        digits = 0 if name in ("max_iterations", "label_budget") else 4
-        value = view.get("value")
-        shown = "-" if value is None else f"{value:.{digits}f}"
+        shown = num(view.get("value"), signal_digits(name))
         lines.append(f"  {name:<22} {shown:>8}  threshold {num(view.get('threshold')):>6}  {flags}")
     last = s.get("last_round")
     if last:

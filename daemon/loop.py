@@ -100,6 +100,8 @@ class Daemon:
         self._read_seconds: float | None = None
         self.last_contact: float | None = None  # monotonic time of the last successful Argilla exchange
         self.export: dict | None = None
+        self.run_by: str | None = None  # who holds the state dir's lock (this process, once started)
+        self._lock_file = None
         self.finished = threading.Event()
         self.stopping = threading.Event()  # a SIGTERM: leave the round at the next step boundary
 
@@ -446,7 +448,6 @@ class Daemon:
             progress=snapshot.progress,
             model=self.learner.features.name,
             pool_size=len(self.pool),
-            argilla_errors=dict(getattr(self.gateway, "errors", {}) or {}),
             export=self.export,
         )
         self._published = status_view(self.settings, self.state, live, self.signals.thresholds())
@@ -457,7 +458,7 @@ class Daemon:
         published = getattr(self, "_published", None) or self._publish()
         return published | {
             "argilla_errors": dict(getattr(self.gateway, "errors", {}) or {}),
-            "run_by": getattr(self, "run_by", None),
+            "run_by": self.run_by,
         }
 
     def ready(self) -> tuple[bool, str]:

@@ -28,6 +28,20 @@ class Live:
     export: dict | None = None
 
 
+def number(value, digits: int = 3, missing: str = "-") -> str:
+    """A status number for people: floats to ``digits`` places, None as ``missing``."""
+    if value is None:
+        return missing
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if digits else str(round(value))
+    return str(value)
+
+
+def signal_digits(name: str) -> int:
+    """Counts (rounds, labels) print as integers, the criteria's values with four places."""
+    return 0 if name in (MAX_ITERATIONS, LABEL_BUDGET) else 4
+
+
 def best(rounds: list[RoundMetrics], metric: str) -> dict:
     values = [(getattr(m, metric), m.round, m.labels) for m in rounds if getattr(m, metric) is not None]
     if not values:

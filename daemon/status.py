@@ -25,6 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from daemon.metrics import CONTENT_TYPE, render_metrics
+from daemon.report import number, signal_digits
 
 log = logging.getLogger(__name__)
 
@@ -98,16 +99,9 @@ def create_app(source: StatusSource, token: str | None = None) -> FastAPI:
     return app
 
 
-def _num(value, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}" if digits else str(round(value))
-    return str(value)
-
-
 _env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)
-_env.filters["num"] = _num
+_env.filters["num"] = lambda value, digits=3: number(value, digits, missing="–")
+_env.globals["signal_digits"] = signal_digits
 PAGE = _env.from_string(
     """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="10">
@@ -146,7 +140,7 @@ PAGE = _env.from_string(
 </div>
 <table><tr><th>stopping criterion</th><th>value</th><th>threshold</th><th>fired</th><th>stops the run</th></tr>
 {% for name, sig in s.signals.items() %}<tr><td>{{ name }}</td>
-<td>{{ sig.value|num(0 if name in ('max_iterations', 'label_budget') else 4) }}</td><td>{{ sig.threshold|num }}</td>
+<td>{{ sig.value|num(signal_digits(name)) }}</td><td>{{ sig.threshold|num }}</td>
 <td>{{ 'yes' if sig.fired else 'no' }}</td><td>{{ 'yes' if sig.stops else '' }}</td></tr>{% endfor %}
 </table>
 <p class="muted">Stop rule: {{ s.stop.mode }} of [{{ s.stop.criteria|join(', ') }}]
