@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from daemon.gateway import RecordView
+from daemon.state import Batch, Change
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +27,7 @@ class BatchProgress:
     labels: dict[int, str]
     annotators: dict[int, list[str]]
     discarded_indices: list[int]
+    pending_indices: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -59,7 +61,8 @@ def assess(pool_indices: Sequence[int], views: Sequence[RecordView]) -> BatchPro
     labels: dict[int, str] = {}
     annotators: dict[int, list[str]] = {}
     discarded: list[int] = []
-    completed = pending = missing = 0
+    completed = missing = 0
+    pending: list[int] = []
     for index in pool_indices:
         view = by_index.get(index)
         if view is None:
@@ -72,14 +75,78 @@ def assess(pool_indices: Sequence[int], views: Sequence[RecordView]) -> BatchPro
         elif view.discarded:
             discarded.append(index)
         else:
-            pending += 1
+            pending.append(index)
     return BatchProgress(
         total=len(pool_indices),
         completed=completed,
         discarded=len(discarded) - missing,
-        pending=pending,
+        pending=len(pending),
         missing=missing,
         labels=labels,
         annotators=annotators,
         discarded_indices=discarded,
+        pending_indices=pending,
     )
+
+
+def find_changes(batches: Sequence[Batch], views: dict[int, RecordView], round_number: int) -> list[Change]:
+    """What people changed in Argilla since closed batches were journaled, and late answers to stuck ones.
+
+    ``views`` is every record Argilla holds, by pool index (from its database, not the search index). Rules:
+    a label edited after training is *relabelled*; a trained record now only discarded is *withdrawn*; a
+    discarded one that is now completed is *restored*; a deleted one is *deleted* (no longer trained on); a
+    record left open by a stuck batch that is now completed or discarded is a *late-label* / *late-discard*.
+    A record that went back to pending (a submitted answer turned draft) keeps its label.
+    """
+    changes: list[Change] = []
+
+    def change(batch: Batch, index: int, kind: str, old: str | None, new: str | None) -> None:
+        changes.append(
+            Change(round=round_number, batch_id=batch.batch_id, pool_index=index, kind=kind, old=old, new=new)
+        )
+
+    for batch in batches:
+        if not batch.complete:
+            continue
+        for index, old in sorted(batch.labels.items()):
+            view = views.get(index)
+            if view is None:
+                change(batch, index, "deleted", old, None)
+            elif view.status == "completed" and view.submitted:
+                new = consensus([label for _, label in view.submitted])
+                if new != old:
+                    change(batch, index, "relabelled", old, new)
+            elif view.discarded:
+                change(batch, index, "withdrawn", old, None)
+        for index in sorted(batch.discarded):
+            view = views.get(index)
+            if view is not None and view.status == "completed" and view.submitted:
+                change(batch, index, "restored", None, consensus([label for _, label in view.submitted]))
+        for index in sorted(batch.open):
+            view = views.get(index)
+            if view is None:
+                change(batch, index, "deleted", None, None)
+            elif view.status == "completed" and view.submitted:
+                change(batch, index, "late-label", None, consensus([label for _, label in view.submitted]))
+            elif view.discarded:
+                change(batch, index, "late-discard", None, None)
+    return changes
+
+
+def apply_changes(batches: Sequence[Batch], changes: Sequence[Change], views: dict[int, RecordView]) -> None:
+    """Apply :func:`find_changes`' result to the journaled batches (the caller saves the state)."""
+    by_id = {batch.batch_id: batch for batch in batches}
+    for item in changes:
+        batch, index = by_id[item.batch_id], item.pool_index
+        if index in batch.open:
+            batch.open.remove(index)
+        if item.new is None:  # no longer trained on: deleted, withdrawn or discarded late
+            batch.labels.pop(index, None)
+            batch.annotators.pop(index, None)
+            if index not in batch.discarded:
+                batch.discarded.append(index)
+        else:
+            if index in batch.discarded:
+                batch.discarded.remove(index)
+            batch.labels[index] = item.new
+            batch.annotators[index] = [user for user, _ in views[index].submitted]

@@ -11,8 +11,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from daemon.errors import DaemonError
+from daemon.errors import ArgillaUnavailable, DaemonError
 from daemon.logs import setup_logging
+
+EXIT_TEMPORARY = 75  # EX_TEMPFAIL: Argilla unreachable at start-up; exit 2 is for problems a person must fix
 
 log = logging.getLogger("daemon")
 
@@ -178,6 +180,11 @@ def format_status(s: dict) -> str:
     ]
     if s.get("last_error"):
         lines.append(f"error:     {s['last_error']}")
+    for warning in s.get("warnings") or []:
+        lines.append(f"warning:   {warning}")
+    if (s.get("changes") or {}).get("total"):
+        kinds = ", ".join(f"{kind} {n}" for kind, n in s["changes"]["by_kind"].items())
+        lines.append(f"changes:   {kinds} (made in Argilla after training)")
     lines.append("signals:")
     for name, view in (s.get("signals") or {}).items():
         flags = ("fired " if view.get("fired") else "") + ("(stops the run)" if view.get("stops") else "")
@@ -260,7 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"al-daemon: invalid settings:\n{_validation_message(exc)}", file=sys.stderr)
         return 2
-    except DaemonError as exc:
+    except ArgillaUnavailable as exc:  # a restart later may well work: systemd restarts on this code
+        print(f"al-daemon: {exc}", file=sys.stderr)
+        return EXIT_TEMPORARY
+    except DaemonError as exc:  # needs a person (bad input, settings, state or dataset): RestartPreventExitStatus=2
         print(f"al-daemon: {exc}", file=sys.stderr)
         return 2
 

@@ -43,6 +43,12 @@ class LogFormat(StrEnum):
     json = "json"
 
 
+class StuckAction(StrEnum):
+    wait = "wait"  # keep waiting (the warning on status is all)
+    proceed = "proceed"  # train on the labels in hand and log the next batch; late labels join later rounds
+    requeue = "requeue"  # train on the labels in hand; the unfinished records move into the next batch
+
+
 class StopMode(StrEnum):
     any = "any"  # stop when one chosen criterion fires
     all = "all"  # stop when every chosen criterion fires in the same round
@@ -81,6 +87,10 @@ class Settings(BaseSettings):
 
     # active learning
     batch_size: int = Field(20, ge=1, description="records per batch")
+    stuck_after: float | None = Field(
+        3600.0, gt=0, description="seconds after which a batch with some but not all answers counts as stuck"
+    )
+    stuck_action: StuckAction = Field(StuckAction.wait, description="wait | proceed | requeue: what a stuck batch gets")
     model: ModelKind = Field(ModelKind.embeddings, description="embeddings | transformer | tfidf")
     model_path: Path | None = Field(None, description="local HF model dir; default: the bundled all-MiniLM-L6-v2")
     query_strategy: QueryStrategyName = Field(QueryStrategyName.breaking_ties, description="query strategy")

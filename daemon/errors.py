@@ -23,3 +23,7 @@ class ArgillaRefused(DaemonError):
 
 class StateError(DaemonError):
     """The state directory belongs to another run or cannot be read."""
+
+
+class DatasetGone(ArgillaRefused):
+    """The run's dataset is no longer in Argilla (deleted by a person)."""

@@ -158,7 +158,8 @@ def export_run(
 
     annotators = Counter(name for row in rows for name in row["annotators"])
     report = {
-        "dataset": settings.dataset,
+        "dataset": state.dataset,
+        "dataset_id": state.dataset_id,
         "workspace": settings.workspace,
         "argilla_url": settings.argilla_url,
         "version": status.get("version"),
@@ -171,6 +172,8 @@ def export_run(
         "discarded": len(state.discarded()),
         "discarded_ids": [pool.ids[i] for i in sorted(state.discarded())],
         "label_counts": dict(Counter(row["label"] for row in rows)),
+        "open_ids": [pool.ids[i] for i in sorted(state.open_indices())],  # a stuck batch's unanswered records
+        "changes": [change.model_dump(mode="json") for change in state.changes],  # made by people after training
         "annotators": dict(annotators),
         "final": {"accuracy": status.get("accuracy"), "macro_f1": status.get("macro_f1")},
         "signals": {

@@ -17,7 +17,7 @@ from typing import Protocol, TypeVar
 
 import httpx
 
-from daemon.errors import ArgillaRefused, ArgillaUnavailable, SchemaError
+from daemon.errors import ArgillaRefused, ArgillaUnavailable, DatasetGone, SchemaError
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,10 @@ class Gateway(Protocol):
     def log_records(self, records: Sequence[OutRecord]) -> None: ...
 
     def read_batch(self, batch_id: int) -> list[RecordView]: ...
+
+    def read_all(self) -> list[RecordView]: ...
+
+    def check_dataset(self, spec: DatasetSpec) -> None: ...
 
     def max_batch_id(self) -> int | None: ...
 
@@ -141,6 +145,7 @@ class ArgillaGateway:
         self._client = None
         self._dataset = None
         self._me = None
+        self.dataset_id: str | None = None  # known once found or created: followed across renames
         self.errors: collections.Counter[str] = collections.Counter()  # failed calls by kind, for /metrics
 
     # ---- connection ----------------------------------------------------------------------------------
@@ -174,11 +179,33 @@ class ArgillaGateway:
                 raise ArgillaRefused(f"workspace {self.workspace!r} does not exist in Argilla at {self.api_url}")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "dataset not found" is a warning in the SDK
-                dataset = client.datasets(self.dataset_name, workspace=self.workspace)
+                if self.dataset_id is not None:
+                    dataset = client.datasets(id=self.dataset_id)
+                    if dataset is None:
+                        raise DatasetGone(
+                            f"dataset {self.dataset_name!r} (id {self.dataset_id}) is gone from Argilla: deleted by "
+                            "someone? Every label up to the last closed batch is in the state; `al-daemon export` "
+                            "exports them; to go on, start a new run (new AL_DATASET and AL_STATE_DIR)"
+                        )
+                    dataset = dataset.get()  # by id, the SDK leaves the settings unloaded
+                    self._follow_rename(dataset)
+                else:
+                    dataset = client.datasets(self.dataset_name, workspace=self.workspace)
             if dataset is None:
                 raise ArgillaRefused(f"dataset {self.dataset_name!r} not found in workspace {self.workspace!r}")
             self._dataset = dataset
+            self.dataset_id = str(dataset.id)
         return self._dataset
+
+    def _follow_rename(self, dataset) -> None:
+        if dataset.name != self.dataset_name:
+            log.warning(
+                "dataset %r was renamed to %r in Argilla; following it by id (set AL_DATASET=%s for new runs)",
+                self.dataset_name,
+                dataset.name,
+                dataset.name,
+            )
+            self.dataset_name = dataset.name
 
     def forget_dataset(self) -> None:
         self._dataset = None
@@ -190,6 +217,10 @@ class ArgillaGateway:
         import argilla as rg
 
         client = self._connect()
+        if self.dataset_id is not None:  # a run that knows its dataset: by id, whatever it is called now
+            self._dataset = None
+            check_schema(self._get_dataset().settings, spec)
+            return
         if client.workspaces(spec.workspace) is None:
             raise ArgillaRefused(f"workspace {spec.workspace!r} does not exist in Argilla at {self.api_url}")
         with warnings.catch_warnings():
@@ -198,6 +229,7 @@ class ArgillaGateway:
         if existing is not None:
             check_schema(existing.settings, spec)
             self._dataset = existing
+            self.dataset_id = str(existing.id)
             return
         settings = rg.Settings(
             fields=[rg.TextField(TEXT_FIELD, title="Text", use_markdown=False)],
@@ -208,6 +240,7 @@ class ArgillaGateway:
             distribution=rg.TaskDistribution(min_submitted=spec.min_submitted),
         )
         self._dataset = rg.Dataset(spec.name, workspace=spec.workspace, settings=settings, client=client).create()
+        self.dataset_id = str(self._dataset.id)
         log.info("created Argilla dataset %r in workspace %r", spec.name, spec.workspace)
 
     # ---- records -------------------------------------------------------------------------------------
@@ -232,42 +265,46 @@ class ArgillaGateway:
             payload.append(
                 rg.Record(id=item.record_id, fields={TEXT_FIELD: item.text}, metadata=metadata, suggestions=suggestions)
             )
-        dataset.records.log(payload, user_id=self._me.id, batch_size=min(len(payload), 500))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # re-logged records come back with their responses: user-id noise
+            dataset.records.log(payload, user_id=self._me.id, batch_size=min(len(payload), 500))
 
     @_translate
     def read_batch(self, batch_id: int) -> list[RecordView]:
         """Every record of a batch with its status, submitted labels and whether someone discarded it."""
-        import argilla as rg
-
         dataset = self._get_dataset()
-        in_batch = ("metadata.batch_id", "==", batch_id)
-        discarded = {
-            str(r.id)
-            for r in dataset.records(
-                query=rg.Query(filter=rg.Filter([in_batch, ("response.status", "==", "discarded")])),
-                with_responses=False,
-            )
-        }
-        views = []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the SDK warns about user ids on every response it reads
-            records = list(dataset.records(query=rg.Query(filter=rg.Filter([in_batch])), with_responses=True))
-        for record in records:
-            submitted = [
-                (str(response.user_id), str(response.value))
-                for response in _responses_to(record, LABEL_QUESTION)
-                if str(getattr(response.status, "value", response.status)) == "submitted"
-            ]
-            views.append(
-                RecordView(
-                    record_id=str(record.id),
-                    pool_index=int(record.metadata["pool_index"]),
-                    status=str(getattr(record.status, "value", record.status)),
-                    submitted=tuple(submitted),
-                    discarded=str(record.id) in discarded,
-                )
-            )
-        return views
+        scope = {"entity": "metadata", "metadata_property": "batch_id"}
+        query = {"filters": {"and": [{"type": "range", "scope": scope, "ge": batch_id, "le": batch_id}]}}
+        path = f"/api/v1/datasets/{dataset.id}/records/search"
+        return [view for item in self._pages("POST", path, query) if (view := _view(item["record"]))]
+
+    @_translate
+    def read_all(self) -> list[RecordView]:
+        """Every record of the dataset with its responses, from Argilla's database (not its search index, which
+        may lag or be rebuilding): the truth the daemon reconciles its journal against once per round."""
+        dataset = self._get_dataset()
+        return [view for item in self._pages("GET", f"/api/v1/datasets/{dataset.id}/records") if (view := _view(item))]
+
+    def _pages(self, method: str, path: str, body: dict | None = None) -> list[dict]:
+        """All items of a paged records endpoint, with responses. Raw JSON: the SDK's record objects fail on a
+        discard sent without values (``AttributeError``) and hide UI discards."""
+        http = self._connect().api.http_client
+        items: list[dict] = []
+        page = 1000  # the server's maximum
+        while True:
+            params = {"include": "responses", "offset": len(items), "limit": page}
+            response = http.request(method, path, params=params, json=body)
+            response.raise_for_status()
+            got = response.json().get("items", [])
+            items.extend(got)
+            if len(got) < page:
+                return items
+
+    @_translate
+    def check_dataset(self, spec: DatasetSpec) -> None:
+        """Fetch the dataset's settings afresh and check them (people may change them while the daemon runs)."""
+        self._dataset = None
+        check_schema(self._get_dataset().settings, spec)
 
     @_translate
     def set_guidelines(self, text: str) -> None:
@@ -301,12 +338,24 @@ class ArgillaGateway:
         return None if value is None else int(value)
 
 
-def _responses_to(record, question: str) -> list:
-    # RecordResponses' `in` looks at responses, not question names; indexing a missing question raises
-    try:
-        return list(record.responses[question]) if record.responses else []
-    except (KeyError, IndexError):
-        return []
+def _view(item: dict) -> RecordView | None:
+    """A record as the API returns it (with responses) → RecordView; None for records the daemon did not log."""
+    index = (item.get("metadata") or {}).get("pool_index")
+    if index is None:
+        return None
+    answers = item.get("responses") or []
+    submitted = [
+        (str(answer["user_id"]), str(answer["values"][LABEL_QUESTION]["value"]))
+        for answer in answers
+        if answer.get("status") == "submitted" and LABEL_QUESTION in (answer.get("values") or {})
+    ]
+    return RecordView(
+        record_id=str(item.get("external_id") or item["id"]),
+        pool_index=int(index),
+        status=str(item.get("status")),
+        submitted=tuple(submitted),
+        discarded=any(answer.get("status") == "discarded" for answer in answers),
+    )
 
 
 def check_schema(settings, spec: DatasetSpec) -> None:

@@ -13,12 +13,13 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 
-from daemon.batches import BatchProgress, assess
-from daemon.config import Settings
-from daemon.errors import ArgillaRefused, ArgillaUnavailable, StateError
+from daemon.batches import BatchProgress, apply_changes, assess, find_changes
+from daemon.config import Settings, StuckAction
+from daemon.errors import ArgillaRefused, ArgillaUnavailable, SchemaError, StateError
 from daemon.gateway import DatasetSpec, Gateway, OutRecord
 from daemon.learner import Learner, QueryResult
 from daemon.pool import TextTable
@@ -70,6 +71,7 @@ class Snapshot:
     reason: str | None = None
     progress: dict = field(default_factory=dict)
     last_error: str | None = None
+    warning: str | None = None  # e.g. a stuck batch
 
 
 class Daemon:
@@ -98,6 +100,7 @@ class Daemon:
         self._failures = 0
         self._next_try = 0.0
         self._read_seconds: float | None = None
+        self._stuck_logged: int | None = None  # the stuck batch already warned about in the log
         self.last_contact: float | None = None  # monotonic time of the last successful Argilla exchange
         self.export: dict | None = None
         self.run_by: str | None = None  # who holds the state dir's lock (this process, once started)
@@ -119,8 +122,11 @@ class Daemon:
         """Create or check the dataset, load or create the state, and make sure the current batch is logged."""
         self._lock_file, self.run_by = acquire_lock(self.settings.state_dir)
         self.store.remove_partial_writes()
-        self.gateway.ensure_dataset(self.spec())
         state = self.store.load()
+        if state is not None:
+            self._check_same_run(state)
+            self.gateway.dataset_id = state.dataset_id  # found by id: a rename in Argilla is followed
+        self.gateway.ensure_dataset(self.spec())
         if state is None:
             present = self.gateway.max_batch_id()
             if present is not None:
@@ -137,8 +143,9 @@ class Daemon:
                 batch_size=self.settings.batch_size,
             )
         else:
-            self._check_same_run(state)
+            self._check_dataset_name(state)
             self._check_against_argilla(state)
+        state.dataset_id = self.gateway.dataset_id
         self.state = state
         if not state.batches:
             indices = self.learner.initial_batch(self.settings.batch_size)
@@ -157,7 +164,9 @@ class Daemon:
         self._set(Phase.waiting)
 
     def _check_same_run(self, state: RunState) -> None:
-        mine = (self.settings.dataset, self.settings.workspace, self.pool.fingerprint, self.labels)
+        # with the dataset's id known, its name is checked after Argilla is asked (it may have been renamed)
+        dataset = state.dataset if state.dataset_id else self.settings.dataset
+        mine = (dataset, self.settings.workspace, self.pool.fingerprint, self.labels)
         theirs = (state.dataset, state.workspace, state.pool_fingerprint, state.labels)
         if mine != theirs:
             what = [
@@ -168,6 +177,20 @@ class Daemon:
             raise StateError(
                 f"{self.store.path} belongs to another run (different {', '.join(what)}: state has dataset "
                 f"{state.dataset!r} in {state.workspace!r}); use another AL_STATE_DIR or restore the original settings"
+            )
+
+    def _check_dataset_name(self, state: RunState) -> None:
+        """AL_DATASET may name the run's dataset as it is called in Argilla now or as it was called before."""
+        current = self.gateway.dataset_name
+        if self.settings.dataset not in (state.dataset, current, *state.former_names):
+            raise StateError(
+                f"{self.store.path} belongs to another run (different dataset: state has dataset {state.dataset!r}, "
+                f"called {current!r} in Argilla now; AL_DATASET is {self.settings.dataset!r}); use another "
+                "AL_STATE_DIR or restore the original settings"
+            )
+        if state.renamed(current):
+            log.warning(
+                "the run's dataset %r is now called %r in Argilla; the state follows", state.former_names[-1], current
             )
 
     def _check_against_argilla(self, state: RunState) -> None:
@@ -189,21 +212,30 @@ class Daemon:
                 self._tick()
         except Abandoned as exc:
             log.info("stop requested: left the round %s; the next start resumes from the journal", exc)
-        except (ArgillaUnavailable, ArgillaRefused) as exc:
+        except (ArgillaUnavailable, ArgillaRefused, SchemaError) as exc:
             self._failures += 1
             delay = min(60.0, self.settings.poll_interval * 2 ** min(self._failures, 6)) * random.uniform(0.5, 1.0)
             self._next_try = time.monotonic() + delay
-            log.warning("argilla problem (attempt %d, retry in %.1f s): %s", self._failures, delay, exc)
-            if isinstance(exc, ArgillaRefused):
-                self.gateway.forget_dataset()  # it may have been deleted or renamed: look it up afresh
-            self._snapshot.last_error = str(exc)
-            self._set(Phase.degraded, reason=str(exc))
+            reason = str(exc) if isinstance(exc, ArgillaUnavailable) else self._diagnose(exc)
+            log.warning("argilla problem (attempt %d, retry in %.1f s): %s", self._failures, delay, reason)
+            self._snapshot.last_error = reason
+            self._set(Phase.degraded, reason=reason)
         else:
             self._failures = 0
             self.last_contact = time.monotonic()
             if self._snapshot.last_error is not None:
                 self._snapshot.last_error = None
                 self._publish()
+
+    def _diagnose(self, exc: Exception) -> str:
+        """A refusal may mean people changed the dataset (deleted, renamed, its settings edited): look it up afresh
+        and say what is wrong with it, rather than quoting the failed request."""
+        self.gateway.forget_dataset()
+        try:
+            self.gateway.check_dataset(self.spec())
+        except (ArgillaUnavailable, ArgillaRefused, SchemaError) as found:
+            return str(found)
+        return str(exc)
 
     def _checkpoint(self, where: str) -> None:
         """A step boundary: with a stop requested, leave here (everything before is journaled)."""
@@ -220,24 +252,63 @@ class Daemon:
         batch = state.current
         if not batch.logged:
             self._ensure_logged()
+        mark = time.perf_counter()
         if not batch.complete:
-            mark = time.perf_counter()
             progress = assess(batch.pool_indices, self.gateway.read_batch(batch.batch_id))
             self._set(Phase.waiting, progress=progress.as_dict())
-            if not progress.complete:
+            early = None if progress.complete else self._stuck(batch, progress)
+            if not progress.complete and early is None:
                 return
-            self._close_batch(batch, progress)
-            self._read_seconds = time.perf_counter() - mark
+            self._close_batch(batch, progress, early)
+        self._reconcile(batch.batch_id)
+        self._read_seconds = time.perf_counter() - mark
         self._checkpoint(f"{batch.batch_id} before training (its labels are journaled)")
         self._round(batch)
 
-    def _close_batch(self, batch: Batch, progress: BatchProgress) -> None:
+    def _stuck(self, batch: Batch, progress: BatchProgress) -> StuckAction | None:
+        """A batch with some answers but waiting longer than AL_STUCK_AFTER: warn, and close it early unless the
+        action is ``wait``. A batch nobody has touched is not stuck (the annotators are away; a new batch from
+        the same labels would not help)."""
+        since = batch.logged_at or batch.created_at
+        waited = (datetime.now(UTC) - datetime.fromisoformat(since)).total_seconds()
+        limit = self.settings.stuck_after
+        if limit is None or waited < limit or progress.done == 0:
+            return None
+        action = self.settings.stuck_action
+        warning = (
+            f"batch {batch.batch_id} is stuck: {progress.pending} of {progress.total} records unanswered after "
+            f"{waited / 60:.0f} min (AL_STUCK_ACTION={action.value})"
+        )
+        if self._stuck_logged != batch.batch_id:
+            log.warning("%s", warning)
+            self._stuck_logged = batch.batch_id
+        self._snapshot.warning = warning
+        self._publish()
+        return None if action is StuckAction.wait else action
+
+    def _close_batch(self, batch: Batch, progress: BatchProgress, early: StuckAction | None = None) -> None:
         batch.labels = progress.labels
         batch.annotators = progress.annotators
         batch.discarded = progress.discarded_indices
+        if early is StuckAction.proceed:
+            batch.open = progress.pending_indices
+        elif early is StuckAction.requeue:
+            batch.moved = progress.pending_indices
         batch.complete = True
         batch.completed_at = now()
         self.store.save(self.state)
+        self._snapshot.warning = None
+        if early is not None:
+            log.warning(
+                "batch %d closed early (%s): %d labels in hand, %d record(s) %s",
+                batch.batch_id,
+                early.value,
+                len(batch.labels),
+                progress.pending,
+                "left open: a late label joins the next round"
+                if early is StuckAction.proceed
+                else "move into the next batch",
+            )
         if progress.missing:
             log.warning(
                 "batch %d: %d record(s) are gone from Argilla; treated as discarded", batch.batch_id, progress.missing
@@ -245,6 +316,31 @@ class Daemon:
         log.info(
             "batch %d complete: %d labelled, %d discarded", batch.batch_id, len(batch.labels), len(batch.discarded)
         )
+
+    def _reconcile(self, round_number: int) -> None:
+        """Before training: compare the journal with Argilla's database and take in what people changed since
+        (edited, withdrawn, restored or deleted labels, late answers to stuck batches). One read per round."""
+        self.gateway.check_dataset(self.spec())
+        if self.state.renamed(self.gateway.dataset_name):  # renamed in Argilla: followed by id
+            self.store.save(self.state)
+        views = {view.pool_index: view for view in self.gateway.read_all()}
+        changes = find_changes(self.state.batches, views, round_number)
+        if not changes:
+            return
+        apply_changes(self.state.batches, changes, views)
+        self.state.changes.extend(changes)
+        self.store.save(self.state)
+        for change in changes:
+            log.warning(
+                "pool item %d (batch %d) %s in Argilla: %s -> %s; round %d trains %s",
+                change.pool_index,
+                change.batch_id,
+                change.kind,
+                change.old or "(not trained on)",
+                change.new or "(not trained on)",
+                round_number,
+                "on the new label" if change.new else "without it",
+            )
 
     # ---- a round -------------------------------------------------------------------------------------
     def _round(self, batch: Batch) -> None:
@@ -259,7 +355,7 @@ class Daemon:
         self._set(Phase.training)
         labels = state.training_labels()
         y = {i: self.labels.index(label) for i, label in labels.items()}
-        trained = self.learner.fit(y, state.discarded(), round_number)
+        trained = self.learner.fit(y, state.not_queryable(), round_number)
         seconds["train"] = time.perf_counter() - started
 
         mark = time.perf_counter()
@@ -273,15 +369,15 @@ class Daemon:
         if reason is None:
             self._set(Phase.querying)
             mark = time.perf_counter()
-            result = self.learner.query(self.settings.batch_size, round_number)
+            result = self.learner.query(max(0, self.settings.batch_size - len(batch.moved)), round_number)
             seconds["query"] = time.perf_counter() - mark
-            if not result.indices:
+            if not result.indices and not batch.moved:
                 reason = "pool exhausted: every pool item is labelled or discarded"
         if reason is not None:
             self._stop(round_number, reason)
             return
 
-        self._journal_batch(batch.batch_id + 1, round_number + 1, result)
+        self._journal_batch(batch.batch_id + 1, round_number + 1, self._with_carried(result, batch.moved, trained))
         self._checkpoint(f"{round_number} after journaling batch {batch.batch_id + 1}, before logging it")
         mark = time.perf_counter()
         self._ensure_logged()
@@ -386,8 +482,22 @@ class Daemon:
         return None
 
     # ---- batches -------------------------------------------------------------------------------------
+    def _with_carried(self, result: QueryResult, carried: list[int], trained: bool) -> QueryResult:
+        """The next batch: the records a stuck batch moved on (first, with the new model's guess), then the query's."""
+        if not carried:
+            return result
+        proba = self.learner.pool_proba() if trained else None
+        return QueryResult(
+            indices=list(carried) + result.indices,
+            scores=[None] * len(carried) + result.scores,
+            predicted=[None if proba is None else int(proba[i].argmax()) for i in carried] + result.predicted,
+            confidence=[None if proba is None else float(proba[i].max()) for i in carried] + result.confidence,
+        )
+
     def _journal_batch(self, batch_id: int, round_number: int, result: QueryResult) -> None:
         """Write the chosen batch to the state before anything is sent to Argilla."""
+        previous = self.state.current
+        carried = list(previous.moved) if previous is not None else []
         batch = Batch(
             batch_id=batch_id,
             round=round_number,
@@ -396,8 +506,9 @@ class Daemon:
             scores=result.scores,
             suggestions=[None if p is None else self.labels[p] for p in result.predicted],
             confidences=result.confidence,
+            carried=[i for i in result.indices if i in set(carried)],
         )
-        if self.state.used_indices() & set(batch.pool_indices):
+        if self.state.used_indices() & set(batch.fresh_indices()):
             raise StateError(f"batch {batch_id} would repeat pool items already asked for; refusing to log it")
         self.state.batches.append(batch)
         self.store.save(self.state)
@@ -426,6 +537,7 @@ class Daemon:
         ]
         self.gateway.log_records(records)
         batch.logged = True
+        batch.logged_at = now()
         self.store.save(self.state)
         log.info("batch %d logged to Argilla: %d records", batch.batch_id, len(records))
 
@@ -449,6 +561,7 @@ class Daemon:
             model=self.learner.features.name,
             pool_size=len(self.pool),
             export=self.export,
+            warnings=tuple(w for w in (snapshot.warning,) if w),
         )
         self._published = status_view(self.settings, self.state, live, self.signals.thresholds())
         return self._published

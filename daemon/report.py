@@ -26,6 +26,7 @@ class Live:
     pool_size: int = 0
     argilla_errors: dict = dataclasses.field(default_factory=dict)
     export: dict | None = None
+    warnings: tuple[str, ...] = ()
 
 
 def number(value, digits: int = 3, missing: str = "-") -> str:
@@ -87,17 +88,22 @@ def status_view(settings: Settings, state: RunState | None, live: Live, threshol
         "state": live.phase,
         "reason": live.reason,
         "last_error": live.last_error,
-        "dataset": settings.dataset,
+        "warnings": list(live.warnings),
+        "dataset": state.dataset if state else settings.dataset,
         "workspace": settings.workspace,
         "argilla_url": settings.argilla_url,
         "model": live.model,
         "query_strategy": settings.query_strategy.value,
         "batch_size": settings.batch_size,
         "pool_size": live.pool_size,
-        "unlabelled": None if state is None else live.pool_size - labels - len(state.discarded()),
+        "unlabelled": None
+        if state is None
+        else live.pool_size - labels - len(state.not_queryable() - state.training_labels().keys()),
         "round": len(rounds),
         "labels": labels,
         "discarded": len(state.discarded()) if state else 0,
+        "open": len(state.open_indices()) if state else 0,
+        "changes": changes_view(state),
         "batch": progress,
         "accuracy": best(rounds, "accuracy"),
         "macro_f1": best(rounds, "macro_f1"),
@@ -122,6 +128,15 @@ def status_view(settings: Settings, state: RunState | None, live: Live, threshol
         "started_at": state.started_at if state else None,
         "export": live.export,
     }
+
+
+def changes_view(state: RunState | None) -> dict:
+    """Labels changed after their batch closed (edits, withdrawals, deletions, late answers): counts and the last few."""
+    changes = state.changes if state else []
+    counts: dict[str, int] = {}
+    for change in changes:
+        counts[change.kind] = counts.get(change.kind, 0) + 1
+    return {"total": len(changes), "by_kind": counts, "last": [c.model_dump(mode="json") for c in changes[-10:]]}
 
 
 def curve(rounds: list[RoundMetrics]) -> list[dict]:

@@ -42,7 +42,29 @@ class Batch(BaseModel):
     annotators: dict[int, list[str]] = Field(default_factory=dict)  # pool index -> user ids that submitted
     discarded: list[int] = Field(default_factory=list)
     created_at: str = Field(default_factory=now)
+    logged_at: str | None = None
     completed_at: str | None = None
+    # a stuck batch closed early (AL_STUCK_ACTION): records still pending then
+    open: list[int] = Field(default_factory=list)  # proceed: left in Argilla; a late label joins training
+    moved: list[int] = Field(default_factory=list)  # requeue: moved into the next batch
+    carried: list[int] = Field(default_factory=list)  # the records this batch took over from the previous one
+
+    def fresh_indices(self) -> list[int]:
+        """Pool indices first asked for in this batch (not carried over from a stuck one)."""
+        carried = set(self.carried)
+        return [i for i in self.pool_indices if i not in carried]
+
+
+class Change(BaseModel):
+    """A change to a label after its batch was closed: made by a person in Argilla, or a late answer."""
+
+    round: int  # the first round that trains with the change
+    batch_id: int
+    pool_index: int
+    kind: str  # late-label | late-discard | relabelled | withdrawn | restored | deleted
+    old: str | None = None  # the label before (None: it was not trained on)
+    new: str | None = None  # the label after (None: no longer trained on)
+    at: str = Field(default_factory=now)
 
 
 class RoundMetrics(BaseModel):
@@ -78,6 +100,18 @@ class RunState(BaseModel):
     stopped_at: str | None = None
     exported_at: str | None = None
     started_at: str = Field(default_factory=now)
+    dataset_id: str | None = None  # Argilla's id of the dataset: followed across renames
+    former_names: list[str] = Field(default_factory=list)  # names it had before (AL_DATASET may still say one)
+
+    def renamed(self, name: str) -> bool:
+        """Record the dataset's current name in Argilla; True when it changed."""
+        if name == self.dataset:
+            return False
+        self.former_names.append(self.dataset)
+        self.dataset = name
+        return True
+
+    changes: list[Change] = Field(default_factory=list)
 
     @property
     def current(self) -> Batch | None:
@@ -102,8 +136,24 @@ class RunState(BaseModel):
     def used_indices(self) -> set[int]:
         return {i for batch in self.batches for i in batch.pool_indices}
 
+    def open_indices(self) -> set[int]:
+        """Records of batches closed early that nobody has answered yet (neither labelled nor queried again)."""
+        return {i for batch in self.batches if batch.complete for i in batch.open}
+
+    def not_queryable(self) -> set[int]:
+        """Pool items the query must skip besides the labelled: discarded, left open, or moved to the next batch."""
+        moved = {i for batch in self.batches for i in batch.moved}
+        return self.discarded() | self.open_indices() | moved
+
 
 LOCK_FILE = "daemon.lock"
+
+
+def make_private_dir(path: Path) -> None:
+    """Create the state dir readable by its owner only (0700); an existing one is left as it is."""
+    if not path.exists():
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
 
 
 def acquire_lock(state_dir: Path) -> tuple[object, str]:
@@ -117,8 +167,10 @@ def acquire_lock(state_dir: Path) -> tuple[object, str]:
     import socket
 
     state_dir = Path(state_dir)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(state_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held for the life of the daemon
+    make_private_dir(state_dir)
+    fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    handle = os.fdopen(fd, "r+")  # held for the life of the daemon
     try:
         fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -166,7 +218,7 @@ class StateStore:
 
     def save_predictions(self, round_number: int, predictions: np.ndarray) -> None:
         """Pool predictions of a round: KappaAverage compares consecutive rounds, across restarts too."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.dir)
         target = self.dir / f"predictions-{round_number}.npy"
         with tempfile.NamedTemporaryFile(dir=self.dir, suffix=".npy", delete=False) as handle:
             np.save(handle, predictions)
@@ -183,7 +235,7 @@ class StateStore:
         return np.load(path) if path.exists() else None
 
     def _atomic_write(self, target: Path, data: bytes) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.dir)
         fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{target.name}.")
         try:
             os.fchmod(fd, 0o600)

@@ -124,6 +124,8 @@ PAGE = _env.from_string(
  · al-daemon {{ s.version }}</div>
 {% if s.reason %}<p><b>{{ 'Stopped' if s.state == 'stopped' else 'Reason' }}:</b> {{ s.reason }}</p>{% endif %}
 {% if s.last_error %}<p><b>Last error:</b> {{ s.last_error }}</p>{% endif %}
+{% for w in s.warnings %}<p><b>Warning:</b> {{ w }}</p>{% endfor %}
+{% if s.changes.total %}<p>Label changes made in Argilla after training: {% for k, n in s.changes.by_kind.items() %}{{ k }} {{ n }}{% if not loop.last %}, {% endif %}{% endfor %}</p>{% endif %}
 <div class="cards">
  <div class="card">rounds trained<b>{{ s.round }}</b></div>
  <div class="card">labels<b>{{ s.labels }}</b><span class="muted">{{ s.discarded }} discarded ·

@@ -19,6 +19,8 @@ class FakeGateway:
         self.fail_next_log = False
         self.guidelines: list[str] = []
         self.errors: Counter[str] = Counter()
+        self.dataset_id: str | None = None
+        self.dataset_name: str | None = None
 
     def ping(self) -> None:
         return None
@@ -28,6 +30,7 @@ class FakeGateway:
 
     def ensure_dataset(self, spec: DatasetSpec) -> None:
         self.spec = spec
+        self.dataset_id, self.dataset_name = "fake-id", self.dataset_name or spec.name
 
     def set_guidelines(self, text: str) -> None:
         self.guidelines.append(text)
@@ -43,11 +46,15 @@ class FakeGateway:
         for record in records:
             self.records[record.record_id] = record
 
+    def check_dataset(self, spec: DatasetSpec) -> None:
+        assert spec.labels == self.spec.labels
+
     def read_batch(self, batch_id: int) -> list[RecordView]:
+        return [view for view in self.read_all() if self.records[view.record_id].batch_id == batch_id]
+
+    def read_all(self) -> list[RecordView]:
         views = []
         for record in self.records.values():
-            if record.batch_id != batch_id:
-                continue
             status, label = self.answers.get(record.record_id, ("pending", None))
             views.append(
                 RecordView(
@@ -72,3 +79,7 @@ class FakeGateway:
 
     def discard(self, record_id: str) -> None:
         self.answers[record_id] = ("discarded", None)
+
+    def delete(self, record_id: str) -> None:
+        del self.records[record_id]
+        self.answers.pop(record_id, None)

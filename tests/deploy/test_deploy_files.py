@@ -93,6 +93,7 @@ def test_systemd_unit_verifies_and_is_hardened(tmp_path):
     expected = {
         "Type": "notify",
         "Restart": "on-failure",
+        "RestartPreventExitStatus": "2",  # bad input or a deleted dataset: no restart loop
         "DynamicUser": "yes",
         "ProtectSystem": "strict",
         "NoNewPrivileges": "yes",

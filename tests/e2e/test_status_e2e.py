@@ -39,6 +39,7 @@ def test_run_stops_by_kappa_and_exports(argilla_stack, dataset_name, trec_env, t
         "AL_MAX_ROUNDS": "60",  # a safety cap: the test fails if kappa does not stop the run first
         "AL_EXIT_ON_STOP": "false",
         "AL_STATUS_TOKEN": TOKEN,
+        "AL_LOG_LEVEL": "DEBUG",  # the secrets check below holds for the chattiest log too
     }
     person = simulated_annotator(argilla_stack, dataset_name, trec_data, discard_rate=0.05, seed=2)
     person.start_thread()
@@ -74,6 +75,7 @@ def test_run_stops_by_kappa_and_exports(argilla_stack, dataset_name, trec_env, t
         assert checked_mid_run
 
         final = seen[-1]
+        served = [httpx.get(f"{base}{path}", headers=BEARER).text for path in ("/status", "/metrics", "/readyz")]
         page = httpx.get(f"{base}/", headers=BEARER)
         plot = httpx.get(f"{base}/plot.png", headers=BEARER)
         terminal = subprocess.run(
@@ -131,3 +133,17 @@ def test_run_stops_by_kappa_and_exports(argilla_stack, dataset_name, trec_env, t
     accuracy = float(np.mean(predicted == np.array(trec_data.test.gold)))
     assert accuracy == pytest.approx(final["accuracy"]["last"], abs=1e-9)
     assert "Traceback" not in log_path.read_text()
+
+    # secrets: neither the API key nor the status token in the log, anything served, or any file of the run
+    secrets = [argilla_stack["owner_key"].encode(), TOKEN.encode()]
+    blobs = {"log": log_path.read_bytes(), "page": page.text.encode(), "terminal": terminal.stdout.encode()}
+    blobs |= {f"served {n}": text.encode() for n, text in enumerate(served)}
+    blobs |= {str(f.relative_to(state_dir)): f.read_bytes() for f in state_dir.rglob("*") if f.is_file()}
+    assert "export/report.json" in blobs and len(blobs["log"]) > 100_000  # we did look at the debug log
+    leaks = [name for name, blob in blobs.items() for secret in secrets if secret in blob]
+    assert not leaks, leaks
+    # the state dir is private: 0700, and the daemon's own files in it 0600
+    assert state_dir.stat().st_mode & 0o777 == 0o700
+    own = [f for f in state_dir.iterdir() if f.is_file()]
+    assert {"state.json", "daemon.lock", "learning-curve.png"} <= {f.name for f in own}
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in own} == {f.name: "0o600" for f in own}

@@ -17,27 +17,30 @@ RESULTS_FILE = Path(__file__).parent / "RESULTS.md"
 
 
 def audit(stack: dict, dataset: str, state_dir: Path) -> dict:
-    """What Argilla and the journal say after a run: anything lost, doubled, skipped?"""
-    import argilla as rg
+    """What Argilla and the journal say after a run: anything lost, doubled, skipped? Reads Argilla's database
+    through its REST API directly (not through the daemon's gateway, and not the SDK, which fails on a discard
+    sent without values)."""
+    import httpx
 
-    client = rg.Argilla(api_url=stack["url"], api_key=stack["owner_key"])
-    records = list(client.datasets(dataset, workspace="argilla").records(with_responses=True))
+    http = httpx.Client(base_url=stack["url"], headers={"X-Argilla-Api-Key": stack["owner_key"]}, timeout=30)
+    found = [d for d in http.get("/api/v1/me/datasets").json()["items"] if d["name"] == dataset]
+    assert len(found) == 1, f"dataset {dataset!r} not found once in Argilla"
+    records = http.get(
+        f"/api/v1/datasets/{found[0]['id']}/records", params={"include": "responses", "limit": 1000}
+    ).json()["items"]
     state = StateStore(state_dir).load()
-    per_index = Counter(int(r.metadata["pool_index"]) for r in records)
-    batch_ids = sorted({int(r.metadata["batch_id"]) for r in records})
+    per_index = Counter(int(r["metadata"]["pool_index"]) for r in records)
+    batch_ids = sorted({int(r["metadata"]["batch_id"]) for r in records})
     complete = {b.batch_id for b in state.batches if b.complete}
     submitted = {}
     for record in records:
-        if int(record.metadata["batch_id"]) not in complete or str(record.status) != "completed":
+        if int(record["metadata"]["batch_id"]) not in complete or record["status"] != "completed":
             continue
-        try:
-            answers = [r for r in record.responses["label"] if str(r.status) == "submitted"]
-        except (KeyError, IndexError):
-            answers = []
+        answers = [r["values"]["label"]["value"] for r in record["responses"] if r["status"] == "submitted"]
         if answers:
-            submitted[int(record.metadata["pool_index"])] = str(answers[0].value)
+            submitted[int(record["metadata"]["pool_index"])] = Counter(answers).most_common(1)[0][0]
     trained = state.training_labels()
-    in_batches = Counter(i for b in state.batches for i in b.pool_indices)
+    in_batches = Counter(i for b in state.batches for i in b.fresh_indices())  # carried records count once
     return {
         "records": len(records),
         "duplicate_records": sum(n - 1 for n in per_index.values() if n > 1),

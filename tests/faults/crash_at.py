@@ -44,8 +44,8 @@ def install() -> None:
     close_batch, fit, journal = Daemon._close_batch, Learner.fit, Daemon._journal_batch
     log_records, atomic_write = ArgillaGateway.log_records, StateStore._atomic_write
 
-    def _close_batch(self, batch, progress):
-        close_batch(self, batch, progress)
+    def _close_batch(self, batch, progress, *early):
+        close_batch(self, batch, progress, *early)
         if batch.batch_id >= ROUND:
             reached["round"] = True
         if POINT == "after_read" and armed(batch.batch_id):

@@ -104,7 +104,9 @@ def test_bad_input_is_refused_clearly(base, case, results):
     setup, expected = CASES[case]
     answer = run_cli(base["env"] | setup(base))
     results(f"bad input: {case}", shown(answer, base["dir"]))
-    assert answer.returncode == 2, answer.stdout[-2000:] + answer.stderr
+    # 75 (EX_TEMPFAIL): worth retrying later, so systemd restarts it; 2: needs a person, so systemd does not
+    code = 75 if case == "unreachable Argilla URL" else 2
+    assert answer.returncode == code, answer.stdout[-2000:] + answer.stderr
     assert expected in answer.stderr and "Traceback" not in answer.stderr, answer.stderr
 
 

@@ -147,3 +147,113 @@ def test_tick_does_nothing_once_stopping(world):
     daemon.stopping.set()
     daemon.tick()
     assert daemon.state.round == 0 and world["gateway"].max_batch_id() == 0
+
+
+# ---- people's changes in Argilla and stuck batches ---------------------------------------------------------
+def _answers(world, batch_id):
+    return {r.pool_index: r.record_id for r in world["gateway"].batch(batch_id)}
+
+
+def test_labels_edited_withdrawn_or_deleted_after_training_change_the_next_round(world, caplog):
+    gateway = world["gateway"]
+    daemon = make_daemon(world, stop_criteria=[])
+    daemon.start()
+    label_batch(world, 0)
+    daemon.tick()
+    first = dict(daemon.state.batches[0].labels)
+    (a, b, c, d), ids = sorted(first)[:4], _answers(world, 0)
+    wrong = next(label for label in LABELS if label != first[a])
+    gateway.submit(ids[a], wrong)  # edited after round 0 trained on it
+    gateway.discard(ids[b])  # withdrawn
+    gateway.delete(ids[c])  # deleted
+    label_batch(world, 1)
+    gateway.discard(ids[b])  # (label_batch only touches batch 1)
+    daemon.tick()
+    state = daemon.state
+    labels = state.training_labels()
+    assert labels[a] == wrong and b not in labels and c not in labels and labels[d] == first[d]
+    assert {b, c} <= state.discarded()
+    assert [(ch.pool_index, ch.kind, ch.round) for ch in state.changes] == [
+        (a, "relabelled", 1),
+        (b, "withdrawn", 1),
+        (c, "deleted", 1),
+    ]
+    assert state.rounds[-1].labels == len(labels) == 12 - 2
+    assert "relabelled in Argilla" in caplog.text and daemon.status()["changes"]["by_kind"]["deleted"] == 1
+    # a withdrawn label submitted again is restored; the journal survives a restart
+    gateway.submit(ids[b], first[b])
+    label_batch(world, 2)
+    daemon.tick()
+    assert daemon.state.training_labels()[b] == first[b] and daemon.state.changes[-1].kind == "restored"
+    assert StateStore(world["dir"]).load().changes == daemon.state.changes
+
+
+def _stuck_daemon(world, action):
+    daemon = make_daemon(world, stop_criteria=[], stuck_after=60, stuck_action=action)
+    daemon.start()
+    label_batch(world, 0)
+    daemon.tick()
+    batch = daemon.state.current
+    pending = sorted(batch.pool_indices)[:2]
+    for record in world["gateway"].batch(1):
+        if record.pool_index not in pending:
+            world["gateway"].submit(record.record_id, world["gold"][record.text])
+    return daemon, batch, pending
+
+
+def _age(daemon, batch, seconds):
+    from datetime import UTC, datetime, timedelta
+
+    batch.logged_at = (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat()
+
+
+@pytest.mark.parametrize("action", ["wait", "proceed", "requeue"])
+def test_a_stuck_batch_warns_then_waits_proceeds_or_requeues(world, caplog, action):
+    daemon, batch, pending = _stuck_daemon(world, action)
+    daemon.tick()  # not stuck yet
+    assert daemon.state.round == 1 and not daemon.status()["warnings"]
+    _age(daemon, batch, 61)
+    daemon.tick()
+    assert "batch 1 is stuck: 2 of 6 records unanswered after 1 min" in caplog.text
+    gateway = world["gateway"]
+    if action == "wait":
+        warnings = daemon.status()["warnings"]
+        assert warnings and "batch 1 is stuck: 2 of 6 records unanswered" in warnings[0], warnings
+        daemon.tick()
+        assert daemon.state.round == 1 and 2 not in {r.batch_id for r in gateway.records.values()}
+        assert caplog.text.count("is stuck") == 1  # logged once, shown on status all along
+        return
+    assert daemon.state.round == 2 and not daemon.status()["warnings"]  # closed early: the warning is done
+    assert f"batch 1 closed early ({action}): 4 labels in hand, 2 record(s)" in caplog.text
+    assert len(daemon.state.training_labels()) == 6 + 4
+    nxt = daemon.state.current
+    if action == "proceed":
+        assert batch.open == pending and daemon.status()["open"] == 2
+        assert len(nxt.pool_indices) == 6 and not set(pending) & set(nxt.pool_indices)
+        # a late answer joins the next round: one label, one discard
+        late = _answers(world, 1)
+        gateway.submit(late[pending[0]], "tech")
+        gateway.discard(late[pending[1]])
+        label_batch(world, 2)
+        daemon.tick()
+        assert daemon.state.training_labels()[pending[0]] == "tech" and pending[1] in daemon.state.discarded()
+        assert [c.kind for c in daemon.state.changes] == ["late-label", "late-discard"] and not batch.open
+    else:
+        assert batch.moved == pending and nxt.carried == pending
+        assert nxt.pool_indices[:2] == pending and len(nxt.pool_indices) == 6
+        moved = [gateway.records[f"pool-{i}"] for i in pending]
+        assert all(r.batch_id == 2 and r.suggestion in LABELS for r in moved)  # re-logged into batch 2
+        label_batch(world, 2)
+        daemon.tick()
+        labels = daemon.state.training_labels()
+        assert set(pending) <= labels.keys() and len(labels) == 6 + 4 + 6
+    indices = [r.pool_index for r in gateway.records.values()]
+    assert len(indices) == len(set(indices))  # nothing asked twice
+
+
+def test_an_untouched_batch_is_never_stuck(world):
+    daemon = make_daemon(world, stop_criteria=[], stuck_after=60, stuck_action="proceed")
+    daemon.start()
+    _age(daemon, daemon.state.current, 3600)
+    daemon.tick()
+    assert daemon.state.round == 0 and not daemon.status()["warnings"]

@@ -91,3 +91,27 @@ def test_token_refuses_missing_or_wrong_and_accepts_right(finished_run):
 )
 def test_authorized(header, ok):
     assert authorized(header, TOKEN) is ok
+
+
+def test_page_and_terminal_show_a_stuck_batch_and_label_changes(world):
+    from daemon.cli import format_status
+    from tests.unit.conftest import label_batch, make_daemon
+    from tests.unit.test_loop import _age, _answers
+
+    daemon = make_daemon(world, stop_criteria=[], stuck_after=60, stuck_action="wait")
+    daemon.start()
+    label_batch(world, 0)
+    daemon.tick()
+    first = _answers(world, 0)
+    world["gateway"].discard(first[sorted(first)[0]])  # withdrawn after round 0 trained on it
+    label_batch(world, 1)
+    daemon.tick()  # round 1 sees the withdrawal
+    for record in world["gateway"].batch(2)[:4]:
+        world["gateway"].submit(record.record_id, world["gold"][record.text])
+    _age(daemon, daemon.state.current, 3600)
+    daemon.tick()
+    page = TestClient(create_app(Source(daemon))).get("/").text
+    assert "Warning:</b> batch 2 is stuck: 2 of 6 records unanswered after 60 min" in page
+    assert "Label changes made in Argilla after training: withdrawn 1" in page
+    terminal = format_status(daemon.status())
+    assert "warning:   batch 2 is stuck" in terminal and "changes:   withdrawn 1" in terminal
