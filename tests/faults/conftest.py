@@ -58,6 +58,7 @@ def audit(stack: dict, dataset: str, state_dir: Path) -> dict:
 
 def record(fault: str, outcome: str, checks: dict | None = None) -> None:
     RESULTS.append({"fault": fault, "outcome": outcome, **(checks or {})})
+    record.last = RESULTS[-1]  # a test may add its checks to its row after recording the outcome
 
 
 def assert_clean(checks: dict) -> None:

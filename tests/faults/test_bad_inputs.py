@@ -14,6 +14,7 @@ from daemon.simulate import wait_for
 from daemon.state import RunState, StateStore
 from tests.conftest import ROOT, free_port, tiny_rows, write_jsonl
 from tests.e2e.conftest import get_status
+from tests.faults.conftest import assert_clean, audit
 
 pytestmark = pytest.mark.faults
 
@@ -24,6 +25,19 @@ def shown(answer: subprocess.CompletedProcess, tmp) -> str:
     """The message the user sees (its last line), with the test's temporary folder shortened for the table."""
     lines = answer.stderr.strip().splitlines()
     return f"exit {answer.returncode}: `{(lines[-1] if lines else '').replace(str(tmp), '<tmp>').strip()[:140]}`"
+
+
+def nothing_written(stack: dict, dataset: str, state_dir, state_before: bytes | None = None) -> dict:
+    """After a refused start: no record in Argilla and the state dir's state.json as it was (the table's counts)."""
+    import httpx
+
+    http = httpx.Client(base_url=stack["url"], headers={"X-Argilla-Api-Key": stack["owner_key"]}, timeout=30)
+    found = [d for d in http.get("/api/v1/me/datasets").json()["items"] if d["name"] == dataset]
+    records = sum(http.get(f"/api/v1/datasets/{d['id']}/records", params={"limit": 1}).json()["total"] for d in found)
+    path = state_dir / "state.json"
+    after = path.read_bytes() if path.exists() else None
+    assert records == 0 and after == state_before, (records, after)
+    return {"records": records, "duplicate_records": 0, "labels_lost": 0, "labels_used_twice": 0, "labels": 0}
 
 
 def run_cli(env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -100,10 +114,11 @@ CASES = {  # name -> (setup(base) -> extra env, expected message)
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_is_refused_clearly(base, case, results):
+def test_bad_input_is_refused_clearly(base, case, results, argilla_stack, dataset_name):
     setup, expected = CASES[case]
     answer = run_cli(base["env"] | setup(base))
     results(f"bad input: {case}", shown(answer, base["dir"]))
+    results.last.update(nothing_written(argilla_stack, dataset_name, base["dir"] / "state"))
     # 75 (EX_TEMPFAIL): worth retrying later, so systemd restarts it; 2: needs a person, so systemd does not
     code = 75 if case == "unreachable Argilla URL" else 2
     assert answer.returncode == code, answer.stdout[-2000:] + answer.stderr
@@ -115,20 +130,22 @@ def test_incompatible_existing_dataset(base, argilla_stack, dataset_name, result
     gateway.ensure_dataset(DatasetSpec(dataset_name, "argilla", ["yes", "no"]))
     answer = run_cli(base["env"])
     results("bad input: incompatible existing dataset", shown(answer, base["dir"]))
+    results.last.update(nothing_written(argilla_stack, dataset_name, base["dir"] / "state"))
     assert answer.returncode == 2 and "is not compatible" in answer.stderr and "labels" in answer.stderr
 
 
-def test_corrupt_state_file(base, results):
+def test_corrupt_state_file(base, results, argilla_stack, dataset_name):
     state = base["dir"] / "state"
     state.mkdir()
     (state / "state.json").write_text('{"version": 1, "dataset": ')
     answer = run_cli(base["env"])
     results("bad input: corrupt state file", shown(answer, base["dir"]))
+    results.last.update(nothing_written(argilla_stack, dataset_name, state, b'{"version": 1, "dataset": '))
     assert answer.returncode == 2 and "unreadable state" in answer.stderr
     assert (state / "state.json").read_text() == '{"version": 1, "dataset": '  # left for the user to inspect
 
 
-def test_state_of_another_dataset(base, results):
+def test_state_of_another_dataset(base, results, argilla_stack, dataset_name):
     from daemon.pool import load_table
 
     pool = load_table(base["pool"], "text", "label", "id")
@@ -137,12 +154,14 @@ def test_state_of_another_dataset(base, results):
             dataset="someone-else", workspace="argilla", pool_fingerprint=pool.fingerprint, labels=LABELS, batch_size=6
         )
     )
+    before = (base["dir"] / "state" / "state.json").read_bytes()
     answer = run_cli(base["env"])
     results("bad input: state of another dataset", shown(answer, base["dir"]))
+    results.last.update(nothing_written(argilla_stack, dataset_name, base["dir"] / "state", before))
     assert answer.returncode == 2 and "belongs to another run (different dataset" in answer.stderr
 
 
-def test_a_second_daemon_on_the_same_dataset(base, results):
+def test_a_second_daemon_on_the_same_dataset(base, results, argilla_stack):
     env = base["env"]
     first = subprocess.Popen([sys.executable, "-m", "daemon.cli", "run"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     try:
@@ -159,3 +178,7 @@ def test_a_second_daemon_on_the_same_dataset(base, results):
         assert first.wait(timeout=60) == 0
     state = json.loads((base["dir"] / "state" / "state.json").read_text())
     assert state["dataset"] == env["AL_DATASET"] and len(state["batches"]) == 1
+    checks = audit(argilla_stack, env["AL_DATASET"], base["dir"] / "state")  # the first one's batch, once
+    assert_clean(checks)
+    assert checks["records"] == 6
+    results.last.update(checks)
