@@ -167,7 +167,7 @@ class Service:
         )
         gateway = connect(settings, self.connect_timeout)
         features = build_features(settings, data.pool, data.test, data.y_test, len(data.labels))
-        learner = Learner(features, len(data.labels), settings.query_strategy, settings.seed)
+        learner = Learner.from_settings(features, len(data.labels), settings)
         return Daemon(settings, gateway, learner, data.pool, data.labels, data.y_test)
 
     def run(self, install_signals: bool = True) -> int:
@@ -238,7 +238,7 @@ def export_now(settings: Settings, target: Path | None = None, connect_timeout: 
     if state.pool_fingerprint != data.pool.fingerprint or state.labels != data.labels:
         raise StateError(f"{settings.state_dir} belongs to another pool file or label set than {settings.pool_file}")
     features = build_features(settings, data.pool, data.test, data.y_test, len(data.labels))
-    learner = Learner(features, len(data.labels), settings.query_strategy, settings.seed)
+    learner = Learner.from_settings(features, len(data.labels), settings)
     user_names: dict[str, str] = {}
     try:
         user_names = connect(settings, connect_timeout).user_names()

@@ -27,6 +27,16 @@ class QueryStrategyName(StrEnum):
     least_confidence = "least_confidence"
     prediction_entropy = "prediction_entropy"
     random = "random"
+    embedding_kmeans = "embedding_kmeans"  # diversity: the pool item nearest each of k-means' centres
+    greedy_coreset = "greedy_coreset"  # diversity: farthest from everything labelled (Sener & Savarese)
+    bald = "bald"  # Bayesian disagreement over Monte-Carlo dropout passes (transformer model only)
+
+
+class ColdStart(StrEnum):
+    """How the first batch is drawn, before any label exists."""
+
+    random = "random"  # small-text's random_initialization
+    kmeans = "kmeans"  # the pool item nearest each k-means centre of the embeddings: a diverse first batch
 
 
 class Criterion(StrEnum):
@@ -93,10 +103,17 @@ class Settings(BaseSettings):
     stuck_action: StuckAction = Field(StuckAction.wait, description="wait | proceed | requeue: what a stuck batch gets")
     model: ModelKind = Field(ModelKind.embeddings, description="embeddings | transformer | tfidf")
     model_path: Path | None = Field(None, description="local HF model dir; default: the bundled all-MiniLM-L6-v2")
-    query_strategy: QueryStrategyName = Field(QueryStrategyName.breaking_ties, description="query strategy")
+    query_strategy: QueryStrategyName = Field(
+        QueryStrategyName.breaking_ties,
+        description="breaking_ties | least_confidence | prediction_entropy | random | embedding_kmeans | "
+        "greedy_coreset | bald (transformer only)",
+    )
+    bald_samples: int = Field(20, ge=2, description="Monte-Carlo dropout passes per query (bald)")
+    cold_start: ColdStart = Field(ColdStart.random, description="random | kmeans: how the first batch is drawn")
     seed: int = Field(0, description="seed of the initial random batch and the models")
     transformer_epochs: int = Field(3, ge=1, description="fine-tuning epochs per round (transformer model)")
     transformer_lr: float = Field(5e-5, gt=0, description="fine-tuning learning rate (transformer model)")
+    transformer_weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (transformer model)")
     transformer_batch_size: int = Field(16, ge=1, description="fine-tuning mini-batch size")
     transformer_max_length: int = Field(64, ge=8, description="max tokens per text (transformer model)")
 
@@ -145,6 +162,7 @@ class Settings(BaseSettings):
         "model_path",
         "max_rounds",
         "max_labels",
+        "stuck_after",
         "export_dir",
         "cache_dir",
         "status_token",
@@ -192,6 +210,14 @@ class Settings(BaseSettings):
     @classmethod
     def _unique_criteria(cls, value: list[Criterion]) -> list[Criterion]:
         return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _check_bald_model(self) -> Settings:
+        if self.query_strategy is QueryStrategyName.bald and self.model is not ModelKind.transformer:
+            raise ValueError(
+                f"query_strategy=bald needs dropout in the model: use AL_MODEL=transformer (not {self.model.value})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_status_exposure(self) -> Settings:

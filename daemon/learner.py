@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from small_text import (
+    BALD,
     BreakingTies,
+    EmbeddingKMeans,
+    GreedyCoreset,
     LeastConfidence,
     PoolBasedActiveLearner,
     PredictionEntropy,
@@ -28,14 +31,53 @@ from small_text.base import LABEL_IGNORED, LABEL_UNLABELED
 from small_text.classifiers import Classifier
 from small_text.classifiers.factories import AbstractClassifierFactory
 
-from daemon.config import QueryStrategyName
+from daemon.config import ColdStart, QueryStrategyName
+
+
+class ScoredBALD(BALD):
+    """small-text's BALD, keeping the pool's scores (``scores_``) like the confidence strategies do."""
+
+    def query(self, clf, dataset, indices_unlabeled, indices_labeled, y, n=10):
+        self._validate_query_input(indices_unlabeled, n)
+        from small_text.query_strategies.bayesian import _bald
+
+        self.scores_ = _bald(clf.predict_proba(dataset, dropout_sampling=self.dropout_samples))
+        if len(indices_unlabeled) == n:
+            return np.array(indices_unlabeled)
+        order = np.argpartition(-self.scores_[indices_unlabeled], n)[:n]
+        return np.array([indices_unlabeled[i] for i in order])
+
+
+class IntegerLabelsLearner(PoolBasedActiveLearner):
+    """small-text's learner, training on integer labels: ``update`` takes a float array (its ignored marker is
+    -inf) and keeps it, which torch's loss refuses ("expected target dtype to be Long") on a transformer's
+    second round."""
+
+    def _retrain(self, indices_validation=None):
+        self.y = np.asarray(self.y, dtype=np.int64)
+        super()._retrain(indices_validation=indices_validation)
+
+
+def _coreset() -> GreedyCoreset:
+    """Euclidean on L2-normalised vectors (cosine's ranking): small-text's cosine takes arccos of similarities
+    that rounding pushes past 1, which gives NaN distances; its euclidean warns about a changed default."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return GreedyCoreset(distance_metric="euclidean", normalize=True)
+
 
 STRATEGIES = {
     QueryStrategyName.breaking_ties: BreakingTies,
     QueryStrategyName.least_confidence: LeastConfidence,
     QueryStrategyName.prediction_entropy: PredictionEntropy,
     QueryStrategyName.random: RandomSampling,
+    QueryStrategyName.embedding_kmeans: EmbeddingKMeans,
+    QueryStrategyName.greedy_coreset: _coreset,
+    QueryStrategyName.bald: ScoredBALD,
 }
+EMBEDDING_STRATEGIES = {QueryStrategyName.embedding_kmeans, QueryStrategyName.greedy_coreset}
 
 
 @contextlib.contextmanager
@@ -83,7 +125,9 @@ class PooledClassifier(Classifier):
             self.inner.fit(train_set, *args, **kwargs)
         return self
 
-    def predict_proba(self, data_set: Any) -> np.ndarray:
+    def predict_proba(self, data_set: Any, dropout_sampling: int = 1) -> np.ndarray:
+        if dropout_sampling > 1:  # Monte-Carlo dropout (BALD): (items, passes, classes), never cached
+            return np.asarray(self.inner.predict_proba(data_set, dropout_sampling=dropout_sampling))
         key = (id(data_set), len(data_set))
         if self._cache is not None and self._cache[:2] == key:
             return self._cache[2]
@@ -129,6 +173,7 @@ class Features:
     factory: AbstractClassifierFactory
     name: str
     encoder: Any = None  # texts -> features (sklearn transformer) for exporting a model that takes raw text
+    vectors: Callable[[], np.ndarray] | None = None  # dense pool vectors for diversity strategies and cold start
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,25 +195,57 @@ class Evaluation:
 class Learner:
     """One active-learning run over a fixed pool. Feed it labels with :meth:`fit`, then :meth:`query`."""
 
-    def __init__(self, features: Features, num_classes: int, strategy: QueryStrategyName, seed: int = 0) -> None:
+    def __init__(
+        self,
+        features: Features,
+        num_classes: int,
+        strategy: QueryStrategyName,
+        seed: int = 0,
+        bald_samples: int = 20,
+        cold_start: ColdStart = ColdStart.random,
+    ) -> None:
         self.features = features
         self.num_classes = num_classes
         self.seed = seed
         self.strategy_name = strategy
-        self._active = PoolBasedActiveLearner(features.factory, STRATEGIES[strategy](), features.pool)
+        self.cold_start = cold_start
+        if strategy in EMBEDDING_STRATEGIES and features.vectors is None:
+            raise ValueError(f"{strategy.value} needs dense pool vectors, which model {features.name} lacks")
+        chosen = (
+            ScoredBALD(dropout_samples=bald_samples) if strategy is QueryStrategyName.bald else STRATEGIES[strategy]()
+        )
+        self._active = IntegerLabelsLearner(features.factory, chosen, features.pool)
         self._labelled: dict[int, int] = {}
         self._ignored: set[int] = set()
         self.trained = False
         self.fits = {"initialize_data": 0, "update": 0}
+
+    @classmethod
+    def from_settings(cls, features: Features, num_classes: int, settings: Any) -> Learner:
+        return cls(
+            features,
+            num_classes,
+            settings.query_strategy,
+            settings.seed,
+            bald_samples=settings.bald_samples,
+            cold_start=settings.cold_start,
+        )
 
     @property
     def pool_size(self) -> int:
         return len(self.features.pool)
 
     def initial_batch(self, size: int) -> list[int]:
-        """Round 0: a seeded random draw (small-text's random_initialization)."""
-        with seeded(self.seed):
-            drawn = random_initialization(self.features.pool, n_samples=min(size, self.pool_size))
+        """Round 0: a seeded random draw (small-text's random_initialization), or with ``cold_start=kmeans`` the
+        pool item nearest each centre of k-means over the pool vectors (a diverse first batch)."""
+        size = min(size, self.pool_size)
+        with seeded(self.seed), np.errstate(invalid="ignore"):
+            if self.cold_start is ColdStart.kmeans and self.features.vectors is not None:
+                everything = np.arange(self.pool_size)
+                none = np.array([], dtype=int)
+                drawn = EmbeddingKMeans().sample(None, None, everything, none, none, size, self.features.vectors())
+            else:
+                drawn = random_initialization(self.features.pool, n_samples=size)
         return [int(i) for i in drawn]
 
     def fit(self, labelled: Mapping[int, int], ignored: set[int], round_number: int) -> bool:
@@ -190,7 +267,6 @@ class Learner:
             if self.trained and queried is not None and unchanged and set(map(int, queried)) == new | new_ignored:
                 y = np.array([labelled.get(int(i), LABEL_IGNORED) for i in queried], dtype=np.float64)
                 self._active.update(y)
-                self._active.y = np.asarray(self._active.y, dtype=np.int64)
                 self.fits["update"] += 1
             else:
                 indices = np.array(sorted(labelled), dtype=np.int64)
@@ -227,8 +303,17 @@ class Learner:
             with seeded(self.seed + 1000 * round_number + 1):
                 picked = np.random.choice(candidates, size=size, replace=False)
             return QueryResult([int(i) for i in picked], [None] * size, [None] * size, [None] * size)
-        with seeded(self.seed + 1000 * round_number + 1):
-            picked = self._active.query(num_samples=size)
+        kwargs = {}
+        if self.strategy_name in EMBEDDING_STRATEGIES:
+            # the rows small-text's embedding strategies expect: unlabelled (in pool order), then labelled
+            labelled = np.asarray(self._active.indices_labeled, dtype=np.int64)
+            mask = np.ones(self.pool_size, dtype=bool)
+            mask[np.concatenate([labelled, np.asarray(self._active.indices_ignored, dtype=np.int64)])] = False
+            order = np.concatenate([np.arange(self.pool_size)[mask], labelled])
+            kwargs = {"embeddings": self.features.vectors()[order]}
+        # np.errstate: small-text's k-means takes arccos of cosine similarities a rounding error puts past 1
+        with seeded(self.seed + 1000 * round_number + 1), np.errstate(invalid="ignore"):
+            picked = self._active.query(num_samples=size, query_strategy_kwargs=kwargs)
         proba = self.pool_proba()
         raw_scores = getattr(self._active.query_strategy, "scores_", None)
         scores = [float(raw_scores[i]) if raw_scores is not None else None for i in picked]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -75,7 +76,12 @@ def _embedding_features(settings, pool, test, y_test, num_classes) -> Features:
     pool_ds = SklearnDataset(x_pool, unlabelled_targets(len(pool)), target_labels=np.arange(num_classes))
     factory = logistic_regression_factory(num_classes, settings.seed, c=10.0)
     return Features(
-        pool=pool_ds, test=test_ds, factory=factory, name=model_name(settings), encoder=SentenceEncoder(str(model_path))
+        pool=pool_ds,
+        test=test_ds,
+        factory=factory,
+        name=model_name(settings),
+        encoder=SentenceEncoder(str(model_path)),
+        vectors=lambda: x_pool,
     )
 
 
@@ -92,11 +98,26 @@ def _tfidf_features(settings, pool, test, y_test, num_classes) -> Features:
         else None
     )
     factory = logistic_regression_factory(num_classes, settings.seed, c=10.0)
-    return Features(pool=pool_ds, test=test_ds, factory=factory, name=model_name(settings), encoder=vectorizer)
+    return Features(
+        pool=pool_ds,
+        test=test_ds,
+        factory=factory,
+        name=model_name(settings),
+        encoder=vectorizer,
+        vectors=functools.cache(lambda: _svd_rows(x_pool, settings.seed)),
+    )
+
+
+def _svd_rows(x, seed: int, dims: int = 100) -> np.ndarray:
+    """Dense vectors for TF-IDF rows (latent semantic analysis), for the diversity strategies and cold start."""
+    from sklearn.decomposition import TruncatedSVD
+
+    dims = max(1, min(dims, x.shape[1] - 1, x.shape[0] - 1))
+    return TruncatedSVD(n_components=dims, random_state=seed).fit_transform(x)
 
 
 def _transformer_features(settings, pool, test, y_test, num_classes) -> Features:
-    from small_text import TransformerBasedClassificationFactory, TransformerModelArguments, TransformersDataset
+    from small_text import TransformerModelArguments, TransformersDataset
     from small_text.utils.logging import VERBOSITY_MORE_VERBOSE
     from transformers import AutoTokenizer
 
@@ -110,11 +131,12 @@ def _transformer_features(settings, pool, test, y_test, num_classes) -> Features
 
     pool_ds = dataset(pool.texts, unlabelled_targets(len(pool)))
     test_ds = dataset(test.texts, y_test) if test is not None else None
-    inner = TransformerBasedClassificationFactory(
+    inner = TunedTransformerFactory(
         TransformerModelArguments(model_path),
         num_classes,
+        weight_decay=settings.transformer_weight_decay,
         kwargs={
-            "device": "cpu",
+            "device": device(),
             "num_epochs": settings.transformer_epochs,
             "lr": settings.transformer_lr,
             "mini_batch_size": settings.transformer_batch_size,
@@ -122,6 +144,52 @@ def _transformer_features(settings, pool, test, y_test, num_classes) -> Features
             "verbosity": VERBOSITY_MORE_VERBOSE,  # one log line per epoch: progress of long fine-tuning
         },
     )
+    # diversity strategies and cold start use the model's frozen sentence embeddings (cached on disk), not a
+    # pass of the fine-tuned model over the pool each query
+    vectors = functools.cache(lambda: embed(pool.texts, Path(model_path), settings.cache_path, pool.fingerprint))
     return Features(
-        pool=pool_ds, test=test_ds, factory=PooledClassifierFactory(inner, num_classes), name=model_name(settings)
+        pool=pool_ds,
+        test=test_ds,
+        factory=PooledClassifierFactory(inner, num_classes),
+        name=model_name(settings),
+        vectors=vectors,
     )
+
+
+def device() -> str:
+    """CUDA when torch sees a GPU, else CPU."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@functools.cache
+def _tuned_classes():
+    """small-text's transformer classifier with AdamW's weight decay as a setting (it hard-codes torch's default)."""
+    from small_text import TransformerBasedClassification, TransformerBasedClassificationFactory
+    from torch.optim import AdamW
+
+    class TunedTransformerClassification(TransformerBasedClassification):
+        def __init__(self, *args, weight_decay: float = 0.01, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.weight_decay = weight_decay
+
+        def _default_optimizer(self, base_lr):
+            params, _ = super()._default_optimizer(base_lr)
+            return params, AdamW(params, lr=base_lr, eps=1e-8, weight_decay=self.weight_decay)
+
+    class Factory(TransformerBasedClassificationFactory):
+        def __init__(self, model_args, num_classes, weight_decay: float, kwargs=None) -> None:
+            super().__init__(model_args, num_classes, kwargs=kwargs or {})
+            self.weight_decay = weight_decay
+
+        def new(self):
+            return TunedTransformerClassification(
+                self.transformer_model_args, self.num_classes, weight_decay=self.weight_decay, **self.kwargs
+            )
+
+    return TunedTransformerClassification, Factory
+
+
+def TunedTransformerFactory(model_args, num_classes: int, weight_decay: float, kwargs: dict):  # noqa: N802
+    return _tuned_classes()[1](model_args, num_classes, weight_decay, kwargs)

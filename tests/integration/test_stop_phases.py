@@ -33,7 +33,7 @@ def make(stack, name, pool, state_dir) -> Daemon:
     )
     y = np.array([LABELS.index(label) for label in pool.gold])
     features = build_features(settings, pool, pool, y, len(LABELS))
-    learner = Learner(features, len(LABELS), settings.query_strategy, settings.seed)
+    learner = Learner.from_settings(features, len(LABELS), settings)
     gateway = ArgillaGateway(stack["url"], stack["owner_key"], "argilla", name)
     return Daemon(settings, gateway, learner, pool, LABELS, y)
 

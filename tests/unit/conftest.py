@@ -28,7 +28,7 @@ def make_daemon(world, **overrides) -> Daemon:
     options.update(overrides)
     settings = Settings(_env_file=None, **options)
     features = build_features(settings, world["pool"], world["pool"], world["y"], len(LABELS))
-    learner = Learner(features, len(LABELS), settings.query_strategy, settings.seed)
+    learner = Learner.from_settings(features, len(LABELS), settings)
     return Daemon(settings, world["gateway"], learner, world["pool"], LABELS, world["y"])
 
 

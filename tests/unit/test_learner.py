@@ -135,3 +135,81 @@ def test_transformer_model_fine_tunes_and_queries(tmp_path, caplog):
     assert all(p in (0, 1, 2) for p in result.predicted)
     assert model.pool_proba().shape == (len(gold), 3)
     assert model.evaluate(gold).accuracy >= 0.0
+
+
+@pytest.mark.parametrize("model", [ModelKind.tfidf, ModelKind.embeddings])
+@pytest.mark.parametrize("strategy", [QueryStrategyName.embedding_kmeans, QueryStrategyName.greedy_coreset])
+def test_diversity_strategies_query_new_items_spread_over_the_pool(tmp_path, cache_dir, model, strategy):
+    path = write_jsonl(tmp_path / "pool.jsonl", tiny_rows(20))
+    pool = load_table(path, "text", "label", "id")
+    gold = np.array([LABELS.index(label) for label in pool.gold])
+    settings = Settings(_env_file=None, model=model, state_dir=tmp_path, cache_dir=cache_dir)
+    features = build_features(settings, pool, pool, gold, len(LABELS))
+    model_ = learner(features, strategy)
+    first = [0, 1, 20, 21, 40, 41]  # two of each topic
+    assert model_.fit({i: int(gold[i]) for i in first}, set(), 0)
+    result = model_.query(6, 0)
+    assert len(set(result.indices)) == 6 and not set(result.indices) & set(first)
+    # diversity: the six picks do not all come from one topic, and a second seeded learner picks the same
+    assert len({gold[i] for i in result.indices}) >= 2
+    again = learner(features, strategy)
+    again.fit({i: int(gold[i]) for i in first}, set(), 0)
+    assert again.query(6, 0).indices == result.indices
+    assert all(p in (0, 1, 2) for p in result.predicted)
+
+
+def test_kmeans_cold_start_represents_the_pool_better_than_random(tmp_path, cache_dir):
+    """On TREC-6's test questions: the k-means first batch represents the pool better than a random one (every
+    question is closer to its nearest pick), for every seed."""
+    from sklearn.metrics.pairwise import cosine_distances
+
+    from daemon.config import ColdStart
+    from tests.conftest import TREC
+
+    pool = load_table(TREC / "test.jsonl", "text", "label", "id")
+    labels = sorted(set(pool.gold))
+    gold = np.array([labels.index(label) for label in pool.gold])
+    settings = Settings(_env_file=None, model=ModelKind.embeddings, state_dir=tmp_path, cache_dir=cache_dir)
+    features = build_features(settings, pool, None, None, len(labels))
+    vectors = features.vectors()
+
+    def coverage(picked):
+        return cosine_distances(vectors, vectors[picked]).min(axis=1).mean()
+
+    for seed in range(3):
+        kmeans = Learner(features, 6, QueryStrategyName.breaking_ties, seed, cold_start=ColdStart.kmeans)
+        randomly = Learner(features, 6, QueryStrategyName.breaking_ties, seed)
+        picked, drawn = kmeans.initial_batch(20), randomly.initial_batch(20)
+        assert len(set(picked)) == 20 and coverage(picked) < coverage(drawn)
+        assert len({gold[i] for i in picked}) >= 5  # nearly every question type in the first 20
+
+
+def test_bald_needs_the_transformer_model():
+    with pytest.raises(ValueError, match="bald needs dropout in the model: use AL_MODEL=transformer"):
+        Settings(_env_file=None, query_strategy="bald", model="tfidf")
+
+
+def test_transformer_bald_queries_with_dropout_and_weight_decay_is_a_setting(tmp_path):
+    path = write_jsonl(tmp_path / "pool.jsonl", tiny_rows(6))
+    pool = load_table(path, "text", "label", "id")
+    gold = np.array([LABELS.index(label) for label in pool.gold])
+    settings = Settings(
+        _env_file=None,
+        model=ModelKind.transformer,
+        query_strategy=QueryStrategyName.bald,
+        bald_samples=3,
+        state_dir=tmp_path,
+        transformer_epochs=1,
+        transformer_max_length=16,
+        transformer_weight_decay=0.05,
+    )
+    features = build_features(settings, pool, pool, gold, len(LABELS))
+    model = Learner.from_settings(features, len(LABELS), settings)
+    first = [0, 1, 6, 7, 12, 13]
+    assert model.fit({i: int(gold[i]) for i in first}, set(), 0)
+    assert model.classifier.weight_decay == 0.05
+    _, optimizer = model.classifier._default_optimizer(1e-4)  # what small-text's fit builds when given none
+    assert {group["weight_decay"] for group in optimizer.param_groups} == {0.05}
+    result = model.query(3, 0)
+    assert len(set(result.indices)) == 3 and not set(result.indices) & set(first)
+    assert all(score is not None and score >= 0 for score in result.scores)  # BALD's mutual information
