@@ -59,6 +59,14 @@ class StuckAction(StrEnum):
     requeue = "requeue"  # train on the labels in hand; the unfinished records move into the next batch
 
 
+class Training(StrEnum):
+    """When the model trains relative to the batch annotators wait for."""
+
+    auto = "auto"  # ahead for the transformer model (slow to train), inline for the others
+    inline = "inline"  # train, then query: the freshest model picks every batch; annotators wait for training
+    ahead = "ahead"  # one batch queued ahead: it is logged the moment a batch completes, then the model trains
+
+
 class StopMode(StrEnum):
     any = "any"  # stop when one chosen criterion fires
     all = "all"  # stop when every chosen criterion fires in the same round
@@ -108,6 +116,12 @@ class Settings(BaseSettings):
         description="breaking_ties | least_confidence | prediction_entropy | random | embedding_kmeans | "
         "greedy_coreset | bald (transformer only)",
     )
+    training: Training = Field(
+        Training.auto,
+        description="auto | inline | ahead: train before logging the next batch, or keep one batch queued ahead "
+        "(logged at once; chosen by the model one batch behind)",
+    )
+    retrain_every: int = Field(1, ge=1, description="train a new model every N completed batches (else query the last)")
     bald_samples: int = Field(20, ge=2, description="Monte-Carlo dropout passes per query (bald)")
     cold_start: ColdStart = Field(ColdStart.random, description="random | kmeans: how the first batch is drawn")
     seed: int = Field(0, description="seed of the initial random batch and the models")
@@ -229,6 +243,13 @@ class Settings(BaseSettings):
         if self.status_token is not None and len(self.status_token.get_secret_value()) < 16:
             raise ValueError("status_token must be at least 16 characters")
         return self
+
+    @property
+    def ahead(self) -> bool:
+        """True when the next batch is queued ahead of training (AL_TRAINING, with auto resolved)."""
+        if self.training is Training.auto:
+            return self.model is ModelKind.transformer
+        return self.training is Training.ahead
 
     @property
     def cache_path(self) -> Path:

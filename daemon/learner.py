@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -279,9 +279,12 @@ class Learner:
     def unlabelled_count(self) -> int:
         return self.pool_size - len(self._labelled) - len(self._ignored)
 
+    def taken_indices(self) -> np.ndarray:
+        """Pool items the model knows about: labelled or ignored."""
+        return np.array(sorted(self._labelled.keys() | self._ignored), dtype=np.int64)
+
     def unlabelled_indices(self) -> np.ndarray:
-        taken = np.array(sorted(self._labelled.keys() | self._ignored), dtype=np.int64)
-        return np.setdiff1d(np.arange(self.pool_size), taken)
+        return np.setdiff1d(np.arange(self.pool_size), self.taken_indices())
 
     @property
     def classifier(self) -> Any:
@@ -292,17 +295,36 @@ class Learner:
         """Class probabilities for the whole pool (shared with the query through the classifier's cache)."""
         return self._active.classifier.predict_proba(self.features.pool)
 
-    def query(self, size: int, round_number: int) -> QueryResult:
-        """Pick the next batch among the unlabelled, not-ignored pool items."""
-        size = min(size, self.unlabelled_count())
+    def query(self, size: int, round_number: int, exclude: Iterable[int] = ()) -> QueryResult:
+        """Pick the next batch among the unlabelled, not-ignored pool items, skipping ``exclude`` too (items
+        already in front of annotators or labelled since the model was trained)."""
+        extra = np.setdiff1d(np.fromiter(set(exclude), dtype=np.int64), self.taken_indices())
+        size = min(size, self.unlabelled_count() - len(extra))
         if size <= 0:
             return QueryResult([], [], [], [])
         if not self.trained:
             # no model yet (one class so far): keep exploring at random, without suggestions
-            candidates = self.unlabelled_indices()
+            candidates = np.setdiff1d(self.unlabelled_indices(), extra)
             with seeded(self.seed + 1000 * round_number + 1):
                 picked = np.random.choice(candidates, size=size, replace=False)
             return QueryResult([int(i) for i in picked], [None] * size, [None] * size, [None] * size)
+        ignored = self._active.indices_ignored
+        self._active.indices_ignored = np.concatenate([np.asarray(ignored, dtype=np.int64), extra])
+        try:
+            picked = self._query(size, round_number)
+        finally:
+            self._active.indices_ignored = ignored
+        proba = self.pool_proba()
+        raw_scores = getattr(self._active.query_strategy, "scores_", None)
+        scores = [float(raw_scores[i]) if raw_scores is not None else None for i in picked]
+        return QueryResult(
+            indices=[int(i) for i in picked],
+            scores=scores,
+            predicted=[int(proba[i].argmax()) for i in picked],
+            confidence=[float(proba[i].max()) for i in picked],
+        )
+
+    def _query(self, size: int, round_number: int) -> np.ndarray:
         kwargs = {}
         if self.strategy_name in EMBEDDING_STRATEGIES:
             # the rows small-text's embedding strategies expect: unlabelled (in pool order), then labelled
@@ -313,16 +335,7 @@ class Learner:
             kwargs = {"embeddings": self.features.vectors()[order]}
         # np.errstate: small-text's k-means takes arccos of cosine similarities a rounding error puts past 1
         with seeded(self.seed + 1000 * round_number + 1), np.errstate(invalid="ignore"):
-            picked = self._active.query(num_samples=size, query_strategy_kwargs=kwargs)
-        proba = self.pool_proba()
-        raw_scores = getattr(self._active.query_strategy, "scores_", None)
-        scores = [float(raw_scores[i]) if raw_scores is not None else None for i in picked]
-        return QueryResult(
-            indices=[int(i) for i in picked],
-            scores=scores,
-            predicted=[int(proba[i].argmax()) for i in picked],
-            confidence=[float(proba[i].max()) for i in picked],
-        )
+            return self._active.query(num_samples=size, query_strategy_kwargs=kwargs)
 
     def evaluate(self, y_test: np.ndarray) -> Evaluation | None:
         """Accuracy and macro-F1 on the test set (None without a test set or a model)."""

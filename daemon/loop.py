@@ -146,6 +146,10 @@ class Daemon:
             self._check_dataset_name(state)
             self._check_against_argilla(state)
         state.dataset_id = self.gateway.dataset_id
+        if state.prepared is not None and not self.settings.ahead:
+            log.info("AL_TRAINING is inline: the batch prepared ahead is dropped (it was never logged)")
+            state.prepared = None
+            self.store.save(state)
         self.state = state
         if not state.batches:
             indices = self.learner.initial_batch(self.settings.batch_size)
@@ -344,32 +348,30 @@ class Daemon:
 
     # ---- a round -------------------------------------------------------------------------------------
     def _round(self, batch: Batch) -> None:
+        """AL_TRAINING=ahead: log the batch prepared while this one was being labelled, then train and prepare the
+        following one. Inline (or with nothing prepared yet): train, query, log."""
+        if not self.settings.ahead or self.state.prepared is None or self.state.stop_pending is not None:
+            self._round_inline(batch)
+            if self.settings.ahead and self.state.stopped is None:
+                self._checkpoint(f"{batch.batch_id} after logging batch {batch.batch_id + 1}, before preparing")
+                self._prepare(batch.batch_id)
+            return
+        self._round_ahead(batch)
+
+    def _round_inline(self, batch: Batch) -> None:
         state = self.state
         round_number = batch.batch_id
-        seconds: dict[str, float] = {}
-        if self._read_seconds is not None:
-            seconds["read"] = self._read_seconds
-            self._read_seconds = None
+        seconds = self._take_read_seconds()
         started = time.perf_counter()
-
-        self._set(Phase.training)
-        labels = state.training_labels()
-        y = {i: self.labels.index(label) for i, label in labels.items()}
-        trained = self.learner.fit(y, state.not_queryable(), round_number)
-        seconds["train"] = time.perf_counter() - started
-
-        mark = time.perf_counter()
-        metrics = self._evaluate(round_number, len(labels), trained)
-        seconds["evaluate"] = time.perf_counter() - mark
-        metrics.seconds = seconds
-        state.rounds = [m for m in state.rounds if m.round != round_number] + [metrics]
-
-        reason = self.signals.stop_reason(metrics.signals)
+        metrics = self._train_and_evaluate(round_number, seconds)
+        reason = state.stop_pending or (self.signals.stop_reason(metrics.signals) if metrics else None)
         self._checkpoint(f"{round_number} after training, before the query")
         if reason is None:
             self._set(Phase.querying)
             mark = time.perf_counter()
-            result = self.learner.query(max(0, self.settings.batch_size - len(batch.moved)), round_number)
+            result = self.learner.query(
+                max(0, self.settings.batch_size - len(batch.moved)), round_number, exclude=state.reserved_indices()
+            )
             seconds["query"] = time.perf_counter() - mark
             if not result.indices and not batch.moved:
                 reason = "pool exhausted: every pool item is labelled or discarded"
@@ -377,27 +379,137 @@ class Daemon:
             self._stop(round_number, reason)
             return
 
-        self._journal_batch(batch.batch_id + 1, round_number + 1, self._with_carried(result, batch.moved, trained))
+        self._journal_batch(batch.batch_id + 1, round_number + 1, self._with_carried(result, batch.moved))
         self._checkpoint(f"{round_number} after journaling batch {batch.batch_id + 1}, before logging it")
+        self._log_next(seconds, started)
+        self.store.save(state)
+        self._log_round(round_number, metrics, started)
+        self._after_round()
+
+    def _round_ahead(self, batch: Batch) -> None:
+        state = self.state
+        round_number = batch.batch_id
+        seconds = self._take_read_seconds()
+        started = time.perf_counter()
+        prepared = state.prepared
+        room = max(0, self.settings.batch_size - len(batch.moved))
+        result = QueryResult(
+            indices=prepared.pool_indices[:room],
+            scores=prepared.scores[:room],
+            predicted=[None if s is None else self.labels.index(s) for s in prepared.suggestions[:room]],
+            confidence=prepared.confidences[:room],
+        )
+        state.prepared = None  # saved together with the batch it becomes
+        self._journal_batch(batch.batch_id + 1, prepared.round, self._with_carried(result, batch.moved))
+        self._checkpoint(f"{round_number} after journaling batch {batch.batch_id + 1}, before logging it")
+        self._log_next(seconds, started)
+        self.store.save(state)
+        # annotators have their next batch: the training below no longer keeps them waiting
+        metrics = self._train_and_evaluate(round_number, seconds)
+        reason = self.signals.stop_reason(metrics.signals) if metrics else None
+        if reason is not None:
+            state.stop_pending = reason
+            self.store.save(state)
+            log.info(
+                "round %d: %s; batch %d is already in front of annotators: the run stops once it is answered",
+                round_number,
+                reason,
+                batch.batch_id + 1,
+            )
+        else:
+            self._checkpoint(f"{round_number} after training, before preparing batch {batch.batch_id + 2}")
+            self._prepare(round_number)
+        self._log_round(round_number, metrics, started)
+        self._set(Phase.waiting)
+        self._after_round()
+
+    def _prepare(self, round_number: int) -> None:
+        """AL_TRAINING=ahead: choose the batch after the current one with the model in hand, journaled but not
+        logged. Nothing is prepared once the pool has no item left to ask for."""
+        state = self.state
+        self._set(Phase.querying)
+        mark = time.perf_counter()
+        result = self.learner.query(self.settings.batch_size, round_number + 1, exclude=state.reserved_indices())
+        if result.indices:
+            state.prepared = Batch(
+                batch_id=state.current.batch_id + 1,
+                round=round_number + 1,
+                pool_indices=result.indices,
+                record_ids=[record_id(i) for i in result.indices],
+                scores=result.scores,
+                suggestions=[None if p is None else self.labels[p] for p in result.predicted],
+                confidences=result.confidence,
+            )
+        metrics = next((m for m in state.rounds if m.round == round_number), None)
+        if metrics is not None:
+            metrics.seconds["prepare"] = time.perf_counter() - mark
+        self.store.save(state)
+        self._set(Phase.waiting)
+
+    def _trains(self, round_number: int) -> bool:
+        """Whether this round trains a new model: every AL_RETRAIN_EVERY-th batch, and whenever there is no
+        model yet or the run is about to stop (the final model sees every label)."""
+        every = self.settings.retrain_every
+        return not self.learner.trained or self.state.stop_pending is not None or (round_number + 1) % every == 0
+
+    def _train_and_evaluate(self, round_number: int, seconds: dict[str, float]) -> RoundMetrics | None:
+        """Train on every label in hand, then the round's test scores and stopping signals (None: no training
+        this round, AL_RETRAIN_EVERY)."""
+        if not self._trains(round_number):
+            return None
+        state = self.state
+        self._set(Phase.training)
+        mark = time.perf_counter()
+        labels = state.training_labels()
+        y = {i: self.labels.index(label) for i, label in labels.items()}
+        trained = self.learner.fit(y, state.not_queryable(), round_number)
+        seconds["train"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        metrics = self._evaluate(round_number, len(labels), trained)
+        seconds["evaluate"] = time.perf_counter() - mark
+        metrics.seconds = seconds
+        state.rounds = [m for m in state.rounds if m.round != round_number] + [metrics]
+        return metrics
+
+    def _take_read_seconds(self) -> dict[str, float]:
+        seconds: dict[str, float] = {}
+        if self._read_seconds is not None:
+            seconds["read"] = self._read_seconds
+            self._read_seconds = None
+        return seconds
+
+    def _log_next(self, seconds: dict[str, float], started: float) -> None:
+        """Log the journaled next batch; ``handover`` is the time from the batch seen complete to this point."""
         mark = time.perf_counter()
         self._ensure_logged()
         seconds["log"] = time.perf_counter() - mark
-        metrics.seconds = seconds
-        self.store.save(state)
+        seconds["handover"] = seconds.get("read", 0.0) + time.perf_counter() - started
+        total = len(self.state.current.pool_indices)
+        self._set(Phase.waiting, progress={"total": total, "done": 0, "pending": total})
+
+    def _log_round(self, round_number: int, metrics: RoundMetrics | None, started: float) -> None:
+        batch_id = self.state.current.batch_id
+        if metrics is None:
+            log.info(
+                "round %d: no training (AL_RETRAIN_EVERY=%d); batch %d chosen by the model in hand, logged (%.2f s)",
+                round_number,
+                self.settings.retrain_every,
+                batch_id,
+                time.perf_counter() - started,
+            )
+            return
         log.info(
             "round %d: %d labels, accuracy %s, macro-F1 %s, kappa %s (projected to stop at round %s); "
-            "batch %d logged (%.2f s)",
+            "batch %d logged (%.2f s from complete to logged)",
             round_number,
             metrics.labels,
             _fmt(metrics.accuracy),
             _fmt(metrics.macro_f1),
             _fmt(metrics.kappa),
             metrics.projected_stop_round if metrics.projected_stop_round is not None else "-",
-            batch.batch_id + 1,
-            time.perf_counter() - started,
+            batch_id,
+            metrics.seconds.get("handover", 0.0),
         )
-        self._set(Phase.waiting, progress={"total": len(result.indices), "done": 0, "pending": len(result.indices)})
-        self._after_round()
 
     def _evaluate(self, round_number: int, labels: int, trained: bool) -> RoundMetrics:
         """Test-set scores and every stopping signal of the model just trained."""
@@ -482,11 +594,11 @@ class Daemon:
         return None
 
     # ---- batches -------------------------------------------------------------------------------------
-    def _with_carried(self, result: QueryResult, carried: list[int], trained: bool) -> QueryResult:
-        """The next batch: the records a stuck batch moved on (first, with the new model's guess), then the query's."""
+    def _with_carried(self, result: QueryResult, carried: list[int]) -> QueryResult:
+        """The next batch: the records a stuck batch moved on (first, with the model's guess), then the query's."""
         if not carried:
             return result
-        proba = self.learner.pool_proba() if trained else None
+        proba = self.learner.pool_proba() if self.learner.trained else None
         return QueryResult(
             indices=list(carried) + result.indices,
             scores=[None] * len(carried) + result.scores,

@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 
 from daemon.loop import Phase
 
-PHASES = ("read", "train", "evaluate", "query", "log")
+PHASES = ("read", "train", "evaluate", "query", "log", "handover", "prepare")
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -94,6 +94,14 @@ def status_view(settings: Settings, state: RunState | None, live: Live, threshol
         "argilla_url": settings.argilla_url,
         "model": live.model,
         "query_strategy": settings.query_strategy.value,
+        "training": {
+            "mode": "ahead" if settings.ahead else "inline",
+            "retrain_every": settings.retrain_every,
+            "prepared": None
+            if state is None or state.prepared is None
+            else {"batch_id": state.prepared.batch_id, "records": len(state.prepared.pool_indices)},
+            "stop_pending": state.stop_pending if state else None,
+        },
         "batch_size": settings.batch_size,
         "pool_size": live.pool_size,
         "unlabelled": None

@@ -112,6 +112,10 @@ class RunState(BaseModel):
         return True
 
     changes: list[Change] = Field(default_factory=list)
+    # AL_TRAINING=ahead: the next batch, chosen while annotators label the current one; logged when it completes
+    prepared: Batch | None = None
+    # AL_TRAINING=ahead: a criterion fired while a batch was already out; the run stops once it is answered
+    stop_pending: str | None = None
 
     @property
     def current(self) -> Batch | None:
@@ -135,6 +139,10 @@ class RunState(BaseModel):
 
     def used_indices(self) -> set[int]:
         return {i for batch in self.batches for i in batch.pool_indices}
+
+    def reserved_indices(self) -> set[int]:
+        """Pool items no query may pick: every batch's, and the batch prepared ahead."""
+        return self.used_indices() | set(self.prepared.pool_indices if self.prepared else ())
 
     def open_indices(self) -> set[int]:
         """Records of batches closed early that nobody has answered yet (neither labelled nor queried again)."""

@@ -53,7 +53,7 @@ def test_stop_in_each_phase_then_resume(argilla_stack, dataset_name, tmp_path, m
         monkeypatch.setattr(daemon.learner, "fit", lambda *a: (stop(), fit(*a))[1])
     elif phase == "querying":
         query = daemon.learner.query
-        monkeypatch.setattr(daemon.learner, "query", lambda *a: (stop(), query(*a))[1])
+        monkeypatch.setattr(daemon.learner, "query", lambda *a, **k: (stop(), query(*a, **k))[1])
     else:
         log_records = daemon.gateway.log_records
         monkeypatch.setattr(daemon.gateway, "log_records", lambda records: (stop(), log_records(records))[1])

@@ -213,3 +213,19 @@ def test_transformer_bald_queries_with_dropout_and_weight_decay_is_a_setting(tmp
     result = model.query(3, 0)
     assert len(set(result.indices)) == 3 and not set(result.indices) & set(first)
     assert all(score is not None and score >= 0 for score in result.scores)  # BALD's mutual information
+
+
+@pytest.mark.parametrize("strategy", [QueryStrategyName.breaking_ties, QueryStrategyName.greedy_coreset])
+def test_query_skips_excluded_items_without_retraining(tiny, strategy):
+    features, gold = tiny
+    model = learner(features, strategy)
+    first = model.initial_batch(9)
+    model.fit({i: int(gold[i]) for i in first}, set(), 0)
+    plain = model.query(6, 1)
+    out = set(plain.indices[:3]) | {int(first[0])}  # three it would pick, and one labelled (no effect)
+    skipped = model.query(6, 1, exclude=out)
+    assert len(skipped.indices) == 6 and not set(skipped.indices) & (out | set(first))
+    assert model.fits["initialize_data"] == 1  # no retraining
+    assert len(model._active.indices_ignored) == 0  # the exclusion was for that query only
+    left = sorted(set(range(len(gold))) - set(first))[:2]
+    assert sorted(model.query(6, 1, exclude=set(range(len(gold))) - set(left)).indices) == left  # only two remain

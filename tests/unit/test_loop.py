@@ -123,7 +123,7 @@ def test_a_stop_leaves_the_round_at_a_step_boundary_and_a_restart_resumes(world,
         monkeypatch.setattr(daemon.learner, "fit", lambda *a: (daemon.stopping.set(), fit(*a))[1])
     elif where == "query":  # ... while querying: the batch is journaled, not logged
         query = daemon.learner.query
-        monkeypatch.setattr(daemon.learner, "query", lambda *a: (daemon.stopping.set(), query(*a))[1])
+        monkeypatch.setattr(daemon.learner, "query", lambda *a, **k: (daemon.stopping.set(), query(*a, **k))[1])
     else:  # ... while journaling the next batch: it is journaled but not logged
         journal = daemon._journal_batch
         monkeypatch.setattr(daemon, "_journal_batch", lambda *a: (journal(*a), daemon.stopping.set())[0])

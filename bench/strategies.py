@@ -1,0 +1,444 @@
+"""Query strategies compared: test accuracy and macro-F1 against labels, per model, on TREC-6 with oracle labels.
+
+    .venv/bin/python bench/strategies.py                       # the full set below (about 1.5 h on 2 CPU cores)
+    .venv/bin/python bench/strategies.py --models tfidf --strategies random,breaking_ties --seeds 0 --max-labels 200
+
+In-process simulation through the daemon's own classes (no Argilla): ``load_data`` reads data/trec6,
+``build_features`` builds the model's datasets, ``Learner.from_settings`` runs small-text. Round 0 is
+``initial_batch(20)``; every round the oracle (the pool's gold labels) answers all queried items, the learner
+fits (timed), evaluates on the 500-text test set, and queries the next 20 (timed). Each (model, strategy, seed)
+runs in its own subprocess (the script re-invokes itself with ``--one``), which reports its peak RSS.
+
+Defaults: tfidf and embeddings x {breaking_ties, least_confidence, prediction_entropy, random, embedding_kmeans,
+greedy_coreset} up to 500 labels; transformer (fine-tuning the bundled all-MiniLM-L6-v2, 3 epochs, 64 tokens)
+x {breaking_ties, random, bald, greedy_coreset} up to 200 labels on a random 1,000-text subsample of the pool
+(``np.random.default_rng(0).choice(pool, 1000, replace=False)``, sorted; the same for every strategy and seed;
+the test set stays whole); seeds 0, 1, 2. Transformer runs go seed by seed and are skipped once the next one
+would not fit in ``--transformer-minutes`` (skips are listed under ``notes``).
+Std is over seeds (ddof=1). Labels to reach an accuracy: the first label count at which it is reached, per
+seed; the mean only when every seed reached it (else null, with ``mean_of_reached``).
+Writes bench/results/strategies.json (after every run, so a partial result survives) and strategies.png;
+caches (embeddings, per-run logs) go to tests/output/bench-strategies/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+WORK = ROOT / "tests" / "output" / "bench-strategies"
+BATCH = 20
+MODELS = ["tfidf", "embeddings", "transformer"]
+STRATEGIES = {
+    "tfidf": [
+        "breaking_ties",
+        "least_confidence",
+        "prediction_entropy",
+        "random",
+        "embedding_kmeans",
+        "greedy_coreset",
+    ],
+    "transformer": ["breaking_ties", "random", "bald", "greedy_coreset"],
+}
+STRATEGIES["embeddings"] = STRATEGIES["tfidf"]
+TARGETS = (0.80, 0.85)
+SUBSAMPLE_SEED = 0
+
+
+def run_one(model: str, strategy: str, seed: int, max_labels: int, transformer_pool: int, bald_samples: int) -> dict:
+    """One active-learning run; returns its rounds (or the error and the rounds done before it)."""
+    from daemon.learner import Learner
+    from daemon.models import build_features
+
+    rounds: list[dict] = []
+    result: dict = {"model": model, "strategy": strategy, "seed": seed, "max_labels": max_labels, "rounds": rounds}
+    started = time.perf_counter()
+    try:
+        settings, data, pool = load(model, strategy, seed, transformer_pool, bald_samples)
+        result["pool_size"] = len(pool)
+        gold = [data.labels.index(label) for label in pool.gold]
+        build_start = time.perf_counter()
+        features = build_features(settings, pool, data.test, data.y_test, len(data.labels))
+        learner = Learner.from_settings(features, len(data.labels), settings)
+        result["build_s"] = round(time.perf_counter() - build_start, 3)
+        queried = learner.initial_batch(BATCH)
+        labelled: dict[int, int] = {}
+        round_number = 0
+        while True:
+            labelled.update({i: gold[i] for i in queried})
+            start = time.perf_counter()
+            trained = learner.fit(labelled, set(), round_number)
+            train_s = time.perf_counter() - start
+            start = time.perf_counter()
+            evaluation = learner.evaluate(data.y_test) if trained else None
+            eval_s = time.perf_counter() - start
+            row = {
+                "labels": len(labelled),
+                "accuracy": None if evaluation is None else round(evaluation.accuracy, 4),
+                "macro_f1": None if evaluation is None else round(evaluation.macro_f1, 4),
+                "train_s": round(train_s, 4),
+                "eval_s": round(eval_s, 4),
+                "query_s": None,
+            }
+            rounds.append(row)
+            if len(labelled) >= max_labels or len(labelled) >= len(pool):
+                print(f"{model} {strategy} seed={seed} {json.dumps(row)}", file=sys.stderr, flush=True)
+                break
+            round_number += 1
+            start = time.perf_counter()
+            queried = learner.query(min(BATCH, max_labels - len(labelled)), round_number).indices
+            row["query_s"] = round(time.perf_counter() - start, 4)
+            print(f"{model} {strategy} seed={seed} {json.dumps(row)}", file=sys.stderr, flush=True)
+            if not queried:
+                break
+    except Exception as exc:  # recorded, not fixed: the benchmark reports what crashes
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        result["traceback"] = traceback.format_exc()
+    result["seconds"] = round(time.perf_counter() - started, 2)
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return result
+
+
+def load(model: str, strategy: str, seed: int, transformer_pool: int, bald_samples: int = 20):
+    """The run's settings, the data as the daemon loads it, and the pool it learns from."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    from daemon.app import load_data
+    from daemon.config import Settings
+
+    settings = Settings(
+        _env_file=None,
+        pool_file=ROOT / "data/trec6/train.jsonl",
+        test_file=ROOT / "data/trec6/test.jsonl",
+        model=model,
+        query_strategy=strategy,
+        seed=seed,
+        bald_samples=bald_samples,
+        cache_dir=WORK / "cache",
+    )
+    data = load_data(settings)
+    pool = data.pool
+    if model == "transformer" and 0 < transformer_pool < len(pool):
+        pool = subsample(pool, transformer_pool)
+    return settings, data, pool
+
+
+def warm(model: str, transformer_pool: int) -> None:
+    """Compute and cache the sentence embeddings a model's runs need, so no run's time or RSS includes them."""
+    from daemon.models import build_features
+
+    settings, data, pool = load(model, "random", 0, transformer_pool)
+    features = build_features(settings, pool, data.test, data.y_test, len(data.labels))
+    if features.vectors is not None:
+        features.vectors()
+
+
+def subsample(pool, size: int):
+    """The transformer's pool: ``size`` texts drawn with a fixed seed, in pool order."""
+    from daemon.pool import TextTable
+
+    keep = np.sort(np.random.default_rng(SUBSAMPLE_SEED).choice(len(pool), size, replace=False))
+    return TextTable(
+        source=pool.source,
+        texts=[pool.texts[i] for i in keep],
+        ids=[pool.ids[i] for i in keep],
+        gold=[pool.gold[i] for i in keep],
+        rows=[pool.rows[i] for i in keep],
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    model: str
+    strategy: str
+    seed: int
+    max_labels: int
+
+    @property
+    def key(self) -> tuple:
+        return (self.model, self.strategy, self.seed)
+
+
+def spawn(job: Job, args: argparse.Namespace) -> dict:
+    """Run one job in a fresh interpreter (its own peak RSS); a crash of the process is recorded too."""
+    log = WORK / "logs" / f"{job.model}-{job.strategy}-{job.seed}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, __file__, "--one", job.model, job.strategy, str(job.seed)]
+    command += ["--max-labels", str(job.max_labels), "--transformer-pool", str(args.transformer_pool)]
+    command += ["--bald-samples", str(args.bald_samples)]
+    with log.open("w") as stderr:
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=ROOT, env=child_env())
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode == 0 and lines:
+        return json.loads(lines[-1])
+    tail = log.read_text(errors="replace").splitlines()[-20:]
+    return {
+        "model": job.model,
+        "strategy": job.strategy,
+        "seed": job.seed,
+        "max_labels": job.max_labels,
+        "rounds": [],
+        "error": f"process exited {done.returncode}",
+        "traceback": "\n".join(tail),
+    }
+
+
+def child_env() -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def first_reaching(rounds: list[dict], target: float) -> int | None:
+    return next((r["labels"] for r in rounds if r["accuracy"] is not None and r["accuracy"] >= target), None)
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Mean/std curves over seeds, labels to the targets, median seconds per round, peak RSS."""
+    good = [r for r in runs if "error" not in r and r["rounds"]]
+    summary: dict = {"seeds": len(good), "seed_list": [r["seed"] for r in good]}
+    errors = [{"seed": r["seed"], "error": r["error"], "traceback": r.get("traceback")} for r in runs if "error" in r]
+    if errors:
+        summary["errors"] = errors
+    if not good:
+        return summary
+    length = min(len(r["rounds"]) for r in good)
+    summary["labels"] = [row["labels"] for row in good[0]["rounds"][:length]]
+    for metric in ("accuracy", "macro_f1"):
+        values = np.array(
+            [[row[metric] if row[metric] is not None else np.nan for row in r["rounds"][:length]] for r in good]
+        )
+        summary[f"{metric}_mean"] = [_num(v) for v in np.nanmean(values, axis=0)]
+        summary[f"{metric}_std"] = [
+            _num(v) for v in (np.nanstd(values, axis=0, ddof=1) if len(good) > 1 else 0 * values[0])
+        ]
+        summary[f"{metric}_per_seed"] = [[_num(v) for v in seed_values] for seed_values in values]
+    for target in TARGETS:
+        per_seed = [first_reaching(r["rounds"], target) for r in good]
+        reached = [n for n in per_seed if n is not None]
+        summary[f"labels_to_{target:.2f}"] = {
+            "mean": statistics.mean(per_seed) if len(reached) == len(per_seed) else None,
+            "mean_of_reached": statistics.mean(reached) if reached else None,
+            "per_seed": per_seed,
+        }
+    for what in ("train_s", "eval_s", "query_s"):
+        values = [row[what] for r in good for row in r["rounds"] if row[what] is not None]
+        summary[f"{what}_median"] = round(statistics.median(values), 4) if values else None
+    summary["peak_rss_mb"] = max(r["peak_rss_mb"] for r in good)
+    summary["peak_rss_mb_per_seed"] = [r["peak_rss_mb"] for r in good]
+    summary["run_seconds_per_seed"] = [r["seconds"] for r in good]
+    summary["pool_size"] = good[0].get("pool_size")
+    return summary
+
+
+def _num(value: float) -> float | None:
+    return None if np.isnan(value) else round(float(value), 4)
+
+
+def environment() -> dict:
+    import importlib.metadata as meta
+
+    versions = {}
+    for package in ("torch", "small-text", "scikit-learn", "transformers", "sentence-transformers", "numpy"):
+        try:
+            versions[package] = meta.version(package)
+        except meta.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        **versions,
+    }
+
+
+def write(out: Path, meta: dict, runs: dict[tuple, dict], notes: list[str], wall: float) -> None:
+    grouped: dict[str, dict[str, list[dict]]] = {}
+    for (model, strategy, _seed), run in runs.items():
+        grouped.setdefault(model, {}).setdefault(strategy, []).append(run)
+    for by_strategy in grouped.values():
+        for group in by_strategy.values():
+            group.sort(key=lambda run: run["seed"])
+    results = {
+        model: {strategy: summarise(group) for strategy, group in by_strategy.items()}
+        for model, by_strategy in grouped.items()
+    }
+    raw = [
+        {**{k: v for k, v in run.items() if k != "rounds"}, "rounds": [list(row.values()) for row in run["rounds"]]}
+        for run in runs.values()
+    ]
+    document = {
+        **meta,
+        "notes": notes,
+        "wall_seconds": round(wall, 1),
+        "results": results,
+        "runs_columns": ["labels", "accuracy", "macro_f1", "train_s", "eval_s", "query_s"],
+        "runs": raw,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(document, indent=1))
+    os.replace(tmp, out)
+    plot(results, out.with_suffix(".png"))
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    models = [m for m in MODELS if m in results] + [m for m in results if m not in MODELS]
+    if not models:
+        return
+    all_strategies = list(dict.fromkeys(s for m in models for s in results[m]))
+    colours = {s: f"C{i}" for i, s in enumerate(all_strategies)}
+    figure = Figure(figsize=(5 * len(models), 4.2), layout="constrained")
+    axes = figure.subplots(1, len(models), squeeze=False)[0]
+    for axis, model in zip(axes, models, strict=True):
+        for strategy, summary in results[model].items():
+            if not summary.get("labels"):
+                continue
+            x = np.array(summary["labels"])
+            mean = np.array([np.nan if v is None else v for v in summary["accuracy_mean"]], dtype=float)
+            std = np.array([0.0 if v is None else v for v in summary["accuracy_std"]], dtype=float)
+            label = f"{strategy} (n={summary['seeds']})"
+            axis.plot(x, mean, color=colours[strategy], label=label, linewidth=1.4)
+            axis.fill_between(x, mean - std, mean + std, color=colours[strategy], alpha=0.15, linewidth=0)
+        pool = next((s.get("pool_size") for s in results[model].values() if s.get("pool_size")), None)
+        axis.set_title(f"{model} (pool {pool:,})" if pool else model)
+        axis.set_xlabel("labels")
+        axis.set_ylabel("test accuracy")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8, loc="lower right")
+    figure.suptitle("TREC-6, batch 20, oracle labels: mean ± std over seeds")
+    figure.savefig(path, dpi=90)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--strategies", default=None, help="comma list for every model; default: per model")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--max-labels", type=int, default=500, help="labels per run (tfidf, embeddings)")
+    parser.add_argument("--transformer-max-labels", type=int, default=200)
+    parser.add_argument("--transformer-pool", type=int, default=1000, help="subsample size; 0 = the whole pool")
+    parser.add_argument("--transformer-minutes", type=float, default=45.0, help="wall-time budget of transformer runs")
+    parser.add_argument("--bald-samples", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=RESULTS / "strategies.json")
+    parser.add_argument("--resume", action="store_true", help="keep runs already in --out with the same settings")
+    parser.add_argument("--note", action="append", default=[], help="a note to add to the JSON")
+    parser.add_argument("--warm", metavar="MODEL", help=argparse.SUPPRESS)
+    parser.add_argument("--one", nargs=3, metavar=("MODEL", "STRATEGY", "SEED"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.warm:
+        warm(args.warm, args.transformer_pool)
+        return
+    if args.one:
+        model, strategy, seed = args.one
+        print(
+            json.dumps(run_one(model, strategy, int(seed), args.max_labels, args.transformer_pool, args.bald_samples))
+        )
+        return
+
+    started = time.perf_counter()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    jobs: list[Job] = []
+    notes: list[str] = list(args.note)
+    for model in args.models.split(","):
+        strategies = args.strategies.split(",") if args.strategies else STRATEGIES[model]
+        if model != "transformer" and "bald" in strategies:
+            strategies = [s for s in strategies if s != "bald"]
+            notes.append(f"bald skipped for {model}: it needs a model with dropout (transformer)")
+        max_labels = args.transformer_max_labels if model == "transformer" else args.max_labels
+        jobs += [Job(model, strategy, seed, max_labels) for seed in seeds for strategy in strategies]
+    meta = {
+        "what": "TREC-6 active learning with oracle labels, daemon's Learner, batch 20; accuracy/macro-F1 on test",
+        "settings": {
+            "batch_size": BATCH,
+            "seeds": seeds,
+            "max_labels": args.max_labels,
+            "transformer_max_labels": args.transformer_max_labels,
+            "transformer_pool": args.transformer_pool,
+            "transformer_pool_sampling": f"np.random.default_rng({SUBSAMPLE_SEED}).choice(pool, size, replace=False)"
+            ", sorted; the same for every strategy and seed; test set whole",
+            "transformer": "bundled all-MiniLM-L6-v2 fine-tuned, daemon defaults: 3 epochs, max_length 64, lr 5e-5",
+            "bald_samples": args.bald_samples,
+            "std": "over seeds, ddof=1",
+            "timing": "train_s = Learner.fit, eval_s = Learner.evaluate, query_s = Learner.query (incl. the pool"
+            " probabilities for suggestions); embeddings computed and cached before the runs (not in times or RSS)",
+            "labels_to_target": "first label count reaching the accuracy, per seed; mean only if every seed did",
+        },
+        "environment": environment(),
+    }
+    runs: dict[tuple, dict] = {}
+    if args.resume and args.out.exists():
+        previous = json.loads(args.out.read_text())
+        columns = previous["runs_columns"]
+        wanted = {job.key: job for job in jobs}
+        for run in previous["runs"]:
+            key = (run["model"], run["strategy"], run["seed"])
+            if key in wanted and "error" not in run and run["max_labels"] == wanted[key].max_labels:
+                runs[key] = {**run, "rounds": [dict(zip(columns, row, strict=True)) for row in run["rounds"]]}
+        notes.extend(n for n in previous.get("notes", []) if n not in notes)
+        print(f"resuming: {len(runs)} runs kept from {args.out}", flush=True)
+    for model in dict.fromkeys(job.model for job in jobs if job.key not in runs):
+        if model != "tfidf":  # embeddings (pool, test; the transformer's pool for diversity strategies) cached once
+            subprocess.run(
+                [sys.executable, __file__, "--warm", model, "--transformer-pool", str(args.transformer_pool)],
+                cwd=ROOT,
+                env=child_env(),
+                check=True,
+            )
+    transformer_start = None
+    durations: dict[str, list[float]] = {}
+    for job in jobs:
+        if job.key in runs:
+            continue
+        if job.model == "transformer":
+            transformer_start = transformer_start or time.perf_counter()
+            spent = time.perf_counter() - transformer_start
+            known = durations.get(job.strategy) or [d for v in durations.values() for d in v]
+            expected = statistics.mean(known) if known else 0.0
+            if spent + expected > args.transformer_minutes * 60:
+                notes.append(
+                    f"transformer {job.strategy} seed {job.seed} skipped: {spent / 60:.0f} min spent, "
+                    f"~{expected / 60:.0f} min more would pass the {args.transformer_minutes:.0f}-min budget"
+                )
+                print(notes[-1], flush=True)
+                continue
+        print(f"{job.model} {job.strategy} seed={job.seed} ...", flush=True)
+        run = spawn(job, args)
+        runs[job.key] = run
+        durations.setdefault(job.strategy, []).append(run.get("seconds", 0.0))
+        last = run["rounds"][-1] if run["rounds"] else {}
+        print(
+            f"  {run.get('seconds')} s, {run.get('peak_rss_mb')} MB, {last.get('labels')} labels, "
+            f"accuracy {last.get('accuracy')}" + (f", ERROR {run['error']}" if "error" in run else ""),
+            flush=True,
+        )
+        write(args.out, meta, runs, notes, time.perf_counter() - started)
+    write(args.out, meta, runs, notes, time.perf_counter() - started)
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')} in {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
