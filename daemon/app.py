@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from daemon.config import Settings
@@ -26,6 +27,7 @@ from daemon.pool import TextTable, check_test_labels, drop_duplicate_texts, load
 from daemon.report import Live, status_view
 from daemon.status import StatusServer, create_app
 from daemon.stopping import StoppingSignals
+from daemon.webhooks import EVENTS, WebhookReceiver
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +101,16 @@ class Service:
         self.status_server: StatusServer | None = None
         self.notifier = Notifier()
         self._plot_cache: tuple[tuple, bytes] | None = None
+        self.webhooks: WebhookReceiver | None = None
+        self._woken = threading.Event()
+        self._scheduler: BackgroundScheduler | None = None
 
     def status(self) -> dict:
         if self.daemon is not None:
-            return self.daemon.status()
+            status = self.daemon.status()
+            if self.webhooks is not None:
+                status["webhooks"] = {"url": self.settings.webhook_url, **self.webhooks.counts}
+            return status
         live = Live(
             phase=Phase.starting.value, reason="loading data and connecting to Argilla", model=model_name(self.settings)
         )
@@ -120,6 +128,48 @@ class Service:
         if self._plot_cache is None or self._plot_cache[0] != key:
             self._plot_cache = (key, render_curve(status))
         return self._plot_cache[1]
+
+    def webhook(self, body: bytes, headers: dict) -> tuple[int, dict]:
+        if self.webhooks is None:
+            return 404, {"detail": "webhooks are not enabled here (AL_WEBHOOK_URL)"}
+        return self.webhooks.handle(body, headers)
+
+    def _poll(self) -> None:
+        """The scheduled job: a tick, again at once if a webhook arrived meanwhile."""
+        while True:
+            self._woken.clear()
+            self.daemon.tick()
+            if not self._woken.is_set() or self.stop_requested.is_set():
+                return
+
+    def _wake(self) -> None:
+        """A webhook event: poll now (or right after the tick in progress)."""
+        self._woken.set()
+        scheduler = self._scheduler
+        if scheduler is not None and self.daemon is not None and self.daemon.idle():
+            try:
+                scheduler.modify_job("poll", next_run_time=_now())
+            except JobLookupError:  # shutting down
+                pass
+
+    def _start_webhooks(self, daemon: Daemon) -> None:
+        """Register AL_WEBHOOK_URL with Argilla; without it (refused, unreachable) the daemon polls as before."""
+        url = self.settings.webhook_url
+        try:
+            secret = daemon.gateway.register_webhook(url, EVENTS, f"al-daemon: {self.settings.dataset}")
+        except (ArgillaUnavailable, ArgillaRefused) as exc:
+            log.warning("webhook not registered (%s): polling every %.1f s only", exc, self.settings.poll_interval)
+            return
+        self.webhooks = WebhookReceiver(secret, lambda: daemon.gateway.dataset_id, self._wake)
+        log.info("webhook registered: Argilla's events to %s wake the poll", url)
+
+    def _stop_webhooks(self) -> None:
+        if self.webhooks is None or self.daemon is None:
+            return
+        try:
+            self.daemon.gateway.remove_webhook(self.settings.webhook_url)
+        except (ArgillaUnavailable, ArgillaRefused) as exc:
+            log.warning("could not remove the webhook from Argilla: %s", exc)
 
     def request_stop(self, signum: int | None = None, _frame=None) -> None:
         """First SIGTERM/SIGINT: finish or abandon the current step, within ``stop_timeout``. Second: exit now."""
@@ -190,8 +240,9 @@ class Service:
             if self.stop_requested.is_set():
                 return 0
             scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(1)})
+            self._scheduler = scheduler
             scheduler.add_job(
-                daemon.tick,
+                self._poll,
                 "interval",
                 seconds=settings.poll_interval,
                 id="poll",
@@ -201,12 +252,15 @@ class Service:
                 next_run_time=_now(),
             )
             scheduler.start()
+            if settings.webhook_url:
+                self._start_webhooks(daemon)
             self.notifier.ready(self.status_line())
             self._supervise(scheduler)
             return 0
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=True)  # a running step finishes (bounded by the stop timer)
+            self._stop_webhooks()
             if self.status_server is not None:
                 self.status_server.stop()
             log.info("daemon stopped")

@@ -156,6 +156,11 @@ class Settings(BaseSettings):
 
     # process
     poll_interval: float = Field(2.0, gt=0, description="seconds between polls of Argilla")
+    webhook_url: str | None = Field(
+        None,
+        description="URL at which Argilla reaches this daemon's /webhook (e.g. http://127.0.0.1:8765/webhook): "
+        "signed events wake the poll at once (needs Argilla's worker); polling stays the fallback",
+    )
     connect_timeout: float = Field(120.0, gt=0, description="seconds to wait for Argilla at start-up")
     state_dir: Path = Field(Path("state"), description="where the run's state and journal live")
     cache_dir: Path | None = Field(None, description="embedding cache; default: <state_dir>/cache")
@@ -180,6 +185,7 @@ class Settings(BaseSettings):
         "export_dir",
         "cache_dir",
         "status_token",
+        "webhook_url",
         mode="before",
     )
     @classmethod
@@ -219,6 +225,13 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"argilla_url must start with http:// or https://, got {value!r}")
         return value.rstrip("/")
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"webhook_url must start with http:// or https://, got {value!r}")
+        return value
 
     @field_validator("stop_criteria")
     @classmethod

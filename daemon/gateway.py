@@ -322,6 +322,30 @@ class ArgillaGateway:
         return {str(user["id"]): user["username"] for user in response.json().get("items", [])}
 
     @_translate
+    def register_webhook(self, url: str, events: Sequence[str], description: str) -> str:
+        """Create a webhook to ``url`` for ``events`` (replacing one a previous run left at the same URL, whose
+        secret is no longer known) and return its signing secret. Needs an owner's key."""
+        http = self._connect().api.http_client
+        self._remove_webhooks(url)
+        response = http.post("/api/v1/webhooks", json={"url": url, "events": list(events), "description": description})
+        response.raise_for_status()
+        return response.json()["secret"]
+
+    @_translate
+    def remove_webhook(self, url: str) -> int:
+        """Delete the webhooks to ``url``; how many there were."""
+        return self._remove_webhooks(url)
+
+    def _remove_webhooks(self, url: str) -> int:
+        http = self._connect().api.http_client
+        response = http.get("/api/v1/webhooks")
+        response.raise_for_status()
+        found = [hook["id"] for hook in response.json().get("items", []) if hook.get("url") == url]
+        for hook_id in found:
+            http.delete(f"/api/v1/webhooks/{hook_id}").raise_for_status()
+        return len(found)
+
+    @_translate
     def max_batch_id(self) -> int | None:
         """The highest batch id present in the dataset (None when it has no batch yet)."""
         dataset = self._get_dataset()

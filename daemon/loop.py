@@ -231,6 +231,13 @@ class Daemon:
                 self._snapshot.last_error = None
                 self._publish()
 
+    def idle(self) -> bool:
+        """True when no tick is running (a webhook may then start one at once)."""
+        if self._lock.acquire(blocking=False):
+            self._lock.release()
+            return True
+        return False
+
     def _diagnose(self, exc: Exception) -> str:
         """A refusal may mean people changed the dataset (deleted, renamed, its settings edited): look it up afresh
         and say what is wrong with it, rather than quoting the failed request."""

@@ -5,8 +5,9 @@
 - ``/status``: the run as JSON (see :func:`daemon.report.status_view`).
 - ``/metrics``: Prometheus text format.
 - ``/`` a small human page with the learning curve, which is also at ``/plot.png``.
+- ``POST /webhook``: Argilla's signed events (AL_WEBHOOK_URL; see :mod:`daemon.webhooks`).
 
-With a token configured, every route but ``/healthz`` needs ``Authorization: Bearer <token>``; browsers
+With a token configured, every route but ``/healthz`` and ``/webhook`` (which checks Argilla's signature) needs ``Authorization: Bearer <token>``; browsers
 may send it as the password of HTTP Basic auth (any user name), so the page works from a browser too.
 """
 
@@ -29,7 +30,7 @@ from daemon.report import number, signal_digits
 
 log = logging.getLogger(__name__)
 
-OPEN_PATHS = {"/healthz"}
+OPEN_PATHS = {"/healthz", "/webhook"}  # /webhook: Argilla signs its events instead of sending the token
 
 
 class StatusSource(Protocol):
@@ -38,6 +39,8 @@ class StatusSource(Protocol):
     def ready(self) -> tuple[bool, str]: ...
 
     def plot(self) -> bytes: ...
+
+    def webhook(self, body: bytes, headers: dict) -> tuple[int, dict]: ...
 
 
 def authorized(header: str | None, token: str) -> bool:
@@ -91,6 +94,11 @@ def create_app(source: StatusSource, token: str | None = None) -> FastAPI:
     @app.get("/plot.png")
     def plot() -> Response:
         return Response(source.plot(), media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    @app.post("/webhook")
+    async def webhook(request: Request) -> JSONResponse:
+        status, answer = source.webhook(await request.body(), dict(request.headers))
+        return JSONResponse(answer, status_code=status)
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> HTMLResponse:

@@ -1,0 +1,65 @@
+"""Push trigger end to end: with a poll interval of two minutes, Argilla's signed webhooks (sent by its worker)
+bring each next batch within seconds; a forged event is refused; the webhook is removed when the daemon stops."""
+
+import time
+
+import httpx
+import pytest
+
+from daemon.simulate import wait_for
+from tests.e2e.conftest import get_status, simulated_annotator, start_daemon
+
+pytestmark = pytest.mark.e2e
+
+POLL = 120.0
+
+
+def batch_ids(person) -> set[int]:
+    return {int(r["metadata"]["batch_id"]) for r in person.pending()}
+
+
+def test_webhooks_wake_the_daemon_long_before_its_poll(argilla_stack, dataset_name, trec_env, trec_data):
+    port, log_path = trec_env["port"], trec_env["log"]
+    url = f"http://127.0.0.1:{port}/webhook"
+    env = trec_env["env"] | {
+        "AL_POLL_INTERVAL": str(POLL),
+        "AL_WEBHOOK_URL": url,
+        "AL_MAX_ROUNDS": "3",
+        "AL_STOP_CRITERIA": "never",
+    }
+    owner = httpx.Client(base_url=argilla_stack["url"], headers={"X-Argilla-Api-Key": argilla_stack["owner_key"]})
+
+    def hooks() -> list[dict]:
+        return [h for h in owner.get("/api/v1/webhooks").json()["items"] if h["url"] == url]
+
+    daemon = start_daemon(env, log_path)
+    person = simulated_annotator(argilla_stack, dataset_name, trec_data, seed=3)
+    waits = []
+    try:
+        assert wait_for(lambda: (get_status(port) or {}).get("webhooks") is not None, timeout=180), (
+            log_path.read_text()[-3000:]
+        )
+        assert len(hooks()) == 1 and hooks()[0]["enabled"]
+        # a forged delivery (no valid signature) is refused and changes nothing
+        forged = httpx.post(url, json={"type": "record.completed", "data": {}}, headers={"webhook-id": "x"})
+        assert forged.status_code == 401
+        for batch_id in (0, 1):
+            assert wait_for(lambda b=batch_id: b in batch_ids(person), timeout=60)
+            assert person.run(max_records=20 * (batch_id + 1)).submitted == 20 * (batch_id + 1)
+            finished = time.monotonic()
+            assert wait_for(lambda b=batch_id: b + 1 in batch_ids(person), timeout=POLL / 4), log_path.read_text()[
+                -3000:
+            ]
+            waits.append(time.monotonic() - finished)
+        status = get_status(port)
+        assert status["webhooks"]["accepted"] >= 2 and status["webhooks"]["refused"] == 1
+        person.run(max_records=60)
+        assert daemon.wait(timeout=POLL / 2) == 0, log_path.read_text()[-3000:]
+    finally:
+        person.stop()
+        if daemon.poll() is None:
+            daemon.kill()
+    # both next batches came long before the first poll after start-up could have seen them
+    assert max(waits) < POLL / 4, waits
+    assert hooks() == []  # removed on exit
+    assert "webhook registered" in log_path.read_text()

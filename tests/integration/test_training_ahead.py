@@ -1,0 +1,77 @@
+"""AL_TRAINING=ahead and AL_RETRAIN_EVERY against the real Argilla: the batch prepared while annotators label is
+the one that appears in Argilla when they finish, before the next model trains."""
+
+import numpy as np
+import pytest
+
+from daemon.config import ModelKind, Settings, Training
+from daemon.gateway import ArgillaGateway
+from daemon.learner import Learner
+from daemon.loop import Daemon
+from daemon.models import build_features
+from daemon.pool import load_table
+from tests.conftest import tiny_rows, write_jsonl
+from tests.integration.test_gateway import annotator_for
+
+pytestmark = pytest.mark.integration
+
+LABELS = ["food", "sport", "tech"]
+
+
+@pytest.mark.parametrize(
+    ("model", "retrain_every"), [(ModelKind.tfidf, 1), (ModelKind.transformer, 2)], ids=["tfidf", "transformer-every-2"]
+)
+def test_ahead_logs_the_prepared_batch_then_trains(
+    argilla_stack, dataset_name, tmp_path, cache_dir, monkeypatch, model, retrain_every
+):
+    pool = load_table(write_jsonl(tmp_path / "pool.jsonl", tiny_rows(10)), "text", "label", "id")
+    settings = Settings(
+        _env_file=None,
+        argilla_url=argilla_stack["url"],
+        argilla_api_key=argilla_stack["owner_key"],
+        dataset=dataset_name,
+        model=model,
+        training=Training.auto if model is ModelKind.transformer else Training.ahead,
+        retrain_every=retrain_every,
+        transformer_epochs=1,
+        transformer_max_length=16,
+        batch_size=5,
+        state_dir=tmp_path / "state",
+        cache_dir=cache_dir,
+        stop_criteria=[],
+        publish_progress=False,
+    )
+    assert settings.ahead
+    y = np.array([LABELS.index(label) for label in pool.gold])
+    features = build_features(settings, pool, pool, y, len(LABELS))
+    learner = Learner.from_settings(features, len(LABELS), settings)
+    gateway = ArgillaGateway(settings.argilla_url, argilla_stack["owner_key"], "argilla", dataset_name)
+    daemon = Daemon(settings, gateway, learner, pool, LABELS, y)
+    daemon.start()
+
+    in_argilla_at_fit = []
+    fit = learner.fit
+    monkeypatch.setattr(
+        learner, "fit", lambda *a, **k: (in_argilla_at_fit.append(gateway.max_batch_id()), fit(*a, **k))[1]
+    )
+    person = annotator_for(argilla_stack, dataset_name, dict(zip(pool.texts, pool.gold, strict=True)), LABELS)
+    prepared = []
+    for batch_id in range(4):
+        assert person.run(max_records=5 * (batch_id + 1)).submitted == 5 * (batch_id + 1)
+        daemon.tick()
+        assert daemon.state.current.batch_id == batch_id + 1, daemon.status()["reason"]
+        if batch_id >= 1:  # from the second round on, the batch in Argilla is the one prepared a round before
+            assert daemon.state.current.pool_indices == prepared[-1]
+        prepared.append(list(daemon.state.prepared.pool_indices))
+
+    # the first model trains before its batch (no model before the first labels); after that, each trains with
+    # the next batch already in Argilla
+    assert in_argilla_at_fit[0] == 0 and in_argilla_at_fit[1:] == [
+        b + 1 for b in range(1, 4) if (b + 1) % retrain_every == 0
+    ]
+    trained_rounds = [0] + [b for b in range(1, 4) if (b + 1) % retrain_every == 0]
+    assert [m.round for m in daemon.state.rounds] == trained_rounds
+    records = gateway.read_all()
+    indices = [view.pool_index for view in records]
+    assert len(indices) == len(set(indices)) == 25
+    assert all(m.accuracy is not None for m in daemon.state.rounds)
