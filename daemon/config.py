@@ -20,6 +20,10 @@ class ModelKind(StrEnum):
     embeddings = "embeddings"  # frozen sentence embeddings + logistic regression (fast default)
     transformer = "transformer"  # fine-tune a local Hugging Face model directory
     tfidf = "tfidf"  # TF-IDF + logistic regression, no torch needed at run time
+    setfit = "setfit"  # SetFit: contrastive fine-tuning of the sentence encoder + logistic-regression head
+
+
+FINE_TUNED = (ModelKind.transformer, ModelKind.setfit)  # models that fine-tune a network each round
 
 
 class QueryStrategyName(StrEnum):
@@ -29,7 +33,7 @@ class QueryStrategyName(StrEnum):
     random = "random"
     embedding_kmeans = "embedding_kmeans"  # diversity: the pool item nearest each of k-means' centres
     greedy_coreset = "greedy_coreset"  # diversity: farthest from everything labelled (Sener & Savarese)
-    bald = "bald"  # Bayesian disagreement over Monte-Carlo dropout passes (transformer model only)
+    bald = "bald"  # Bayesian disagreement over Monte-Carlo dropout passes (transformer and setfit models)
 
 
 class ColdStart(StrEnum):
@@ -62,7 +66,7 @@ class StuckAction(StrEnum):
 class Training(StrEnum):
     """When the model trains relative to the batch annotators wait for."""
 
-    auto = "auto"  # ahead for the transformer model (slow to train), inline for the others
+    auto = "auto"  # ahead for the fine-tuned models (transformer, setfit: slow to train), inline for the others
     inline = "inline"  # train, then query: the freshest model picks every batch; annotators wait for training
     ahead = "ahead"  # one batch queued ahead: it is logged the moment a batch completes, then the model trains
 
@@ -109,12 +113,12 @@ class Settings(BaseSettings):
         3600.0, gt=0, description="seconds after which a batch with some but not all answers counts as stuck"
     )
     stuck_action: StuckAction = Field(StuckAction.wait, description="wait | proceed | requeue: what a stuck batch gets")
-    model: ModelKind = Field(ModelKind.embeddings, description="embeddings | transformer | tfidf")
+    model: ModelKind = Field(ModelKind.embeddings, description="embeddings | transformer | tfidf | setfit")
     model_path: Path | None = Field(None, description="local HF model dir; default: the bundled all-MiniLM-L6-v2")
     query_strategy: QueryStrategyName = Field(
         QueryStrategyName.breaking_ties,
         description="breaking_ties | least_confidence | prediction_entropy | random | embedding_kmeans | "
-        "greedy_coreset | bald (transformer only)",
+        "greedy_coreset | bald (transformer, setfit)",
     )
     training: Training = Field(
         Training.auto,
@@ -128,8 +132,10 @@ class Settings(BaseSettings):
     transformer_epochs: int = Field(3, ge=1, description="fine-tuning epochs per round (transformer model)")
     transformer_lr: float = Field(5e-5, gt=0, description="fine-tuning learning rate (transformer model)")
     transformer_weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (transformer model)")
-    transformer_batch_size: int = Field(16, ge=1, description="fine-tuning mini-batch size")
-    transformer_max_length: int = Field(64, ge=8, description="max tokens per text (transformer model)")
+    transformer_batch_size: int = Field(16, ge=1, description="fine-tuning mini-batch size (transformer, setfit)")
+    transformer_max_length: int = Field(64, ge=8, description="max tokens per text (transformer, setfit)")
+    setfit_iterations: int = Field(5, ge=1, description="SetFit: contrastive pairs per labelled text and epoch")
+    setfit_epochs: int = Field(1, ge=1, description="SetFit: epochs of contrastive fine-tuning per round")
 
     # stopping
     stop_criteria: Annotated[list[Criterion], NoDecode] = Field(
@@ -240,9 +246,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_bald_model(self) -> Settings:
-        if self.query_strategy is QueryStrategyName.bald and self.model is not ModelKind.transformer:
+        if self.query_strategy is QueryStrategyName.bald and self.model not in FINE_TUNED:
             raise ValueError(
-                f"query_strategy=bald needs dropout in the model: use AL_MODEL=transformer (not {self.model.value})"
+                "query_strategy=bald needs dropout in the model: use AL_MODEL=transformer or setfit "
+                f"(not {self.model.value})"
             )
         return self
 
@@ -261,7 +268,7 @@ class Settings(BaseSettings):
     def ahead(self) -> bool:
         """True when the next batch is queued ahead of training (AL_TRAINING, with auto resolved)."""
         if self.training is Training.auto:
-            return self.model is ModelKind.transformer
+            return self.model in FINE_TUNED
         return self.training is Training.ahead
 
     @property

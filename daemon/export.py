@@ -89,6 +89,10 @@ def save_model(learner: Learner, settings: Settings, labels: list[str], target: 
             "path": target.name,
             "load": "AutoModelForSequenceClassification",
         }
+    if settings.model is ModelKind.setfit:
+        classifier.model.labels = list(labels)  # predict() answers with label names
+        classifier.model.save_pretrained(str(target))
+        return {"saved": True, "format": "setfit", "path": target.name, "load": "setfit.SetFitModel.from_pretrained"}
     import joblib
     from sklearn.pipeline import Pipeline
 

@@ -60,6 +60,8 @@ def build_features(
         return _embedding_features(settings, pool, test, y_test, num_classes)
     if settings.model is ModelKind.tfidf:
         return _tfidf_features(settings, pool, test, y_test, num_classes)
+    if settings.model is ModelKind.setfit:
+        return _setfit_features(settings, pool, test, y_test, num_classes)
     return _transformer_features(settings, pool, test, y_test, num_classes)
 
 
@@ -154,6 +156,79 @@ def _transformer_features(settings, pool, test, y_test, num_classes) -> Features
         name=model_name(settings),
         vectors=vectors,
     )
+
+
+def _setfit_features(settings, pool, test, y_test, num_classes) -> Features:
+    """SetFit through small-text's integration: each round fine-tunes the sentence encoder contrastively on pairs
+    of labelled texts, then fits a logistic-regression head on its embeddings."""
+    from small_text.integrations.transformers.classifiers.base import ModelLoadingStrategy
+    from small_text.integrations.transformers.classifiers.setfit import SetFitModelArguments
+
+    model_path = str(settings.model_path or default_model_path())
+    labels = np.arange(num_classes)
+    dataset = _setfit_classes()[0]
+    pool_ds = dataset(pool.texts, unlabelled_targets(len(pool)), target_labels=labels)
+    test_ds = dataset(test.texts, y_test, target_labels=labels) if test is not None else None
+    factory = _setfit_classes()[1](
+        SetFitModelArguments(model_path, ModelLoadingStrategy.ALWAYS_LOCAL),
+        num_classes,
+        classification_kwargs={
+            "device": device(),
+            "mini_batch_size": settings.transformer_batch_size,
+            "max_seq_len": settings.transformer_max_length,
+            "trainer_kwargs": {"num_iterations": settings.setfit_iterations, "num_epochs": settings.setfit_epochs},
+        },
+    )
+    vectors = functools.cache(lambda: embed(pool.texts, Path(model_path), settings.cache_path, pool.fingerprint))
+    return Features(
+        pool=pool_ds,
+        test=test_ds,
+        factory=PooledClassifierFactory(factory, num_classes),
+        name=model_name(settings),
+        vectors=vectors,
+    )
+
+
+@functools.cache
+def _setfit_classes():
+    """small-text 1.4.1's SetFit integration, fixed for numpy 2: its dataset views test
+    ``np.lib.index_tricks`` (private in numpy 2) and its trainer seed draws past int64 (``ValueError: high is
+    out of bounds``). Subsets are materialised instead of viewed, and the seed is drawn in range."""
+    import transformers
+    from setfit import SetFitTrainer
+    from small_text import TextDataset
+    from small_text.integrations.transformers.classifiers.factories import SetFitClassificationFactory
+    from small_text.integrations.transformers.classifiers.setfit import SetFitClassification
+
+    class SubsetTextDataset(TextDataset):
+        def __getitem__(self, item):
+            rows = np.atleast_1d(np.arange(len(self.x))[item])
+            return SubsetTextDataset([self.x[i] for i in rows], self.y[rows], target_labels=self.target_labels)
+
+    class Classification(SetFitClassification):
+        def _fit(self, sub_train, sub_valid, setfit_train_kwargs):
+            seed = int(np.random.randint(2**31 - 1))  # from numpy's global RNG, which the learner seeds
+            trainer = SetFitTrainer(
+                self.model,
+                sub_train,
+                eval_dataset=sub_valid,
+                batch_size=self.mini_batch_size,
+                seed=seed,
+                **self.trainer_kwargs,
+            )
+            verbosity = transformers.logging.get_verbosity()
+            transformers.logging.set_verbosity_error()  # the trainer's banner and per-step lines
+            try:
+                trainer.train(max_length=self.max_seq_len, show_progress_bar=False, **setfit_train_kwargs)
+            finally:
+                transformers.logging.set_verbosity(verbosity)
+            return self
+
+    class Factory(SetFitClassificationFactory):
+        def new(self):
+            return Classification(self.setfit_model_args, self.num_classes, **self.classification_kwargs)
+
+    return SubsetTextDataset, Factory
 
 
 def device() -> str:

@@ -5,7 +5,7 @@ import httpx
 import numpy as np
 import pytest
 
-from daemon.config import ColdStart, ModelKind, QueryStrategyName, Settings
+from daemon.config import ColdStart, ModelKind, QueryStrategyName, Settings, Training
 from daemon.gateway import ArgillaGateway
 from daemon.learner import Learner
 from daemon.loop import Daemon
@@ -30,6 +30,8 @@ CASES = [
     (ModelKind.embeddings, QueryStrategyName.greedy_coreset, ColdStart.random),
     (ModelKind.transformer, QueryStrategyName.bald, ColdStart.random),
     (ModelKind.transformer, QueryStrategyName.greedy_coreset, ColdStart.kmeans),
+    (ModelKind.setfit, QueryStrategyName.breaking_ties, ColdStart.random),
+    (ModelKind.setfit, QueryStrategyName.bald, ColdStart.kmeans),
 ]
 
 
@@ -46,6 +48,7 @@ def test_a_short_run_with_each_model_and_strategy(
         model=model,
         query_strategy=strategy,
         cold_start=cold_start,
+        training=Training.inline,  # each batch chosen by the freshest model (ahead mode: test_training_ahead.py)
         bald_samples=3,
         transformer_epochs=1,
         transformer_max_length=16,

@@ -229,3 +229,44 @@ def test_query_skips_excluded_items_without_retraining(tiny, strategy):
     assert len(model._active.indices_ignored) == 0  # the exclusion was for that query only
     left = sorted(set(range(len(gold))) - set(first))[:2]
     assert sorted(model.query(6, 1, exclude=set(range(len(gold))) - set(left)).indices) == left  # only two remain
+
+
+def test_setfit_fine_tunes_the_encoder_queries_with_bald_and_exports(tmp_path, cache_dir):
+    """SetFit through small-text's integration (with the daemon's numpy-2 fixes), one short contrastive epoch."""
+    path = write_jsonl(tmp_path / "pool.jsonl", tiny_rows(6))
+    pool = load_table(path, "text", "label", "id")
+    gold = np.array([LABELS.index(label) for label in pool.gold])
+    settings = Settings(
+        _env_file=None,
+        model=ModelKind.setfit,
+        query_strategy=QueryStrategyName.bald,
+        bald_samples=3,
+        state_dir=tmp_path,
+        cache_dir=cache_dir,
+        setfit_iterations=4,  # 32 pairs = 2 steps (the first of them warms up at learning rate 0)
+        transformer_max_length=16,
+    )
+    assert settings.ahead  # auto: a fine-tuned model trains off the annotators' path
+    features = build_features(settings, pool, pool, gold, len(LABELS))
+    assert features.name == "setfit-all-MiniLM-L6-v2"
+    model = Learner.from_settings(features, len(LABELS), settings)
+    first = [0, 1, 6, 7]  # two classes of three: probabilities still span all three
+    before = {k: v.clone() for k, v in features.factory.new().inner.model.model_body.state_dict().items()}
+    assert model.fit({i: int(gold[i]) for i in first}, set(), 0)
+    after = model.classifier.model.model_body.state_dict()
+    changed = [k for k, v in after.items() if v.dtype.is_floating_point and not (v == before[k]).all()]
+    assert len(changed) > 10  # the encoder itself was fine-tuned, not only a head on frozen embeddings
+    assert model.pool_proba().shape == (len(gold), 3)
+    result = model.query(4, 0)
+    assert len(set(result.indices)) == 4 and not set(result.indices) & set(first)
+    assert all(s is not None for s in result.scores)  # BALD scores from Monte-Carlo dropout
+    assert model.evaluate(gold).accuracy > 0.0
+
+    from setfit import SetFitModel
+
+    from daemon.export import save_model
+
+    about = save_model(model, settings, LABELS, tmp_path / "model")
+    assert about["format"] == "setfit"
+    loaded = SetFitModel.from_pretrained(str(tmp_path / "model"))
+    assert set(loaded.predict([pool.texts[0], pool.texts[6]])) <= set(LABELS)
