@@ -35,34 +35,43 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("model", "strategy", "cold_start"), CASES, ids=lambda v: v.value)
-def test_a_short_run_with_each_model_and_strategy(
-    argilla_stack, dataset_name, tmp_path, cache_dir, model, strategy, cold_start
-):
+def tiny_daemon(argilla_stack, dataset_name, tmp_path, cache_dir, **options) -> Daemon:
+    """A daemon on a 30-text three-topic pool against the real Argilla, with short fine-tuning."""
     pool = load_table(write_jsonl(tmp_path / "pool.jsonl", tiny_rows(10)), "text", "label", "id")
     settings = Settings(
         _env_file=None,
         argilla_url=argilla_stack["url"],
         argilla_api_key=argilla_stack["owner_key"],
         dataset=dataset_name,
-        model=model,
-        query_strategy=strategy,
-        cold_start=cold_start,
-        training=Training.inline,  # each batch chosen by the freshest model (ahead mode: test_training_ahead.py)
-        bald_samples=3,
-        transformer_epochs=1,
-        transformer_max_length=16,
-        batch_size=6,
         state_dir=tmp_path / "state",
         cache_dir=cache_dir,
         stop_criteria=[],
         publish_progress=False,
+        **({"bald_samples": 3, "transformer_epochs": 1, "transformer_max_length": 16} | options),
     )
     y = np.array([LABELS.index(label) for label in pool.gold])
     features = build_features(settings, pool, pool, y, len(LABELS))
     learner = Learner.from_settings(features, len(LABELS), settings)
     gateway = ArgillaGateway(settings.argilla_url, argilla_stack["owner_key"], "argilla", dataset_name)
-    daemon = Daemon(settings, gateway, learner, pool, LABELS, y)
+    return Daemon(settings, gateway, learner, pool, LABELS, y)
+
+
+@pytest.mark.parametrize(("model", "strategy", "cold_start"), CASES, ids=lambda v: v.value)
+def test_a_short_run_with_each_model_and_strategy(
+    argilla_stack, dataset_name, tmp_path, cache_dir, model, strategy, cold_start
+):
+    daemon = tiny_daemon(
+        argilla_stack,
+        dataset_name,
+        tmp_path,
+        cache_dir,
+        model=model,
+        query_strategy=strategy,
+        cold_start=cold_start,
+        training=Training.inline,  # each batch chosen by the freshest model (ahead mode: test_training_ahead.py)
+        batch_size=6,
+    )
+    pool, gateway, learner = daemon.pool, daemon.gateway, daemon.learner
     daemon.start()
     for batch_id in (0, 1):
         person = annotator_for(argilla_stack, dataset_name, dict(zip(pool.texts, pool.gold, strict=True)), LABELS)

@@ -1,21 +1,13 @@
 """AL_TRAINING=ahead and AL_RETRAIN_EVERY against the real Argilla: the batch prepared while annotators label is
 the one that appears in Argilla when they finish, before the next model trains."""
 
-import numpy as np
 import pytest
 
-from daemon.config import ModelKind, Settings, Training
-from daemon.gateway import ArgillaGateway
-from daemon.learner import Learner
-from daemon.loop import Daemon
-from daemon.models import build_features
-from daemon.pool import load_table
-from tests.conftest import tiny_rows, write_jsonl
+from daemon.config import ModelKind, Training
 from tests.integration.test_gateway import annotator_for
+from tests.integration.test_models_strategies import LABELS, tiny_daemon
 
 pytestmark = pytest.mark.integration
-
-LABELS = ["food", "sport", "tech"]
 
 
 @pytest.mark.parametrize(
@@ -24,29 +16,18 @@ LABELS = ["food", "sport", "tech"]
 def test_ahead_logs_the_prepared_batch_then_trains(
     argilla_stack, dataset_name, tmp_path, cache_dir, monkeypatch, model, retrain_every
 ):
-    pool = load_table(write_jsonl(tmp_path / "pool.jsonl", tiny_rows(10)), "text", "label", "id")
-    settings = Settings(
-        _env_file=None,
-        argilla_url=argilla_stack["url"],
-        argilla_api_key=argilla_stack["owner_key"],
-        dataset=dataset_name,
+    daemon = tiny_daemon(
+        argilla_stack,
+        dataset_name,
+        tmp_path,
+        cache_dir,
         model=model,
         training=Training.auto if model is ModelKind.transformer else Training.ahead,
         retrain_every=retrain_every,
-        transformer_epochs=1,
-        transformer_max_length=16,
         batch_size=5,
-        state_dir=tmp_path / "state",
-        cache_dir=cache_dir,
-        stop_criteria=[],
-        publish_progress=False,
     )
-    assert settings.ahead
-    y = np.array([LABELS.index(label) for label in pool.gold])
-    features = build_features(settings, pool, pool, y, len(LABELS))
-    learner = Learner.from_settings(features, len(LABELS), settings)
-    gateway = ArgillaGateway(settings.argilla_url, argilla_stack["owner_key"], "argilla", dataset_name)
-    daemon = Daemon(settings, gateway, learner, pool, LABELS, y)
+    assert daemon.settings.ahead
+    pool, gateway, learner = daemon.pool, daemon.gateway, daemon.learner
     daemon.start()
 
     in_argilla_at_fit = []
