@@ -9,7 +9,9 @@ What is measured, each size in a fresh subprocess (peak RSS = its ``ru_maxrss``)
   plus a row number -- so they are distinct);
 - one round of the daemon's own learner (``daemon.learner.Learner``, the classes the service uses): ``fit`` on
   ``--labels`` oracle labels, the pool's probabilities (shared by the query, the suggestions and the stopping
-  signals), and the BreakingTies query of a batch of 20; and the peak RSS of the whole process.
+  signals), and the BreakingTies query of a batch of 20; and the peak RSS of the whole process. As a baseline in
+  the same process, small-text's own BreakingTies scores the same probabilities (row by row; the daemon's is
+  vectorised).
 - embedding throughput (texts/s) of the bundled MiniLM on 2,000 perturbed texts, once; the time to embed each
   pool is extrapolated from it. The pool vectors of each size are TREC-6's real embeddings resampled with small
   Gaussian noise and re-normalised: embedding 500k texts here would take about half an hour, and the learner's
@@ -116,6 +118,12 @@ def one(size: int, labels: int) -> dict:
     picked = learner.query(20, 1)
     out["query_s"] = round(time.perf_counter() - start, 3)  # BreakingTies over the cached probabilities
     out["round_s"] = round(out["fit_s"] + out["pool_proba_s"] + out["query_s"], 3)
+    # baseline in the same process: small-text's own BreakingTies scoring (row by row) of the same probabilities
+    from small_text import BreakingTies
+
+    start = time.perf_counter()
+    BreakingTies().get_confidence(learner._active.classifier, features.pool, None, None, None)
+    out["small_text_breaking_ties_score_s"] = round(time.perf_counter() - start, 3)
     assert len(picked.indices) == 20 and proba.shape == (size, classes)
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return out

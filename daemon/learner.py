@@ -48,6 +48,25 @@ class ScoredBALD(BALD):
         return np.array([indices_unlabeled[i] for i in order])
 
 
+class VectorisedBreakingTies(BreakingTies):
+    """small-text's BreakingTies, scoring the pool in one vectorised step: its ``np.apply_along_axis`` runs Python
+    per row (5 s per query at 500k texts, bench/scale.py). Same margins (best minus second best), same picks."""
+
+    def get_confidence(self, clf, dataset, _indices_unlabeled, _indices_labeled, _y):
+        proba = np.asarray(clf.predict_proba(dataset))
+        top_two = np.partition(proba, -2, axis=1)[:, -2:]
+        return top_two[:, 1] - top_two[:, 0]
+
+
+class VectorisedPredictionEntropy(PredictionEntropy):
+    """small-text's PredictionEntropy (scipy's entropy of each row, natural log), for the whole pool at once."""
+
+    def get_confidence(self, clf, dataset, _indices_unlabeled, _indices_labeled, _y):
+        from scipy.stats import entropy
+
+        return entropy(np.asarray(clf.predict_proba(dataset)), axis=1)
+
+
 class IntegerLabelsLearner(PoolBasedActiveLearner):
     """small-text's learner, training on integer labels: ``update`` takes a float array (its ignored marker is
     -inf) and keeps it, which torch's loss refuses ("expected target dtype to be Long") on a transformer's
@@ -69,9 +88,9 @@ def _coreset() -> GreedyCoreset:
 
 
 STRATEGIES = {
-    QueryStrategyName.breaking_ties: BreakingTies,
+    QueryStrategyName.breaking_ties: VectorisedBreakingTies,
     QueryStrategyName.least_confidence: LeastConfidence,
-    QueryStrategyName.prediction_entropy: PredictionEntropy,
+    QueryStrategyName.prediction_entropy: VectorisedPredictionEntropy,
     QueryStrategyName.random: RandomSampling,
     QueryStrategyName.embedding_kmeans: EmbeddingKMeans,
     QueryStrategyName.greedy_coreset: _coreset,

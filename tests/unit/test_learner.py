@@ -270,3 +270,29 @@ def test_setfit_fine_tunes_the_encoder_queries_with_bald_and_exports(tmp_path, c
     assert about["format"] == "setfit"
     loaded = SetFitModel.from_pretrained(str(tmp_path / "model"))
     assert set(loaded.predict([pool.texts[0], pool.texts[6]])) <= set(LABELS)
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [("VectorisedBreakingTies", "BreakingTies"), ("VectorisedPredictionEntropy", "PredictionEntropy")],
+)
+def test_vectorised_strategies_score_and_pick_like_small_text(ours, theirs):
+    import small_text
+
+    import daemon.learner
+
+    rng = np.random.default_rng(0)
+    proba = rng.dirichlet(np.ones(6) * 0.3, size=2000)
+    proba[:50] = proba[0]  # exact ties between rows
+    proba[60, :] = [0.4, 0.4, 0.1, 0.1, 0.0, 0.0]  # a tie inside a row
+
+    class Fixed:
+        def predict_proba(self, _dataset):
+            return proba
+
+    unlabelled = np.arange(0, 2000, 3)
+    mine, reference = getattr(daemon.learner, ours)(), getattr(small_text, theirs)()
+    picked = mine.query(Fixed(), None, unlabelled, np.array([1]), np.array([0]), n=25)
+    expected = reference.query(Fixed(), None, unlabelled, np.array([1]), np.array([0]), n=25)
+    np.testing.assert_allclose(mine.scores_, reference.scores_, atol=1e-12)
+    assert sorted(picked) == sorted(expected)
