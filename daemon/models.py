@@ -194,6 +194,8 @@ def _setfit_classes():
     """small-text 1.4.1's SetFit integration, fixed for numpy 2: its dataset views test
     ``np.lib.index_tricks`` (private in numpy 2) and its trainer seed draws past int64 (``ValueError: high is
     out of bounds``). Subsets are materialised instead of viewed, and the seed is drawn in range."""
+    import tempfile
+
     import transformers
     from setfit import SetFitTrainer
     from small_text import TextDataset
@@ -218,10 +220,14 @@ def _setfit_classes():
             )
             verbosity = transformers.logging.get_verbosity()
             transformers.logging.set_verbosity_error()  # the trainer's banner and per-step lines
-            try:
-                trainer.train(max_length=self.max_seq_len, show_progress_bar=False, **setfit_train_kwargs)
-            finally:
-                transformers.logging.set_verbosity(verbosity)
+            # the trainer saves checkpoints (~270 MB) under output_dir, by default ./checkpoints: keep them out of
+            # the service's working directory and delete them with the round
+            with tempfile.TemporaryDirectory(prefix="al-setfit-") as scratch:
+                trainer.args.output_dir = scratch
+                try:
+                    trainer.train(max_length=self.max_seq_len, show_progress_bar=False, **setfit_train_kwargs)
+                finally:
+                    transformers.logging.set_verbosity(verbosity)
             return self
 
     class Factory(SetFitClassificationFactory):

@@ -1,5 +1,6 @@
-"""Push trigger end to end: with a poll interval of two minutes, Argilla's signed webhooks (sent by its worker)
-bring each next batch within seconds; a forged event is refused; the webhook is removed when the daemon stops."""
+"""Push trigger end to end: with a poll interval of ten minutes (one poll at start-up, the next long after this run
+ends), only Argilla's signed webhooks (sent by its worker) can bring each next batch; a forged event is refused;
+the webhook is removed when the daemon stops."""
 
 import time
 
@@ -11,7 +12,8 @@ from tests.e2e.conftest import get_status, simulated_annotator, start_daemon
 
 pytestmark = pytest.mark.e2e
 
-POLL = 120.0
+POLL = 600.0
+HANDOVER = 120.0  # Argilla's worker forks a process per delivery: slow on a loaded machine, ~2 s on a quiet one
 
 
 def batch_ids(person) -> set[int]:
@@ -32,6 +34,7 @@ def test_webhooks_wake_the_daemon_long_before_its_poll(argilla_stack, dataset_na
     def hooks() -> list[dict]:
         return [h for h in owner.get("/api/v1/webhooks").json()["items"] if h["url"] == url]
 
+    started = time.monotonic()
     daemon = start_daemon(env, log_path)
     person = simulated_annotator(argilla_stack, dataset_name, trec_data, seed=3)
     waits = []
@@ -47,19 +50,21 @@ def test_webhooks_wake_the_daemon_long_before_its_poll(argilla_stack, dataset_na
             assert wait_for(lambda b=batch_id: b in batch_ids(person), timeout=60)
             assert person.run(max_records=20 * (batch_id + 1)).submitted == 20 * (batch_id + 1)
             finished = time.monotonic()
-            assert wait_for(lambda b=batch_id: b + 1 in batch_ids(person), timeout=POLL / 4), log_path.read_text()[
+            assert wait_for(lambda b=batch_id: b + 1 in batch_ids(person), timeout=HANDOVER), log_path.read_text()[
                 -3000:
             ]
             waits.append(time.monotonic() - finished)
         status = get_status(port)
         assert status["webhooks"]["accepted"] >= 2 and status["webhooks"]["refused"] == 1
         person.run(max_records=60)
-        assert daemon.wait(timeout=POLL / 2) == 0, log_path.read_text()[-3000:]
+        assert daemon.wait(timeout=HANDOVER) == 0, log_path.read_text()[-3000:]
+        ran = time.monotonic() - started
     finally:
         person.stop()
         if daemon.poll() is None:
             daemon.kill()
-    # both next batches came long before the first poll after start-up could have seen them
-    assert max(waits) < POLL / 4, waits
+    # the whole run ended before the daemon's second poll: every handover was woken by a webhook
+    assert ran < POLL, ran
+    print(f"webhook handovers: {[round(w, 1) for w in waits]} s after the last submit")
     assert hooks() == []  # removed on exit
     assert "webhook registered" in log_path.read_text()

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -256,6 +258,7 @@ def test_setfit_fine_tunes_the_encoder_queries_with_bald_and_exports(tmp_path, c
     after = model.classifier.model.model_body.state_dict()
     changed = [k for k, v in after.items() if v.dtype.is_floating_point and not (v == before[k]).all()]
     assert len(changed) > 10  # the encoder itself was fine-tuned, not only a head on frozen embeddings
+    assert not [p for p in Path("checkpoints").rglob("*") if p.is_file()]  # no trainer checkpoints left behind
     assert model.pool_proba().shape == (len(gold), 3)
     result = model.query(4, 0)
     assert len(set(result.indices)) == 4 and not set(result.indices) & set(first)
