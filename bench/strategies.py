@@ -1,7 +1,8 @@
 """Query strategies compared: test accuracy and macro-F1 against labels, per model, on TREC-6 with oracle labels.
 
-    .venv/bin/python bench/strategies.py                       # the full set below (about 1.5 h on 2 CPU cores)
+    .venv/bin/python bench/strategies.py                       # the full set below (2.5 h on 2 busy CPU cores)
     .venv/bin/python bench/strategies.py --models tfidf --strategies random,breaking_ties --seeds 0 --max-labels 200
+    .venv/bin/python bench/strategies.py --resume              # keep the runs already in the JSON, do the rest
 
 In-process simulation through the daemon's own classes (no Argilla): ``load_data`` reads data/trec6,
 ``build_features`` builds the model's datasets, ``Learner.from_settings`` runs small-text. Round 0 is
@@ -16,7 +17,8 @@ x {breaking_ties, random, bald, greedy_coreset} up to 200 labels on a random 1,0
 the test set stays whole); seeds 0, 1, 2. BALD uses 10 Monte-Carlo dropout passes, not the issue's 20: with
 20, one query over the 1,000 texts took 520 s on 2 busy cores. Transformer runs go first seed of every strategy,
 then the other seeds cheapest strategy first, and are skipped once the next one would not fit in
-``--transformer-minutes`` (skips are listed under ``notes``).
+``--transformer-minutes`` (skips are listed under ``notes``). Transformer runs use one torch thread
+(``--torch-threads``): on the shared 2-core machine (load 4-6) a forward pass took 2.5x longer with two.
 Std is over seeds (ddof=1). Labels to reach an accuracy: the first label count at which it is reached, per
 seed; the mean only when every seed reached it (else null, with ``mean_of_reached``).
 Writes bench/results/strategies.json (after every run, so a partial result survives) and strategies.png;
@@ -62,8 +64,14 @@ TARGETS = (0.80, 0.85)
 SUBSAMPLE_SEED = 0
 
 
-def run_one(model: str, strategy: str, seed: int, max_labels: int, transformer_pool: int, bald_samples: int) -> dict:
+def run_one(
+    model: str, strategy: str, seed: int, max_labels: int, transformer_pool: int, bald_samples: int, torch_threads: int
+) -> dict:
     """One active-learning run; returns its rounds (or the error and the rounds done before it)."""
+    if model == "transformer" and torch_threads:
+        import torch
+
+        torch.set_num_threads(torch_threads)
     from daemon.learner import Learner
     from daemon.models import build_features
 
@@ -183,7 +191,7 @@ def spawn(job: Job, args: argparse.Namespace) -> dict:
     log.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, __file__, "--one", job.model, job.strategy, str(job.seed)]
     command += ["--max-labels", str(job.max_labels), "--transformer-pool", str(args.transformer_pool)]
-    command += ["--bald-samples", str(args.bald_samples)]
+    command += ["--bald-samples", str(args.bald_samples), "--torch-threads", str(args.torch_threads)]
     with log.open("w") as stderr:
         done = subprocess.run(command, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=ROOT, env=child_env())
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -282,8 +290,17 @@ def environment() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "git_head": git("rev-parse", "--short", "HEAD"),
+        "daemon_uncommitted_changes": bool(git("status", "--porcelain", "--", "daemon")),
         **versions,
     }
+
+
+def git(*args: str) -> str | None:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def write(out: Path, meta: dict, runs: dict[tuple, dict], notes: list[str], wall: float) -> None:
@@ -328,7 +345,7 @@ def plot(results: dict, path: Path) -> None:
     all_strategies = list(dict.fromkeys(s for m in models for s in results[m]))
     colours = {s: f"C{i}" for i, s in enumerate(all_strategies)}
     figure = Figure(figsize=(5 * len(models), 4.2), layout="constrained")
-    axes = figure.subplots(1, len(models), squeeze=False)[0]
+    axes = figure.subplots(1, len(models), squeeze=False, sharey=True)[0]
     for axis, model in zip(axes, models, strict=True):
         for strategy, summary in results[model].items():
             if not summary.get("labels"):
@@ -342,9 +359,10 @@ def plot(results: dict, path: Path) -> None:
         pool = next((s.get("pool_size") for s in results[model].values() if s.get("pool_size")), None)
         axis.set_title(f"{model} (pool {pool:,})" if pool else model)
         axis.set_xlabel("labels")
-        axis.set_ylabel("test accuracy")
+        axis.set_ylim(0.1, 0.9)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8, loc="lower right")
+    axes[0].set_ylabel("test accuracy")
     figure.suptitle("TREC-6, batch 20, oracle labels: mean ± std over seeds")
     figure.savefig(path, dpi=90)
 
@@ -359,19 +377,36 @@ def main() -> None:
     parser.add_argument("--transformer-pool", type=int, default=1000, help="subsample size; 0 = the whole pool")
     parser.add_argument("--transformer-minutes", type=float, default=45.0, help="wall-time budget of transformer runs")
     parser.add_argument("--bald-samples", type=int, default=10, help="Monte-Carlo dropout passes (issue: 20)")
+    parser.add_argument(
+        "--torch-threads", type=int, default=1, help="torch threads of transformer runs (0 = torch's default)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "strategies.json")
     parser.add_argument("--resume", action="store_true", help="keep runs already in --out with the same settings")
+    parser.add_argument("--replot", action="store_true", help="only redraw the PNG from --out")
     parser.add_argument("--note", action="append", default=[], help="a note to add to the JSON")
     parser.add_argument("--warm", metavar="MODEL", help=argparse.SUPPRESS)
     parser.add_argument("--one", nargs=3, metavar=("MODEL", "STRATEGY", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.replot:
+        plot(json.loads(args.out.read_text())["results"], args.out.with_suffix(".png"))
+        return
     if args.warm:
         warm(args.warm, args.transformer_pool)
         return
     if args.one:
         model, strategy, seed = args.one
         print(
-            json.dumps(run_one(model, strategy, int(seed), args.max_labels, args.transformer_pool, args.bald_samples))
+            json.dumps(
+                run_one(
+                    model,
+                    strategy,
+                    int(seed),
+                    args.max_labels,
+                    args.transformer_pool,
+                    args.bald_samples,
+                    args.torch_threads,
+                )
+            )
         )
         return
 
@@ -398,6 +433,7 @@ def main() -> None:
             ", sorted; the same for every strategy and seed; test set whole",
             "transformer": "bundled all-MiniLM-L6-v2 fine-tuned, daemon defaults: 3 epochs, max_length 64, lr 5e-5",
             "bald_samples": args.bald_samples,
+            "transformer_torch_threads": args.torch_threads or "torch default",
             "std": "over seeds, ddof=1",
             "timing": "train_s = Learner.fit, eval_s = Learner.evaluate, query_s = Learner.query (incl. the pool"
             " probabilities for suggestions); embeddings computed and cached before the runs (not in times or RSS)",
@@ -415,6 +451,7 @@ def main() -> None:
             if key in wanted and "error" not in run and run["max_labels"] == wanted[key].max_labels:
                 runs[key] = {**run, "rounds": [dict(zip(columns, row, strict=True)) for row in run["rounds"]]}
         notes.extend(n for n in previous.get("notes", []) if n not in notes)
+        started -= previous.get("wall_seconds", 0.0)  # wall_seconds: every invocation that made these runs
         print(f"resuming: {len(runs)} runs kept from {args.out}", flush=True)
     for model in dict.fromkeys(job.model for job in jobs if job.key not in runs):
         if model != "tfidf":  # embeddings (pool, test; the transformer's pool for diversity strategies) cached once

@@ -23,8 +23,8 @@ Configurations: ``embeddings-inline`` (the default model), ``transformer-inline`
 every round, annotators wait for it), ``transformer-ahead`` (the batch prepared during labelling is logged at
 once; training runs while people label), and ``transformer-ahead-fast`` (the same with a near-instant annotator,
 ``--fast-delay``, where ahead cannot hide training). With ``--transformer-pool auto`` a probe times one transformer
-round on the full pool first; above 60 s both transformer configurations use a seeded random 1,000-text subsample
-(written to a temporary JSONL; the test set stays whole).
+round on the full pool first (cut once it has run 60 s); above 60 s both transformer configurations use a seeded
+random 1,000-text subsample (written to a temporary JSONL; the test set stays whole).
 
 Without ``--argilla-url`` the script starts its own stack (ports 6930/9230/6409, folder .stack/bench, so the test
 suite's 6910/9210/6389 are left alone) and stops it at the end. Daemon logs and state dirs go to /tmp/bench-wait,
@@ -134,7 +134,11 @@ def main() -> None:
     parser.add_argument("--fast-rounds", type=int, default=5, help="rounds of transformer-ahead-fast")
     parser.add_argument("--transformer-pool", default="auto", help="auto | full | N rows (seeded subsample)")
     parser.add_argument("--stall", type=float, default=900.0, help="give up when no next batch after this long")
+    parser.add_argument("--plot-only", action="store_true", help="redraw wait.png from bench/results/wait.json")
     args = parser.parse_args()
+    if args.plot_only:
+        plot(json.loads((RESULTS / "wait.json").read_text()))
+        return
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
@@ -157,6 +161,7 @@ def main() -> None:
             "fast_delay": args.fast_delay,
             "fast_rounds": args.fast_rounds,
             "transformer_pool": args.transformer_pool,
+            "argv": sys.argv[1:],
         },
         "definitions": {
             "round r": "the daemon's round: batch r seen complete, the model trained on batches 0..r, batch r+1 logged",
@@ -336,11 +341,14 @@ def choose_transformer_pool(args, url: str) -> tuple[Path, dict]:
     seconds = outcome["rounds"][0]["seconds"] if outcome["rounds"] else {}
     round_seconds = seconds.get("handover")
     probe = {
-        "what": "round 0 (20 labels) of transformer-inline on the full pool: seconds from batch complete to logged",
+        "what": "round 0 (20 labels) of transformer-inline on the full pool, seconds from batch complete to logged; "
+        f"cut (daemon SIGTERMed) once it ran {PROBE_LIMIT:g} s without finishing",
         "pool_size": outcome["pool_size"],
+        "verdict": outcome.get("probe"),
         "round_seconds": round_seconds,
         "seconds": seconds,
         "limit": PROBE_LIMIT,
+        "wall_seconds": outcome["wall_seconds"],
         "daemon_log": outcome["daemon_log"],
     }
     if round_seconds is None or round_seconds > PROBE_LIMIT:
@@ -352,7 +360,7 @@ def choose_transformer_pool(args, url: str) -> tuple[Path, dict]:
     else:
         probe["decision"] = "full pool"
         path = TREC / "train.jsonl"
-    print(f"   probe round {round_seconds} s -> {probe['decision']}", flush=True)
+    print(f"   probe {probe['verdict']} -> {probe['decision']}", flush=True)
     return path, probe
 
 
@@ -439,11 +447,17 @@ def run_config(
     logging.getLogger("daemon.simulate").addHandler(warnings)
     thread = annotator.start_thread()
     problem = None
+    load: list[float] = []
+    outcome["busiest_processes_at_start"] = busiest()
     try:
         while proc.poll() is None:
             time.sleep(0.5)
-            if probe and probe_done(state_dir):
-                break
+            if len(load) < (time.time() - started) / 5:
+                load.append(os.getloadavg()[0])
+            if probe:
+                outcome["probe"] = probe_verdict(state_dir, log_path, env["AL_STATUS_PORT"])
+                if outcome["probe"]:
+                    break
             problem = stalled(annotator, stall)
             if problem:
                 break
@@ -456,6 +470,7 @@ def run_config(
         logging.getLogger("daemon.simulate").removeHandler(warnings)
     outcome["exit_code"] = proc.returncode
     outcome["wall_seconds"] = round(time.time() - started, 1)
+    outcome["loadavg_1min"] = {"mean": round(float(np.mean(load)), 2), "max": max(load)} if load else None
     outcome["annotator"] = {
         "submitted": annotator.counts.submitted,
         "errors": annotator.counts.errors,
@@ -476,12 +491,30 @@ def run_config(
     return outcome
 
 
-def probe_done(state_dir: Path) -> bool:
+def probe_verdict(state_dir: Path, log_path: Path, status_port: str) -> str | None:
+    """None while the probe round runs; 'finished' once round 0 is journaled, 'exceeded ...' past the limit."""
     try:
         state = json.loads((state_dir / "state.json").read_text())
     except (OSError, ValueError):
-        return False
-    return any(r["round"] == 0 and "handover" in r.get("seconds", {}) for r in state.get("rounds", []))
+        state = {}
+    if any(r["round"] == 0 and "handover" in r.get("seconds", {}) for r in state.get("rounds", [])):
+        return "finished"
+    complete = parse_log(log_path)[0]["complete"].get(0)
+    if complete is None or time.time() - complete < PROBE_LIMIT:
+        return None
+    import httpx
+
+    try:
+        phase = httpx.get(f"http://127.0.0.1:{status_port}/status", timeout=5).json().get("state")
+    except (httpx.HTTPError, ValueError):
+        phase = None
+    return f"exceeded: round 0 still running {time.time() - complete:.0f} s after batch 0 was complete (phase {phase})"
+
+
+def busiest() -> list[str]:
+    """The machine's busiest processes (the box was shared): %CPU and the command, cut short."""
+    proc = subprocess.run(["ps", "-eo", "pcpu,args", "--sort=-pcpu"], capture_output=True, text=True)
+    return [" ".join(line.split())[:140] for line in proc.stdout.splitlines()[1:6]]
 
 
 def stalled(annotator: TimedAnnotator, stall: float) -> str | None:
@@ -606,7 +639,7 @@ def save(result: dict) -> None:
 
 # ---- plot -----------------------------------------------------------------------------------------------------
 SPLIT = [
-    ("poll_wait", "poll wait (detect - visible)", "#bbbbbb"),
+    ("poll_wait", "until the daemon polls (or, ahead, ends the last training)", "#bbbbbb"),
     ("read", "read + reconcile", "#8da0cb"),
     ("train", "train + evaluate (on path)", "#e78ac3"),
     ("query", "query (on path)", "#a6d854"),
