@@ -15,14 +15,17 @@ pending queue (``POST /api/v1/me/datasets/{id}/records/search``) every 0.1 s. Th
 The daemon's own per-round ``seconds`` (``AL_STATE_DIR/state.json``, ``rounds[].seconds``: read, train, evaluate,
 query, log, handover, prepare) split it: ``handover`` runs from the poll that found batch r complete to batch r+1
 logged; ``detect = wait - handover`` is what the daemon does not time (waiting for its next poll -- or, with
-``AL_TRAINING=ahead``, for the previous round's training to finish -- plus the time until the logged batch shows
-in the queue, ``visible``, from the daemon's "batch n logged" log line, millisecond timestamps).
-``on_path`` says whether train/evaluate/query were inside the handover (inline) or after it (ahead).
+the poll thread to be free -- plus the time until the logged batch shows in the queue, ``visible``, from the
+daemon's "batch n logged" log line, millisecond timestamps). ``on_path`` says whether train/evaluate/query were
+inside the handover (inline) or off it (ahead: a background thread trains while the next batch is out). In ahead
+mode a round whose training was merged into a later one (annotators finished several batches during one training)
+has no ``rounds[].seconds``; its handover comes from the journal's ``batches[r+1].handover``.
 
 Configurations: ``embeddings-inline`` (the default model), ``transformer-inline`` (fine-tuning the bundled MiniLM
 every round, annotators wait for it), ``transformer-ahead`` (the batch prepared during labelling is logged at
-once; training runs while people label), and ``transformer-ahead-fast`` (the same with a near-instant annotator,
-``--fast-delay``, where ahead cannot hide training). With ``--transformer-pool auto`` a probe times one transformer
+once; training runs on a background thread while people label), and ``transformer-ahead-fast`` (the same with a
+near-instant annotator, ``--fast-delay``, who finishes batches faster than the model trains: the next batch is then
+queried with the model in hand). With ``--transformer-pool auto`` a probe times one transformer
 round on the full pool first (cut once it has run 60 s); above 60 s both transformer configurations use a seeded
 random 1,000-text subsample (written to a temporary JSONL; the test set stays whole).
 
@@ -65,6 +68,7 @@ TREC = ROOT / "data" / "trec6"
 BATCH = 20
 POLL_INTERVAL = 2.0
 QUEUE_POLL = 0.1
+LOAD_MAX = 6.0  # colour scale of the plot's load average
 PROBE_LIMIT = 60.0
 SUBSAMPLE = 1000
 SUBSAMPLE_SEED = 0
@@ -135,6 +139,11 @@ def main() -> None:
     parser.add_argument("--transformer-pool", default="auto", help="auto | full | N rows (seeded subsample)")
     parser.add_argument("--stall", type=float, default=900.0, help="give up when no next batch after this long")
     parser.add_argument("--plot-only", action="store_true", help="redraw wait.png from bench/results/wait.json")
+    parser.add_argument("--merge", action="store_true", help="keep the other configurations already in wait.json")
+    parser.add_argument("--note", action="append", default=[], help="a note for the JSON (repeatable)")
+    parser.add_argument(
+        "--attach", metavar="KEY=PATH", help="store an earlier wait.json's configs, probe and invocations under KEY"
+    )
     args = parser.parse_args()
     if args.plot_only:
         plot(json.loads((RESULTS / "wait.json").read_text()))
@@ -167,27 +176,56 @@ def main() -> None:
             "round r": "the daemon's round: batch r seen complete, the model trained on batches 0..r, batch r+1 logged",
             "wait": "first time a record of batch r+1 is in the annotator's pending queue - annotator's last "
             "successful response POST of batch r (both time.time() in this process)",
-            "detect": "wait - handover (what the daemon does not time: waiting for its next poll, or in ahead mode "
-            "for the previous round's training to end, plus 'visible')",
+            "detect": "wait - handover (what the daemon does not time: waiting for its next poll, plus 'visible')",
             "detect_log": "daemon log line 'batch r complete' - last submit (poll wait + read_batch)",
             "visible": "first seen in the queue - daemon log line 'batch r+1 logged to Argilla' (written after the "
             "state save that follows the upload, so a few tens of ms below zero happen)",
             "poll_wait": "detect - visible",
             "read/train/evaluate/query/log/handover/prepare": "the daemon's state.json rounds[r].seconds",
             "other": "handover minus the phases inside it (journaling, state writes)",
-            "on_path": "train, evaluate and query happen inside the handover (inline, and round 0 of ahead)",
-            "subsets": "'all' = every measured round; 'rounds>=1' drops round 0 (0->1, which trains inline in "
-            "ahead mode: no model before the first labels); 'rounds>=2' drops rounds 0 and 1",
+            "on_path": "train, evaluate and query happen inside the handover (inline; ahead trains off the path)",
+            "subsets": "'all' = every measured round; 'rounds>=1' drops round 0 (0->1: batch 1 is random in ahead "
+            "mode, no model before the first labels); 'rounds>=2' drops rounds 0 and 1",
             "p95": "numpy.percentile, linear interpolation: with ~12 rounds it lies between the two largest",
+            "load1": "mean 1-min load average (sampled every 5 s) from batch r in the queue to batch r+1 in the "
+            "queue: 2 means both cores busy; the machine was shared with other benchmarks and test runs",
         },
         "notes": [
-            "Another helper ran a CPU-heavy benchmark (bench/strategies.py, transformer fine-tuning) on the same "
-            "2-core machine at the same time: absolute seconds are noisy and pessimistic; compare configurations "
-            "and the shape of the split rather than exact numbers.",
+            "The 2-core machine was shared with other CPU-heavy work that came and went during the runs (another "
+            "helper's bench/strategies.py transformer runs, a pytest integration/e2e/faults run with its own Argilla "
+            "and daemons): absolute seconds are noisy. Each configuration records its busiest processes at start and "
+            "its mean load, each round its load1; compare configurations and the shape of the split.",
             "Medians of the parts need not add up to the median wait (each is a median over rounds on its own).",
         ],
         "configs": {},
     }
+    result["user_notes"] = list(args.note)
+    this_run = {"date": result["date"], "argv": sys.argv[1:], "configs": configs}
+    if args.merge and (RESULTS / "wait.json").exists():
+        prior = json.loads((RESULTS / "wait.json").read_text())
+        result["configs"] = {k: v for k, v in prior["configs"].items() if k not in configs}
+        earlier_notes = prior.get("user_notes", prior["notes"][2:])
+        result["user_notes"] = earlier_notes + [n for n in args.note if n not in earlier_notes]
+        result["invocations"] = prior.get("invocations") or [
+            {
+                "date": prior["date"],
+                "argv": prior["settings"].get("argv"),
+                "configs": list(prior["configs"]),
+                "wall_seconds": prior.get("wall_seconds"),
+                "error": prior.get("error"),
+                "environment": prior["environment"],
+            }
+        ]
+        if "probe" in prior:
+            result["probe"] = prior["probe"]
+        if "under_load" in prior:
+            result["under_load"] = prior["under_load"]
+    result["notes"] += result["user_notes"]
+    result.setdefault("invocations", []).append(this_run)
+    if args.attach:
+        key, path = args.attach.split("=", 1)
+        earlier = json.loads(Path(path).read_text())
+        result[key] = {k: earlier.get(k) for k in ("notes", "probe", "invocations", "configs")}
     stack = None
     try:
         if args.argilla_url:
@@ -202,7 +240,10 @@ def main() -> None:
         transformer_pool = TREC / "train.jsonl"
         if any(CONFIGS[c]["model"] == "transformer" for c in configs):
             transformer_pool, probe = choose_transformer_pool(args, url)
-            result["probe"] = probe
+            if "probe" in result and args.transformer_pool != "auto":
+                this_run["transformer_pool"] = probe  # the probe that decided it is the earlier one, kept
+            else:
+                result["probe"] = probe
             pools["transformer"] = transformer_pool
             save(result)
         for name in configs:
@@ -224,13 +265,16 @@ def main() -> None:
             summary = outcome["stats"]["all"]["wait"]
             print(f"   wait p50 {summary['p50']} p95 {summary['p95']} max {summary['max']} (n={summary['n']})")
             save(result)
-    except Exception:  # noqa: BLE001 - keep what was measured, say what broke
+    except (Exception, KeyboardInterrupt):  # noqa: BLE001 - keep what was measured, say what broke
         result["error"] = traceback.format_exc()
         print(result["error"], file=sys.stderr)
     finally:
         if stack is not None:
             stack.down()
         result["wall_seconds"] = round(time.time() - started, 1)
+        this_run["wall_seconds"] = result["wall_seconds"]
+        this_run["error"] = result.get("error")
+        this_run["environment"] = result["environment"]
         result["environment"]["loadavg_end"] = os.getloadavg()
         save(result)
         if result["configs"]:
@@ -382,11 +426,10 @@ def run_config(
     dataset = f"bench-wait-{name}-{run_id}"
     state_dir = WORK / f"{name}-{run_id}" / "state"
     log_path = WORK / f"{name}-{run_id}.log"
-    # inline: round M-1 trains, reaches the cap and stops without a next batch -> M-1 next batches;
-    # ahead: round M-1 logs batch M before its training reaches the cap -> M next batches
-    max_rounds = rounds + 1 if training == "inline" else rounds
-    if probe:
-        max_rounds = 2
+    # a label budget of (rounds + 1) batches: inline, round `rounds` reaches it and stops without a next batch ->
+    # `rounds` next batches; ahead hands out batches while models train, so a few more (a fast annotator labels
+    # the pool up before the first model is ready: the run then ends when the pool is used up)
+    cap = {"AL_MAX_ROUNDS": "2"} if probe else {"AL_MAX_LABELS": str(BATCH * (rounds + 1))}
     data = load_pool(pool_file)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("AL_")},
@@ -403,7 +446,7 @@ def run_config(
         "AL_TRAINING": training,
         "AL_BATCH_SIZE": str(BATCH),
         "AL_STOP_CRITERIA": "none",
-        "AL_MAX_ROUNDS": str(max_rounds),
+        **cap,
         "AL_SEED": "0",
         "AL_LOG_LEVEL": "INFO",
         "AL_LOG_FORMAT": "text",
@@ -428,7 +471,7 @@ def run_config(
         "pool_size": len(data.pool),
         "test_size": len(data.y_test) if data.y_test is not None else None,
         "annotator_delay": delay,
-        "max_rounds": max_rounds,
+        "cap": cap,
         "daemon_log": str(log_path),
         "state_dir": str(state_dir),
         "daemon_code": daemon_code_hash(),
@@ -447,13 +490,13 @@ def run_config(
     logging.getLogger("daemon.simulate").addHandler(warnings)
     thread = annotator.start_thread()
     problem = None
-    load: list[float] = []
+    load: list[tuple[float, float]] = []  # (time, 1-min load average), every 5 s
     outcome["busiest_processes_at_start"] = busiest()
     try:
         while proc.poll() is None:
             time.sleep(0.5)
             if len(load) < (time.time() - started) / 5:
-                load.append(os.getloadavg()[0])
+                load.append((time.time(), os.getloadavg()[0]))
             if probe:
                 outcome["probe"] = probe_verdict(state_dir, log_path, env["AL_STATUS_PORT"])
                 if outcome["probe"]:
@@ -470,7 +513,8 @@ def run_config(
         logging.getLogger("daemon.simulate").removeHandler(warnings)
     outcome["exit_code"] = proc.returncode
     outcome["wall_seconds"] = round(time.time() - started, 1)
-    outcome["loadavg_1min"] = {"mean": round(float(np.mean(load)), 2), "max": max(load)} if load else None
+    values = [v for _, v in load]
+    outcome["loadavg_1min"] = {"mean": round(float(np.mean(values)), 2), "max": max(values)} if load else None
     outcome["annotator"] = {
         "submitted": annotator.counts.submitted,
         "errors": annotator.counts.errors,
@@ -485,7 +529,7 @@ def run_config(
     log_times, problems = parse_log(log_path)
     outcome["daemon_log_problems"] = problems
     outcome["stop_reason"] = state.get("stopped")
-    outcome["rounds"] = collect_rounds(annotator, state, log_times, training)
+    outcome["rounds"] = collect_rounds(annotator, state, log_times, training, load)
     outcome["checks"] = check_batches(annotator, state)
     outcome["stats"] = summarise(outcome["rounds"])
     return outcome
@@ -556,7 +600,9 @@ def parse_log(path: Path) -> tuple[dict, list[str]]:
     return times, problems[:40]
 
 
-def collect_rounds(annotator: TimedAnnotator, state: dict, log_times: dict, training: str) -> list[dict]:
+def collect_rounds(
+    annotator: TimedAnnotator, state: dict, log_times: dict, training: str, load: list[tuple[float, float]]
+) -> list[dict]:
     seconds_by_round = {m["round"]: m for m in state.get("rounds", [])}
     rows = []
     for r in sorted(annotator.last_submit):
@@ -565,7 +611,10 @@ def collect_rounds(annotator: TimedAnnotator, state: dict, log_times: dict, trai
         wait = annotator.first_seen[r + 1] - annotator.last_submit[r]
         metrics = seconds_by_round.get(r, {})
         seconds = {k: round(v, 4) for k, v in metrics.get("seconds", {}).items()}
-        on_path = training == "inline" or r == 0
+        on_path = training == "inline"
+        batches = state.get("batches", [])
+        if len(batches) > r + 1 and batches[r + 1].get("handover") is not None:
+            seconds.setdefault("handover", batches[r + 1]["handover"])
         row = {
             "round": r,
             "labels": metrics.get("labels"),
@@ -574,6 +623,9 @@ def collect_rounds(annotator: TimedAnnotator, state: dict, log_times: dict, trai
             "seconds": seconds,
             "on_path": on_path,
         }
+        # the machine was shared: mean 1-min load average from batch r in the queue to batch r+1 in the queue
+        window = [v for t, v in load if annotator.first_seen.get(r, 0.0) <= t <= annotator.first_seen[r + 1]]
+        row["load1"] = round(float(np.mean(window)), 2) if window else None
         if "handover" in seconds:
             row["detect"] = round(wait - seconds["handover"], 3)
             inside = ["read", "log"] + (["train", "evaluate", "query"] if on_path else [])
@@ -653,58 +705,77 @@ def plot(result: dict) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.cm
+    import matplotlib.colors
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
     names = list(result["configs"])
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [1, 1.15]})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.6), gridspec_kw={"width_ratios": [1, 1.15]})
     data = [[r["wait"] for r in result["configs"][n]["rounds"]] for n in names]
     left.boxplot(data, showfliers=False, widths=0.5)
     rng = np.random.default_rng(0)
+    cmap = matplotlib.colormaps["viridis"]
+    loaded = (result.get("under_load") or {}).get("configs") or {}
     for i, name in enumerate(names, start=1):
+        if name in loaded:
+            waits = [r["wait"] for r in loaded[name]["rounds"]]
+            left.scatter([i + 0.33] * len(waits), waits, s=14, marker="x", color="0.55", zorder=2)
         rows = result["configs"][name]["rounds"]
         for r in rows:
             early = r["round"] < 2
+            colour = cmap(min(1.0, (r.get("load1") or 0.0) / LOAD_MAX)) if r.get("load1") is not None else "C0"
             left.scatter(
                 i + rng.uniform(-0.12, 0.12),
                 r["wait"],
-                s=18,
-                facecolors="none" if early else "C0",
-                edgecolors="C3" if early else "C0",
+                s=20,
+                facecolors="none" if early else colour,
+                edgecolors="C3" if early else colour,
                 zorder=3,
             )
-    left.set_xticks(range(1, len(names) + 1), [label(result, n) for n in names], fontsize=8)
+    if any(r.get("load1") is not None for n in names for r in result["configs"][n]["rounds"]):
+        scale = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0, LOAD_MAX), cmap)
+        fig.colorbar(scale, ax=left, pad=0.01, fraction=0.04).set_label("1-min load average (2 cores)", fontsize=8)
+    left.set_xticks(range(1, len(names) + 1), [label(result, n) for n in names], fontsize=7.5)
     left.set_yscale("log")
     left.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     left.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     left.set_ylabel("wait: last submit -> next batch in queue (s)")
-    left.set_title("Annotator's wait per round (hollow red: rounds 0-1)", fontsize=10)
+    title = "Annotator's wait per round (hollow red: rounds 0-1"
+    left.set_title(title + (";\ngrey x: the same under heavy CPU load)" if loaded else ")"), fontsize=10)
     left.grid(axis="y", alpha=0.3)
 
     for i, name in enumerate(names):
         medians = result["configs"][name]["stats"]["rounds>=2"]["median"]
         on_path = result["configs"][name]["training"] == "inline"
-        base = 0.0
-        for key, legend, colour in SPLIT:
-            value = medians.get(key) or 0.0
+        parts = []
+        for key, _, _ in SPLIT:
+            value = max(0.0, medians.get(key) or 0.0)
             if key == "train":
                 value = ((medians.get("train") or 0.0) + (medians.get("evaluate") or 0.0)) if on_path else 0.0
             if key == "query" and not on_path:
                 value = 0.0
-            right.barh(i, value, left=base, color=colour, label=legend if i == 0 else None)
-            base += value
+            parts.append(value)
+        total = sum(parts) or 1.0
+        base = 0.0
+        for value, (_, legend, colour) in zip(parts, SPLIT, strict=True):
+            share = 100 * value / total
+            right.barh(i, share, left=base, height=0.5, color=colour, label=legend if i == 0 else None)
+            if share >= 8:
+                right.text(base + share / 2, i, f"{value:.3g} s", ha="center", va="center", fontsize=7)
+            base += share
         wait = result["configs"][name]["stats"]["rounds>=2"]["wait"].get("p50")
-        note = f"median wait {wait:.1f} s" if wait is not None else ""
+        note = f"median wait {wait:.3g} s" if wait is not None else "no rounds >= 2"
         if not on_path and medians.get("train") is not None:
-            note += f"; off path: train {medians['train']:.1f} s, prepare {medians.get('prepare') or 0:.1f} s"
-        right.text(base, i, "  " + note, va="center", fontsize=7.5)
-    right.set_yticks(range(len(names)), [label(result, n) for n in names], fontsize=8)
-    right.invert_yaxis()
-    right.set_xlabel("seconds (median per part over rounds >= 2)")
-    right.set_title("Where the wait goes (rounds >= 2)", fontsize=10)
-    xmax = right.get_xlim()[1]
-    right.set_xlim(0, xmax * 1.9)
-    right.legend(fontsize=7, loc="lower right")
+            off = (medians.get("train") or 0.0) + (medians.get("evaluate") or 0.0)
+            note += f"; off the path: train + evaluate {off:.3g} s, prepare {medians.get('prepare') or 0:.2g} s"
+        right.text(0, i - 0.33, note, va="bottom", fontsize=7.5)
+    right.set_yticks(range(len(names)), [label(result, n) for n in names], fontsize=7.5)
+    right.set_ylim(len(names) - 0.5, -0.8)
+    right.set_xlim(0, 100)
+    right.set_xlabel("share of the summed medians (%), rounds >= 2")
+    right.set_title("Where the wait goes (median per part, rounds >= 2)", fontsize=10)
+    right.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
     fig.suptitle(
         f"TREC-6, batch {BATCH}, poll {POLL_INTERVAL:g} s, real local Argilla 2.8, 2 shared CPU cores", fontsize=10
     )
@@ -714,7 +785,8 @@ def plot(result: dict) -> None:
 
 def label(result: dict, name: str) -> str:
     config = result["configs"][name]
-    return f"{name}\npool {config['pool_size']}, {config['annotator_delay']:g} s/rec"
+    model, mode = name.split("-", 1)
+    return f"{model}\n{mode}\npool {config['pool_size']}, {config['annotator_delay']:g} s/rec"
 
 
 if __name__ == "__main__":

@@ -264,6 +264,11 @@ class Service:
             if self.status_server is not None:
                 self.status_server.stop()
             log.info("daemon stopped")
+            if self.daemon is not None and self.daemon.trainer.busy:
+                # its model would be thrown away (nothing it does is journaled), and an interpreter exit under a
+                # running torch thread aborts: leave at once; the next start retrains from the journal
+                log.info("a model was still training in the background: abandoned, the next start retrains it")
+                _flush_and_exit(0)
 
     def _supervise(self, scheduler: BackgroundScheduler) -> None:
         """The main thread: systemd STATUS and WATCHDOG while the scheduler runs, until a stop."""

@@ -228,6 +228,7 @@ class Learner:
         self.seed = seed
         self.strategy_name = strategy
         self.cold_start = cold_start
+        self.bald_samples = bald_samples
         if strategy in EMBEDDING_STRATEGIES and features.vectors is None:
             raise ValueError(f"{strategy.value} needs dense pool vectors, which model {features.name} lacks")
         chosen = (
@@ -248,6 +249,18 @@ class Learner:
             settings.seed,
             bald_samples=settings.bald_samples,
             cold_start=settings.cold_start,
+        )
+
+    def fresh(self) -> Learner:
+        """An untrained learner over the same features and settings (trained off the poll thread, then swapped
+        in): the features, the pool's datasets and cached embeddings, are shared, not copied."""
+        return Learner(
+            self.features,
+            self.num_classes,
+            self.strategy_name,
+            self.seed,
+            bald_samples=self.bald_samples,
+            cold_start=self.cold_start,
         )
 
     @property

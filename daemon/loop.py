@@ -21,11 +21,12 @@ from daemon.batches import BatchProgress, apply_changes, assess, find_changes
 from daemon.config import Settings, StuckAction
 from daemon.errors import ArgillaRefused, ArgillaUnavailable, SchemaError, StateError
 from daemon.gateway import DatasetSpec, Gateway, OutRecord
-from daemon.learner import Learner, QueryResult
+from daemon.learner import Evaluation, Learner, QueryResult
 from daemon.pool import TextTable
 from daemon.report import Live, status_view
 from daemon.state import Batch, RoundMetrics, RunState, StateStore, acquire_lock, now
 from daemon.stopping import Inputs, StoppingSignals, project_kappa
+from daemon.trainer import BackgroundTrainer, Job
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,9 @@ class Daemon:
         self._lock_file = None
         self.finished = threading.Event()
         self.stopping = threading.Event()  # a SIGTERM: leave the round at the next step boundary
+        self.trainer = BackgroundTrainer(self._train_in_background)  # AL_TRAINING=ahead
+        self._model_round: int | None = None  # the round whose labels the model in hand was trained on
+        self._deferred = False  # the last round waits for the background training to finish
 
     # ---- start-up ------------------------------------------------------------------------------------
     def spec(self) -> DatasetSpec:
@@ -166,6 +170,10 @@ class Daemon:
         self._ensure_logged()
         self.last_contact = time.monotonic()
         self._set(Phase.waiting)
+        done = [b for b in state.batches if b.complete]
+        if self.settings.ahead and state.stop_pending is None and done and not state.current.complete:
+            # rebuild the model at once, off the poll thread, so it is ready when the batch out completes
+            self._submit_training(done[-1].batch_id, {}, restore=True)
 
     def _check_same_run(self, state: RunState) -> None:
         # with the dataset's id known, its name is checked after Argilla is asked (it may have been renamed)
@@ -210,6 +218,8 @@ class Daemon:
     def tick(self) -> None:
         """The scheduler job: check the current batch and run a round when it is complete."""
         if self.finished.is_set() or self.stopping.is_set() or time.monotonic() < self._next_try:
+            return
+        if self._deferred and self.trainer.busy:
             return
         try:
             with self._lock:
@@ -355,15 +365,24 @@ class Daemon:
 
     # ---- a round -------------------------------------------------------------------------------------
     def _round(self, batch: Batch) -> None:
-        """AL_TRAINING=ahead: log the batch prepared while this one was being labelled, then train and prepare the
-        following one. Inline (or with nothing prepared yet): train, query, log."""
-        if not self.settings.ahead or self.state.prepared is None or self.state.stop_pending is not None:
+        """Inline: train, query, log. Ahead: log the next batch at once, then train in the background."""
+        if not self.settings.ahead:
             self._round_inline(batch)
-            if self.settings.ahead and self.state.stopped is None:
-                self._checkpoint(f"{batch.batch_id} after logging batch {batch.batch_id + 1}, before preparing")
-                self._prepare(batch.batch_id)
+            return
+        if self.state.stop_pending is not None:
+            self._final_round(batch)
             return
         self._round_ahead(batch)
+
+    def _final_round(self, batch: Batch) -> None:
+        """The last round (a criterion fired, or the pool is used up) trains on the poll thread, once the
+        background training has finished: nothing is left to hand out, and one model at a time is enough."""
+        if self.trainer.busy:
+            self._deferred = True  # the tick skips Argilla until the worker is done, then comes back here
+            self._set(Phase.training, reason=f"batch {batch.batch_id} is complete: waiting for the training running")
+            return
+        self._deferred = False
+        self._round_inline(batch)
 
     def _round_inline(self, batch: Batch) -> None:
         state = self.state
@@ -394,59 +413,147 @@ class Daemon:
         self._after_round()
 
     def _round_ahead(self, batch: Batch) -> None:
+        """Log the batch prepared while this one was labelled or, when none is ready (the model is still training),
+        one queried at once with the model in hand (random while there is none); then hand the round's labels to
+        the background trainer, which swaps its model in and prepares the following batch."""
         state = self.state
         round_number = batch.batch_id
         seconds = self._take_read_seconds()
         started = time.perf_counter()
-        prepared = state.prepared
         room = max(0, self.settings.batch_size - len(batch.moved))
-        result = QueryResult(
-            indices=prepared.pool_indices[:room],
-            scores=prepared.scores[:room],
-            predicted=[None if s is None else self.labels.index(s) for s in prepared.suggestions[:room]],
-            confidence=prepared.confidences[:room],
-        )
-        state.prepared = None  # saved together with the batch it becomes
-        self._journal_batch(batch.batch_id + 1, prepared.round, self._with_carried(result, batch.moved))
+        prepared = state.prepared
+        if prepared is not None:
+            result = QueryResult(
+                indices=prepared.pool_indices[:room],
+                scores=prepared.scores[:room],
+                predicted=[None if s is None else self.labels.index(s) for s in prepared.suggestions[:room]],
+                confidence=prepared.confidences[:room],
+            )
+            chosen_by = prepared.round
+            state.prepared = None  # saved together with the batch it becomes
+        else:
+            self._set(Phase.querying)
+            mark = time.perf_counter()
+            chosen_by = round_number + 1 if self._model_round is None else self._model_round + 1
+            result = self.learner.query(room, chosen_by - 1, exclude=state.reserved_indices())
+            seconds["query"] = time.perf_counter() - mark
+            if not result.indices and not batch.moved:
+                self._final_round(batch)  # pool exhausted: the last model trains on every label, then the run stops
+                return
+            log.info(
+                "batch %d: nothing prepared (%s); queried with the model in hand",
+                batch.batch_id + 1,
+                "no model yet" if self._model_round is None else f"round {self._model_round}'s",
+            )
+        self._journal_batch(batch.batch_id + 1, chosen_by, self._with_carried(result, batch.moved))
         self._checkpoint(f"{round_number} after journaling batch {batch.batch_id + 1}, before logging it")
         self._log_next(seconds, started)
         self.store.save(state)
-        # annotators have their next batch: the training below no longer keeps them waiting
-        metrics = self._train_and_evaluate(round_number, seconds)
+        # annotators have their next batch: training no longer keeps them waiting
+        if self._trains(round_number):
+            self._submit_training(round_number, seconds)
+            log.info(
+                "round %d: batch %d logged (%.2f s from complete to logged); the model trains in the background",
+                round_number,
+                batch.batch_id + 1,
+                seconds["handover"],
+            )
+        else:
+            self._checkpoint(f"{round_number} after logging batch {batch.batch_id + 1}, before preparing")
+            self._prepare(round_number)
+            self._log_round(round_number, None, started)
+            self._after_round()
+        self._set(Phase.waiting)
+
+    def _submit_training(self, round_number: int, seconds: dict[str, float], restore: bool = False) -> None:
+        """Hand a round to the background trainer: its labels as they are journaled now."""
+        state = self.state
+        job = Job(
+            round=round_number,
+            labels={i: self.labels.index(label) for i, label in state.training_labels().items()},
+            ignored=state.not_queryable(),
+            used=state.used_indices(),
+            seconds=dict(seconds),
+            restore=restore,
+        )
+        self.trainer.submit(job)
+        self._publish()
+
+    def _train_in_background(self, job: Job) -> None:
+        """The worker: train a fresh model, score it, choose the batch after the one out; then, under the lock,
+        journal the round, swap the model in and keep the chosen batch as the prepared one."""
+        learner = self.learner.fresh()
+        seconds = job.seconds
+        mark = time.perf_counter()
+        trained = learner.fit(job.labels, job.ignored, job.round)
+        seconds["train"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        scores = self._model_scores(learner, trained)
+        seconds["evaluate"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        ahead = learner.query(self.settings.batch_size, job.round + 1, exclude=job.used)
+        seconds["prepare"] = time.perf_counter() - mark
+        with self._lock:
+            state = self.state
+            if self.stopping.is_set() or state.stopped or state.stop_pending:
+                log.info("round %d trained, not used: the run is stopping", job.round)
+                return
+            self._adopt(job, learner, trained, scores, ahead)
+
+    def _adopt(self, job: Job, learner: Learner, trained: bool, scores: tuple, ahead: QueryResult) -> None:
+        state = self.state
+        metrics = None
+        if not (job.restore and any(m.round == job.round for m in state.rounds)):
+            metrics = self._evaluate(job.round, len(job.labels), trained, learner, scores)
+            metrics.seconds = job.seconds
+            state.rounds = [m for m in state.rounds if m.round != job.round] + [metrics]
+        self.learner, self._model_round = learner, job.round
         reason = self.signals.stop_reason(metrics.signals) if metrics else None
         if reason is not None:
             state.stop_pending = reason
-            self.store.save(state)
+            state.prepared = None
+            self.trainer.drop_waiting()
             log.info(
-                "round %d: %s; batch %d is already in front of annotators: the run stops once it is answered",
-                round_number,
+                "round %d: %s; batch %d is in front of annotators: the run stops once it is answered",
+                job.round,
                 reason,
-                batch.batch_id + 1,
+                state.current.batch_id,
             )
-        else:
-            self._checkpoint(f"{round_number} after training, before preparing batch {batch.batch_id + 2}")
-            self._prepare(round_number)
-        self._log_round(round_number, metrics, started)
-        self._set(Phase.waiting)
-        self._after_round()
+        elif not (job.restore and state.prepared is not None):  # a restart keeps the batch it journaled
+            if set(ahead.indices) & state.used_indices():  # a batch was logged while this model trained
+                ahead = learner.query(self.settings.batch_size, job.round + 1, exclude=state.used_indices())
+            state.prepared = self._as_prepared(ahead, job.round)
+        self.store.save(state)
+        if metrics is not None:
+            self._log_round(job.round, metrics, None)
+            self._after_round()
+        self._publish()
+
+    def _as_prepared(self, result: QueryResult, round_number: int) -> Batch | None:
+        if not result.indices:
+            return None  # nothing left to ask for
+        return Batch(
+            batch_id=self.state.current.batch_id + 1,
+            round=round_number + 1,
+            pool_indices=result.indices,
+            record_ids=[record_id(i) for i in result.indices],
+            scores=result.scores,
+            suggestions=[None if p is None else self.labels[p] for p in result.predicted],
+            confidences=result.confidence,
+        )
+
+    def settle(self, timeout: float | None = None) -> bool:
+        """Wait until no background training is running or waiting (tests, and a clean exit)."""
+        return self.trainer.wait(timeout)
 
     def _prepare(self, round_number: int) -> None:
-        """AL_TRAINING=ahead: choose the batch after the current one with the model in hand, journaled but not
-        logged. Nothing is prepared once the pool has no item left to ask for."""
+        """AL_TRAINING=ahead, a round without training (AL_RETRAIN_EVERY): choose the batch after the current one
+        with the model in hand, journaled but not logged."""
         state = self.state
         self._set(Phase.querying)
         mark = time.perf_counter()
         result = self.learner.query(self.settings.batch_size, round_number + 1, exclude=state.reserved_indices())
-        if result.indices:
-            state.prepared = Batch(
-                batch_id=state.current.batch_id + 1,
-                round=round_number + 1,
-                pool_indices=result.indices,
-                record_ids=[record_id(i) for i in result.indices],
-                scores=result.scores,
-                suggestions=[None if p is None else self.labels[p] for p in result.predicted],
-                confidences=result.confidence,
-            )
+        state.prepared = self._as_prepared(result, round_number)
         metrics = next((m for m in state.rounds if m.round == round_number), None)
         if metrics is not None:
             metrics.seconds["prepare"] = time.perf_counter() - mark
@@ -491,10 +598,11 @@ class Daemon:
         self._ensure_logged()
         seconds["log"] = time.perf_counter() - mark
         seconds["handover"] = seconds.get("read", 0.0) + time.perf_counter() - started
+        self.state.current.handover = round(seconds["handover"], 4)
         total = len(self.state.current.pool_indices)
         self._set(Phase.waiting, progress={"total": total, "done": 0, "pending": total})
 
-    def _log_round(self, round_number: int, metrics: RoundMetrics | None, started: float) -> None:
+    def _log_round(self, round_number: int, metrics: RoundMetrics | None, started: float | None) -> None:
         batch_id = self.state.current.batch_id
         if metrics is None:
             log.info(
@@ -503,6 +611,20 @@ class Daemon:
                 self.settings.retrain_every,
                 batch_id,
                 time.perf_counter() - started,
+            )
+            return
+        if started is None:  # trained in the background, after the next batch was logged
+            log.info(
+                "round %d trained in the background (%.1f s): %d labels, accuracy %s, macro-F1 %s, kappa %s "
+                "(projected to stop at round %s); the batch after %d is prepared",
+                round_number,
+                metrics.seconds.get("train", 0.0) + metrics.seconds.get("evaluate", 0.0),
+                metrics.labels,
+                _fmt(metrics.accuracy),
+                _fmt(metrics.macro_f1),
+                _fmt(metrics.kappa),
+                metrics.projected_stop_round if metrics.projected_stop_round is not None else "-",
+                batch_id,
             )
             return
         log.info(
@@ -518,17 +640,30 @@ class Daemon:
             metrics.seconds.get("handover", 0.0),
         )
 
-    def _evaluate(self, round_number: int, labels: int, trained: bool) -> RoundMetrics:
-        """Test-set scores and every stopping signal of the model just trained."""
+    def _model_scores(self, learner: Learner, trained: bool) -> tuple[Evaluation | None, np.ndarray | None]:
+        """The slow part of evaluating a model (its predictions for the test set and the pool), free of state."""
+        evaluation = learner.evaluate(self.y_test) if self.y_test is not None else None
+        return evaluation, learner.pool_proba() if trained else None
+
+    def _evaluate(
+        self,
+        round_number: int,
+        labels: int,
+        trained: bool,
+        learner: Learner | None = None,
+        scores: tuple[Evaluation | None, np.ndarray | None] | None = None,
+    ) -> RoundMetrics:
+        """Test-set scores and every stopping signal of the model just trained (``learner``, the one in hand by
+        default; ``scores`` from :meth:`_model_scores` when already computed)."""
         state = self.state
+        learner = learner or self.learner
+        evaluation, proba = scores if scores is not None else self._model_scores(learner, trained)
         metrics = RoundMetrics(round=round_number, labels=labels)
-        evaluation = self.learner.evaluate(self.y_test) if self.y_test is not None else None
         if evaluation is not None:
             metrics.accuracy, metrics.macro_f1 = evaluation.accuracy, evaluation.macro_f1
         earlier = [m for m in sorted(state.rounds, key=lambda m: m.round) if m.round < round_number]
-        predictions = proba = previous = None
-        if trained:
-            proba = self.learner.pool_proba()
+        predictions = previous = None
+        if proba is not None:
             predictions = proba.argmax(axis=1)
             previous = self._previous_predictions(round_number)
             self.store.save_predictions(round_number, predictions)
@@ -539,7 +674,7 @@ class Daemon:
             predictions=predictions,
             previous=previous,
             proba=proba,
-            unlabelled=self.learner.unlabelled_indices(),
+            unlabelled=learner.unlabelled_indices(),
         )
         metrics.signals = self.signals.compute(inputs, [m.signals for m in earlier])
         kappas = [(m.round, m.kappa) for m in earlier] + [(round_number, metrics.kappa)]
@@ -689,6 +824,8 @@ class Daemon:
         """The latest status document (JSON-safe); the Argilla error counts are read live."""
         published = getattr(self, "_published", None) or self._publish()
         return published | {
+            "training": published["training"] | {"background": self.trainer.describe()},
+            "warnings": published["warnings"] + [w for w in (self.trainer.last_error,) if w],
             "argilla_errors": dict(getattr(self.gateway, "errors", {}) or {}),
             "run_by": self.run_by,
         }

@@ -101,6 +101,7 @@ def status_view(settings: Settings, state: RunState | None, live: Live, threshol
             if state is None or state.prepared is None
             else {"batch_id": state.prepared.batch_id, "records": len(state.prepared.pool_indices)},
             "stop_pending": state.stop_pending if state else None,
+            "background": None,  # filled in live: the training running off the poll thread
         },
         "batch_size": settings.batch_size,
         "pool_size": live.pool_size,

@@ -43,6 +43,7 @@ class Batch(BaseModel):
     discarded: list[int] = Field(default_factory=list)
     created_at: str = Field(default_factory=now)
     logged_at: str | None = None
+    handover: float | None = None  # seconds from the batch before seen complete to this one logged
     completed_at: str | None = None
     # a stuck batch closed early (AL_STUCK_ACTION): records still pending then
     open: list[int] = Field(default_factory=list)  # proceed: left in Argilla; a late label joins training

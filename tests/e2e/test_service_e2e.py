@@ -95,7 +95,12 @@ def test_sigterm_during_a_long_step_is_bounded_and_a_second_signal_is_immediate(
     assert code == 128 + signal.SIGTERM and took < 2, (code, took)
 
 
-def test_sigterm_while_training_exits_0_and_a_restart_resumes(argilla_stack, dataset_name, trec_env, tmp_path):
+@pytest.mark.parametrize("training", ["inline", "ahead"])
+def test_sigterm_while_training_exits_0_and_a_restart_resumes(
+    argilla_stack, dataset_name, trec_env, tmp_path, training
+):
+    """Inline: the stop leaves the round at the step boundary after training. Ahead: the next batch is already
+    out when the model trains in the background; the stop abandons that training and a restart rebuilds it."""
     from daemon.simulate import SimulatedAnnotator, SimulationConfig, wait_for
     from tests.e2e.conftest import get_status
 
@@ -105,6 +110,7 @@ def test_sigterm_while_training_exits_0_and_a_restart_resumes(argilla_stack, dat
         "AL_POOL_FILE": str(pool),
         "AL_TEST_FILE": "",
         "AL_MODEL": "transformer",  # fine-tuning: a training step long enough to interrupt
+        "AL_TRAINING": training,
         "AL_TRANSFORMER_EPOCHS": "3",
         "AL_TRANSFORMER_MAX_LENGTH": "16",
         "AL_BATCH_SIZE": "6",
@@ -116,11 +122,17 @@ def test_sigterm_while_training_exits_0_and_a_restart_resumes(argilla_stack, dat
         argilla_url=argilla_stack["url"], api_key=argilla_stack["annotator_key"], dataset=dataset_name
     )
     person = SimulatedAnnotator(config, {row["text"]: row["label"] for row in rows}, ["food", "sport", "tech"])
+
+    def training_now(status: dict) -> bool:
+        if training == "inline":
+            return status.get("state") == "training"
+        return (status.get("training") or {}).get("background") is not None
+
     daemon = start_daemon(env, log)
     try:
         assert wait_for(lambda: (get_status(port) or {}).get("state") == "waiting-for-annotators", 180), log.read_text()
         assert person.run(max_records=6).submitted == 6
-        assert wait_for(lambda: (get_status(port) or {}).get("state") == "training", 60, interval=0.05)
+        assert wait_for(lambda: training_now(get_status(port) or {}), 60, interval=0.05)
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=40) == 0
     finally:
@@ -129,7 +141,12 @@ def test_sigterm_while_training_exits_0_and_a_restart_resumes(argilla_stack, dat
     assert "stop requested" in log.read_text()
     state = StateStore(trec_env["state_dir"]).load()
     assert state.batches[0].complete and len(state.training_labels()) == 6  # the labels were journaled first
-    assert state.current.batch_id == 0 and state.rounds == []  # left at the boundary after training
+    assert state.rounds == []  # no model was finished
+    if training == "inline":
+        assert state.current.batch_id == 0  # left at the boundary after training, before the query
+    else:
+        assert state.current.batch_id == 1 and state.current.logged  # handed out before the training began
+        assert "abandoned, the next start retrains it" in log.read_text()
 
     daemon = start_daemon(env, log)
     try:

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from daemon.app import export_now
-from daemon.config import ModelKind, Settings
+from daemon.config import ModelKind, Settings, Training
 from daemon.export import export_run, load_model
 from daemon.learner import Learner
 from daemon.models import build_features
@@ -106,6 +106,7 @@ def test_embedding_and_transformer_models_load_back(kind, tmp_path, cache_dir, w
         max_rounds=1,
         transformer_epochs=1,
         transformer_max_length=16,
+        training=Training.inline,  # stop right after the first round (ahead would wait for the batch logged first)
     )
     daemon.start()
     run_rounds(world, daemon, 1)
