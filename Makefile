@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: setup demo demo-simulated test faults lint stack-up stack-down clean
+.PHONY: setup demo demo-simulated test faults lint bench stack-up stack-down clean
 
 $(BIN)/al-daemon: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ test: setup lint  ## unit + integration + end-to-end (starts its own Argilla sta
 
 faults: setup  ## the fault-injection suite alone (also part of `make test`); writes tests/faults/RESULTS.md
 	$(BIN)/pytest -q -rs tests/faults $(ARGS)
+
+bench: setup  ## the default benchmark set (~30 min): label efficiency, wait, idle, scale -> bench/results/
+	$(BIN)/python bench/all.py $(ARGS)
 
 stack-up: setup
 	$(BIN)/al-daemon stack up

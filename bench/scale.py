@@ -70,12 +70,14 @@ def synthetic_rows(data, size: int, seed: int = 0) -> tuple[list[dict], np.ndarr
     return rows, sources
 
 
-def one(size: int, labels: int) -> dict:
-    """One pool size, in its own process."""
+def one(size: int, labels: int, model: str = "embeddings") -> dict:
+    """One pool size, in its own process. ``hybrid``: the embeddings joined with TF-IDF 1-2-grams of the
+    synthetic texts, as the daemon's hybrid model builds them."""
     from small_text import SklearnDataset
 
     from daemon.config import QueryStrategyName
     from daemon.learner import Features, Learner, logistic_regression_factory, unlabelled_targets
+    from daemon.models import HYBRID_C
     from daemon.pool import default_model_path, drop_duplicate_texts, embed, load_table
 
     data = trec()
@@ -92,18 +94,31 @@ def one(size: int, labels: int) -> dict:
         table = drop_duplicate_texts(load_table(path, "text", "label", "id"))
         out["load_s"] = round(time.perf_counter() - start, 2)
         out["rows_loaded"] = len(table)
+    texts = [row["text"] for row in rows]
     del rows
     noise = np.random.default_rng(1).normal(0, 0.02, (size, base.shape[1])).astype(np.float32)
     vectors = base[sources] + noise
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     del noise
+    x = vectors
+    if model == "hybrid":
+        from daemon.models import join_features, ngram_vectorizer
+
+        start = time.perf_counter()
+        x = join_features(vectors, ngram_vectorizer().fit_transform(texts))
+        out["ngram_features_s"] = round(time.perf_counter() - start, 2)
+        out["feature_matrix_mb"] = round((x.data.nbytes + x.indices.nbytes + x.indptr.nbytes) / 2**20, 1)
+        del vectors
+    del texts
     label_names = data.labels
     gold = np.array([label_names.index(data.pool.gold[i]) for i in sources])
     classes = len(label_names)
     features = Features(
-        pool=SklearnDataset(vectors, unlabelled_targets(size), target_labels=np.arange(classes)),
+        pool=SklearnDataset(x, unlabelled_targets(size), target_labels=np.arange(classes)),
         test=None,
-        factory=logistic_regression_factory(classes, 0, c=10.0),
+        factory=logistic_regression_factory(classes, 0, c=HYBRID_C, solver="newton-cg")
+        if model == "hybrid"
+        else logistic_regression_factory(classes, 0, c=10.0),
         name="scale",
     )
     learner = Learner(features, classes, QueryStrategyName.breaking_ties, seed=0)
@@ -188,22 +203,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", type=int, default=[5000, 50000, 500000])
     parser.add_argument("--labels", type=int, default=400)
+    parser.add_argument("--model", choices=["embeddings", "hybrid"], default="hybrid", help="the default: hybrid")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--throughput", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one(args.one, args.labels)))
+        print(json.dumps(one(args.one, args.labels, args.model)))
         return
     if args.throughput:
         print(json.dumps(throughput()))
         return
     speed = child("--throughput")
-    rows = [child("--one", str(size), "--labels", str(args.labels)) | {"size": size} for size in args.sizes]
+    rows = [
+        child("--one", str(size), "--labels", str(args.labels), "--model", args.model) | {"size": size}
+        for size in args.sizes
+    ]
     for row in rows:
         if "error" not in row and "texts_per_s" in speed:
             row["embed_s_estimated"] = round(row["size"] / speed["texts_per_s"], 1)
     result = {
         "what": "pool size vs loading, one round (fit, pool probabilities, query) and peak RSS of the fast default",
+        "model": args.model,
         "date": datetime.date.today().isoformat(),
         "cpu_count": os.cpu_count(),
         "labels": args.labels,

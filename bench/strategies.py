@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 WORK = ROOT / "tests" / "output" / "bench-strategies"
 BATCH = 20
-MODELS = ["tfidf", "embeddings", "transformer"]
+MODELS = ["tfidf", "embeddings", "hybrid", "transformer"]
 STRATEGIES = {
     "tfidf": [
         "breaking_ties",
@@ -59,13 +59,27 @@ STRATEGIES = {
     ],
     "transformer": ["breaking_ties", "random", "bald", "greedy_coreset"],
 }
-STRATEGIES["embeddings"] = STRATEGIES["tfidf"]
-TARGETS = (0.80, 0.85)
+STRATEGIES["embeddings"] = STRATEGIES["hybrid"] = STRATEGIES["tfidf"]
+TARGETS = (0.80, 0.85, 0.90)
+LEVELS = (0.70, 0.75, 0.80, 0.85, 0.90)  # accuracies at which the label saving against random is reported
+DATA = {
+    "pool": ROOT / "data/trec6/train.jsonl",
+    "test": ROOT / "data/trec6/test.jsonl",
+    "text": "text",
+    "label": "label",
+}
 SUBSAMPLE_SEED = 0
 
 
 def run_one(
-    model: str, strategy: str, seed: int, max_labels: int, transformer_pool: int, bald_samples: int, torch_threads: int
+    model: str,
+    strategy: str,
+    seed: int,
+    max_labels: int,
+    transformer_pool: int,
+    bald_samples: int,
+    torch_threads: int,
+    data_files: dict | None = None,
 ) -> dict:
     """One active-learning run; returns its rounds (or the error and the rounds done before it)."""
     if model == "transformer" and torch_threads:
@@ -79,7 +93,7 @@ def run_one(
     result: dict = {"model": model, "strategy": strategy, "seed": seed, "max_labels": max_labels, "rounds": rounds}
     started = time.perf_counter()
     try:
-        settings, data, pool = load(model, strategy, seed, transformer_pool, bald_samples)
+        settings, data, pool = load(model, strategy, seed, transformer_pool, bald_samples, data_files)
         result["pool_size"] = len(pool)
         gold = [data.labels.index(label) for label in pool.gold]
         build_start = time.perf_counter()
@@ -124,8 +138,12 @@ def run_one(
     return result
 
 
-def load(model: str, strategy: str, seed: int, transformer_pool: int, bald_samples: int = 20):
-    """The run's settings, the data as the daemon loads it, and the pool it learns from."""
+def load(
+    model: str, strategy: str, seed: int, transformer_pool: int, bald_samples: int = 20, data_files: dict | None = None
+):
+    """The run's settings, the data as the daemon loads it (any pool format the daemon reads: JSONL, CSV, TSV,
+    Parquet), and the pool it learns from."""
+    files = data_files or DATA
     import logging
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -134,8 +152,10 @@ def load(model: str, strategy: str, seed: int, transformer_pool: int, bald_sampl
 
     settings = Settings(
         _env_file=None,
-        pool_file=ROOT / "data/trec6/train.jsonl",
-        test_file=ROOT / "data/trec6/test.jsonl",
+        pool_file=files["pool"],
+        test_file=files["test"],
+        text_column=files["text"],
+        label_column=files["label"],
         model=model,
         query_strategy=strategy,
         seed=seed,
@@ -149,11 +169,11 @@ def load(model: str, strategy: str, seed: int, transformer_pool: int, bald_sampl
     return settings, data, pool
 
 
-def warm(model: str, transformer_pool: int) -> None:
+def warm(model: str, transformer_pool: int, data_files: dict | None = None) -> None:
     """Compute and cache the sentence embeddings a model's runs need, so no run's time or RSS includes them."""
     from daemon.models import build_features
 
-    settings, data, pool = load(model, "random", 0, transformer_pool)
+    settings, data, pool = load(model, "random", 0, transformer_pool, data_files=data_files)
     features = build_features(settings, pool, data.test, data.y_test, len(data.labels))
     if features.vectors is not None:
         features.vectors()
@@ -192,6 +212,7 @@ def spawn(job: Job, args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--one", job.model, job.strategy, str(job.seed)]
     command += ["--max-labels", str(job.max_labels), "--transformer-pool", str(args.transformer_pool)]
     command += ["--bald-samples", str(args.bald_samples), "--torch-threads", str(args.torch_threads)]
+    command += data_arguments(args)
     with log.open("w") as stderr:
         done = subprocess.run(command, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=ROOT, env=child_env())
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -271,6 +292,55 @@ def summarise(runs: list[dict]) -> dict:
     return summary
 
 
+def data_arguments(args: argparse.Namespace) -> list[str]:
+    return ["--pool", str(args.pool), "--test", str(args.test), "--text-column", args.text_column,
+            "--label-column", args.label_column]  # fmt: skip
+
+
+def data_files(args: argparse.Namespace) -> dict:
+    return {"pool": args.pool, "test": args.test, "text": args.text_column, "label": args.label_column}
+
+
+def labels_for(summary: dict, level: float) -> float | None:
+    """Labels at which the mean accuracy curve first reaches ``level``, interpolated linearly between rounds."""
+    x, y = summary.get("labels") or [], summary.get("accuracy_mean") or []
+    previous = None
+    for labels, accuracy in zip(x, y, strict=True):
+        if accuracy is None:
+            continue
+        if accuracy >= level:
+            if previous is None or previous[1] >= level:
+                return float(labels)
+            (x0, y0), (x1, y1) = previous, (labels, accuracy)
+            return round(x0 + (level - y0) * (x1 - x0) / (y1 - y0), 1)
+        previous = (labels, accuracy)
+    return None
+
+
+def savings(by_strategy: dict) -> dict:
+    """Per strategy: labels to reach each accuracy level, random sampling's labels for the same level (same model),
+    and the saving 1 - strategy / random; plus the saving at the best accuracy random reached."""
+    baseline = by_strategy.get("random")
+    if not baseline or not baseline.get("labels"):
+        return {}
+    best = max(v for v in baseline["accuracy_mean"] if v is not None)
+    levels = [*LEVELS, round(np.floor(best * 100) / 100, 2)]
+    found = {}
+    for strategy, summary in by_strategy.items():
+        if strategy == "random" or not summary.get("labels"):
+            continue
+        rows = {}
+        for level in levels:
+            mine, theirs = labels_for(summary, level), labels_for(baseline, level)
+            rows[f"{level:.2f}"] = {
+                "labels": mine,
+                "random_labels": theirs,
+                "saving": None if mine is None or theirs is None else round(1 - mine / theirs, 3),
+            }
+        found[strategy] = {"random_best_accuracy": round(best, 4), "levels": rows}
+    return found
+
+
 def _num(value: float) -> float | None:
     return None if np.isnan(value) else round(float(value), 4)
 
@@ -314,6 +384,7 @@ def write(out: Path, meta: dict, runs: dict[tuple, dict], notes: list[str], wall
         model: {strategy: summarise(group) for strategy, group in by_strategy.items()}
         for model, by_strategy in grouped.items()
     }
+    saving = {model: savings(by_strategy) for model, by_strategy in results.items()}
     raw = [
         {**{k: v for k, v in run.items() if k != "rounds"}, "rounds": [list(row.values()) for row in run["rounds"]]}
         for run in runs.values()
@@ -323,6 +394,7 @@ def write(out: Path, meta: dict, runs: dict[tuple, dict], notes: list[str], wall
         "notes": notes,
         "wall_seconds": round(wall, 1),
         "results": results,
+        "saving_vs_random": saving,
         "runs_columns": ["labels", "accuracy", "macro_f1", "train_s", "eval_s", "query_s"],
         "runs": raw,
     }
@@ -330,10 +402,10 @@ def write(out: Path, meta: dict, runs: dict[tuple, dict], notes: list[str], wall
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(document, indent=1))
     os.replace(tmp, out)
-    plot(results, out.with_suffix(".png"))
+    plot(results, out.with_suffix(".png"), meta["dataset"]["name"])
 
 
-def plot(results: dict, path: Path) -> None:
+def plot(results: dict, path: Path, dataset: str = "TREC-6") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -363,7 +435,7 @@ def plot(results: dict, path: Path) -> None:
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8, loc="lower right")
     axes[0].set_ylabel("test accuracy")
-    figure.suptitle("TREC-6, batch 20, oracle labels: mean ± std over seeds")
+    figure.suptitle(f"{dataset}, batch 20, oracle labels: mean ± std over seeds")
     figure.savefig(path, dpi=90)
 
 
@@ -384,14 +456,20 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="keep runs already in --out with the same settings")
     parser.add_argument("--replot", action="store_true", help="only redraw the PNG from --out")
     parser.add_argument("--note", action="append", default=[], help="a note to add to the JSON")
+    parser.add_argument("--pool", type=Path, default=DATA["pool"], help="labelled pool: JSONL, CSV, TSV or Parquet")
+    parser.add_argument("--test", type=Path, default=DATA["test"], help="labelled test file, same format")
+    parser.add_argument("--text-column", default=DATA["text"])
+    parser.add_argument("--label-column", default=DATA["label"])
     parser.add_argument("--warm", metavar="MODEL", help=argparse.SUPPRESS)
     parser.add_argument("--one", nargs=3, metavar=("MODEL", "STRATEGY", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.replot:
-        plot(json.loads(args.out.read_text())["results"], args.out.with_suffix(".png"))
+        document = json.loads(args.out.read_text())
+        name = (document.get("dataset") or {}).get("name", "TREC-6")
+        plot(document["results"], args.out.with_suffix(".png"), name)
         return
     if args.warm:
-        warm(args.warm, args.transformer_pool)
+        warm(args.warm, args.transformer_pool, data_files(args))
         return
     if args.one:
         model, strategy, seed = args.one
@@ -405,6 +483,7 @@ def main() -> None:
                     args.transformer_pool,
                     args.bald_samples,
                     args.torch_threads,
+                    data_files(args),
                 )
             )
         )
@@ -421,8 +500,11 @@ def main() -> None:
             notes.append(f"bald skipped for {model}: it needs a model with dropout (transformer)")
         max_labels = args.transformer_max_labels if model == "transformer" else args.max_labels
         jobs += [Job(model, strategy, seed, max_labels) for seed in seeds for strategy in strategies]
+    dataset_name = "TREC-6" if args.pool == DATA["pool"] else args.pool.stem
     meta = {
-        "what": "TREC-6 active learning with oracle labels, daemon's Learner, batch 20; accuracy/macro-F1 on test",
+        "what": f"{dataset_name} active learning with oracle labels, daemon's Learner, batch 20; accuracy/macro-F1"
+        " on test",
+        "dataset": {"name": dataset_name, "pool": str(args.pool), "test": str(args.test)},
         "settings": {
             "batch_size": BATCH,
             "seeds": seeds,
@@ -444,6 +526,8 @@ def main() -> None:
     runs: dict[tuple, dict] = {}
     if args.resume and args.out.exists():
         previous = json.loads(args.out.read_text())
+        if (previous.get("dataset") or {}).get("pool", str(DATA["pool"])) != str(args.pool):
+            raise SystemExit(f"--resume: {args.out} holds runs on another pool file; use another --out")
         columns = previous["runs_columns"]
         wanted = {job.key: job for job in jobs}
         for run in previous["runs"]:
@@ -456,7 +540,15 @@ def main() -> None:
     for model in dict.fromkeys(job.model for job in jobs if job.key not in runs):
         if model != "tfidf":  # embeddings (pool, test; the transformer's pool for diversity strategies) cached once
             subprocess.run(
-                [sys.executable, __file__, "--warm", model, "--transformer-pool", str(args.transformer_pool)],
+                [
+                    sys.executable,
+                    __file__,
+                    "--warm",
+                    model,
+                    "--transformer-pool",
+                    str(args.transformer_pool),
+                    *data_arguments(args),
+                ],
                 cwd=ROOT,
                 env=child_env(),
                 check=True,

@@ -21,12 +21,13 @@ inside the handover (inline) or off it (ahead: a background thread trains while 
 mode a round whose training was merged into a later one (annotators finished several batches during one training)
 has no ``rounds[].seconds``; its handover comes from the journal's ``batches[r+1].handover``.
 
-Configurations: ``embeddings-inline`` (the default model), ``transformer-inline`` (fine-tuning the bundled MiniLM
-every round, annotators wait for it), ``transformer-ahead`` (the batch prepared during labelling is logged at
-once; training runs on a background thread while people label), and ``transformer-ahead-fast`` (the same with a
-near-instant annotator, ``--fast-delay``, who finishes batches faster than the model trains: the next batch is then
-queried with the model in hand). With ``--transformer-pool auto`` a probe times one transformer
-round on the full pool first (cut once it has run 60 s); above 60 s both transformer configurations use a seeded
+Configurations: ``hybrid-inline`` (the default model: embeddings + TF-IDF), ``embeddings-inline``,
+``transformer-inline`` (fine-tuning the bundled MiniLM every round, annotators wait for it), ``transformer-ahead``
+(the batch prepared during labelling is logged at once; training runs on a background thread while people label),
+and ``transformer-ahead-fast`` (the same with a near-instant annotator, ``--fast-delay``, who finishes batches
+faster than the model trains: the next batch is then queried with the model in hand). With
+``--transformer-pool auto`` a probe times one transformer round on the full pool first (cut once it has run 60 s);
+above 60 s both transformer configurations use a seeded
 random 1,000-text subsample (written to a temporary JSONL; the test set stays whole).
 
 Without ``--argilla-url`` the script starts its own stack (ports 6930/9230/6409, folder .stack/bench, so the test
@@ -74,6 +75,7 @@ SUBSAMPLE = 1000
 SUBSAMPLE_SEED = 0
 CONFIGS = {
     "embeddings-inline": {"model": "embeddings", "training": "inline"},
+    "hybrid-inline": {"model": "hybrid", "training": "inline"},
     "transformer-inline": {"model": "transformer", "training": "inline"},
     "transformer-ahead": {"model": "transformer", "training": "ahead"},
     "transformer-ahead-fast": {"model": "transformer", "training": "ahead", "fast": True},

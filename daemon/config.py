@@ -17,10 +17,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 class ModelKind(StrEnum):
     """Which classifier the learner trains."""
 
-    embeddings = "embeddings"  # frozen sentence embeddings + logistic regression (fast default)
+    embeddings = "embeddings"  # frozen sentence embeddings + logistic regression
     transformer = "transformer"  # fine-tune a local Hugging Face model directory
     tfidf = "tfidf"  # TF-IDF + logistic regression, no torch needed at run time
     setfit = "setfit"  # SetFit: contrastive fine-tuning of the sentence encoder + logistic-regression head
+    hybrid = "hybrid"  # frozen sentence embeddings joined with TF-IDF word n-grams + logistic regression (default)
 
 
 FINE_TUNED = (ModelKind.transformer, ModelKind.setfit)  # models that fine-tune a network each round
@@ -68,7 +69,8 @@ class Training(StrEnum):
 
     auto = "auto"  # ahead for the fine-tuned models (transformer, setfit: slow to train), inline for the others
     inline = "inline"  # train, then query: the freshest model picks every batch; annotators wait for training
-    ahead = "ahead"  # one batch queued ahead: it is logged the moment a batch completes, then the model trains
+    ahead = "ahead"  # train on a background thread; a completed batch is answered at once with a batch prepared
+    # ahead, or one chosen by the model in hand while the next model is still training
 
 
 class StopMode(StrEnum):
@@ -113,7 +115,7 @@ class Settings(BaseSettings):
         3600.0, gt=0, description="seconds after which a batch with some but not all answers counts as stuck"
     )
     stuck_action: StuckAction = Field(StuckAction.wait, description="wait | proceed | requeue: what a stuck batch gets")
-    model: ModelKind = Field(ModelKind.embeddings, description="embeddings | transformer | tfidf | setfit")
+    model: ModelKind = Field(ModelKind.hybrid, description="hybrid | embeddings | transformer | tfidf | setfit")
     model_path: Path | None = Field(None, description="local HF model dir; default: the bundled all-MiniLM-L6-v2")
     query_strategy: QueryStrategyName = Field(
         QueryStrategyName.breaking_ties,
@@ -122,8 +124,8 @@ class Settings(BaseSettings):
     )
     training: Training = Field(
         Training.auto,
-        description="auto | inline | ahead: train before logging the next batch, or keep one batch queued ahead "
-        "(logged at once; chosen by the model one batch behind)",
+        description="auto | inline | ahead: train before logging the next batch, or train in the background and "
+        "log the next batch at once (chosen by the last model finished)",
     )
     retrain_every: int = Field(1, ge=1, description="train a new model every N completed batches (else query the last)")
     bald_samples: int = Field(20, ge=2, description="Monte-Carlo dropout passes per query (bald)")

@@ -616,7 +616,7 @@ class Daemon:
         if started is None:  # trained in the background, after the next batch was logged
             log.info(
                 "round %d trained in the background (%.1f s): %d labels, accuracy %s, macro-F1 %s, kappa %s "
-                "(projected to stop at round %s); the batch after %d is prepared",
+                "(projected to stop at round %s); %s",
                 round_number,
                 metrics.seconds.get("train", 0.0) + metrics.seconds.get("evaluate", 0.0),
                 metrics.labels,
@@ -624,7 +624,11 @@ class Daemon:
                 _fmt(metrics.macro_f1),
                 _fmt(metrics.kappa),
                 metrics.projected_stop_round if metrics.projected_stop_round is not None else "-",
-                batch_id,
+                f"the run stops once batch {batch_id} is answered"
+                if self.state.stop_pending
+                else f"the batch after {batch_id} is prepared"
+                if self.state.prepared
+                else "nothing left to prepare",
             )
             return
         log.info(

@@ -68,8 +68,11 @@ class BackgroundTrainer:
     def describe(self) -> dict | None:
         """What is training now, for /status."""
         with self._cv:
-            if self._running is None:
+            if self._running is None and self._waiting is None:
                 return None
+            if self._running is None:  # submitted, the worker thread not yet at it
+                return {"round": self._waiting.round, "labels": len(self._waiting.labels), "seconds": 0.0,
+                        "waiting_round": None}  # fmt: skip
             return {
                 "round": self._running.round,
                 "labels": len(self._running.labels),

@@ -8,7 +8,7 @@ def test_defaults_and_masked_key(monkeypatch):
     monkeypatch.setenv("AL_ARGILLA_API_KEY", "secret-key-123")
     settings = Settings(_env_file=None)
     assert settings.batch_size == 20
-    assert settings.model is ModelKind.embeddings
+    assert settings.model is ModelKind.hybrid
     assert settings.argilla_api_key.get_secret_value() == "secret-key-123"
     assert "secret-key-123" not in str(settings.public()) and "secret-key-123" not in repr(settings)
 

@@ -90,7 +90,7 @@ def test_unlabelled_run_exports_an_empty_set_without_a_model(world):
     assert json.loads((folder / "report.json").read_text())["model"]["saved"] is False
 
 
-@pytest.mark.parametrize("kind", [ModelKind.embeddings, ModelKind.transformer])
+@pytest.mark.parametrize("kind", [ModelKind.embeddings, ModelKind.hybrid, ModelKind.transformer])
 def test_embedding_and_transformer_models_load_back(kind, tmp_path, cache_dir, world):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -112,7 +112,7 @@ def test_embedding_and_transformer_models_load_back(kind, tmp_path, cache_dir, w
     run_rounds(world, daemon, 1)
     folder = daemon.settings.export_path
     texts = ["the team won the final", "bake bread with basil"]
-    if kind is ModelKind.embeddings:
+    if kind in (ModelKind.embeddings, ModelKind.hybrid):
         moved = tmp_path / "moved"
         shutil.copytree(folder, moved)
         pipeline = load_model(moved)

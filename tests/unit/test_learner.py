@@ -117,6 +117,26 @@ def test_pooled_classifier_computes_pool_probabilities_once():
     assert len(calls) == 2
 
 
+def test_hybrid_model_joins_embeddings_and_ngrams_and_its_encoder_reproduces_the_pool(tmp_path, cache_dir):
+    path = write_jsonl(tmp_path / "pool.jsonl", tiny_rows(10))
+    pool = load_table(path, "text", "label", "id")
+    gold = np.array([LABELS.index(label) for label in pool.gold])
+    settings = Settings(_env_file=None, model=ModelKind.hybrid, state_dir=tmp_path, cache_dir=cache_dir)
+    features = build_features(settings, pool, pool, gold, len(LABELS))
+    assert features.name == "hybrid-all-MiniLM-L6-v2"
+    x = features.pool.x
+    embeddings = features.vectors()
+    assert x.shape == (len(pool), embeddings.shape[1] + len(features.encoder.vectorizer.vocabulary_))
+    assert np.allclose(x[:, : embeddings.shape[1]].toarray(), embeddings)  # the embeddings, then the n-grams
+    assert np.allclose(features.encoder.transform(pool.texts[:5]).toarray(), x[:5].toarray(), atol=1e-5)
+    model = learner(features)
+    first = [0, 1, 10, 11, 20, 21]
+    assert model.fit({i: int(gold[i]) for i in first}, set(), 0)
+    result = model.query(6, 0)
+    assert len(set(result.indices)) == 6 and not set(result.indices) & set(first)
+    assert model.evaluate(gold).accuracy > 0.8  # three separable topics
+
+
 def test_transformer_model_fine_tunes_and_queries(tmp_path, caplog):
     """The seed tutorial's model: small-text fine-tuning the bundled MiniLM directory on CPU (1 short epoch)."""
     path = write_jsonl(tmp_path / "pool.jsonl", tiny_rows(8))
@@ -139,7 +159,7 @@ def test_transformer_model_fine_tunes_and_queries(tmp_path, caplog):
     assert model.evaluate(gold).accuracy >= 0.0
 
 
-@pytest.mark.parametrize("model", [ModelKind.tfidf, ModelKind.embeddings])
+@pytest.mark.parametrize("model", [ModelKind.tfidf, ModelKind.embeddings, ModelKind.hybrid])
 @pytest.mark.parametrize("strategy", [QueryStrategyName.embedding_kmeans, QueryStrategyName.greedy_coreset])
 def test_diversity_strategies_query_new_items_spread_over_the_pool(tmp_path, cache_dir, model, strategy):
     path = write_jsonl(tmp_path / "pool.jsonl", tiny_rows(20))

@@ -2,6 +2,7 @@
 against a fake gateway. A gate holds the background training where a test needs it to be slow."""
 
 import threading
+import time
 
 import pytest
 
@@ -40,6 +41,13 @@ class Gate:
 
         monkeypatch.setattr(Learner, "fit", gated_fit)
 
+    def reached(self, count: int) -> None:
+        """Wait until ``count`` background fits have begun (the worker thread is inside the gate)."""
+        deadline = time.monotonic() + SETTLE
+        while len(self.in_argilla_at_fit) < count:
+            assert time.monotonic() < deadline, "the background training never started"
+            time.sleep(0.01)
+
 
 def test_auto_is_ahead_for_the_fine_tuned_models_only():
     assert Settings(_env_file=None, model=ModelKind.transformer).ahead
@@ -60,6 +68,7 @@ def test_the_next_batch_never_waits_for_training(world, monkeypatch):
     label_batch(world, 0)
     daemon.tick()
     assert gateway.max_batch_id() == 1 and daemon.trainer.busy
+    gate.reached(1)
     assert all(r.suggestion is None for r in gateway.batch(1))
     assert daemon.status()["training"]["background"]["round"] == 0
     assert daemon.state.rounds == [] and daemon.state.prepared is None
@@ -91,6 +100,7 @@ def test_the_next_batch_never_waits_for_training(world, monkeypatch):
     gate.open.clear()
     label_batch(world, 3)
     daemon.tick()  # logs prepared batch 4; round 3 trains (held)
+    gate.reached(4)
     label_batch(world, 4)
     daemon.tick()
     assert gateway.max_batch_id() == 5 and daemon.trainer.busy

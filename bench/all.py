@@ -1,0 +1,88 @@
+"""The default benchmark set, one command (``make bench``): about 30 min on 2 CPU cores.
+
+    .venv/bin/python bench/all.py                     # TREC-6, everything below
+    .venv/bin/python bench/all.py --pool my.parquet --test my-test.parquet --text-column body --label-column topic
+    .venv/bin/python bench/all.py --only efficiency,idle
+
+1. efficiency: label efficiency of the default model (hybrid) and of embeddings alone, BreakingTies and random
+   sampling, 3 seeds, up to 500 labels, in-process with oracle labels (bench/strategies.py ->
+   results/label-efficiency.json/.png): accuracy and macro-F1 vs labels, labels to 0.80/0.85/0.90, the label
+   saving against random at equal accuracy. ``--pool``/``--test`` point it at any labelled JSONL/CSV/Parquet.
+2. wait: the annotator's wait with the default model against a real local Argilla started for the purpose
+   (bench/wait.py, 10 rounds, ``--merge``: the transformer configurations already in results/wait.json stay).
+3. idle: CPU and RSS of the daemon waiting on annotators for 60 s (bench/idle.py).
+4. scale: one round of the default model on pools of 5k, 50k and 500k synthetic texts (bench/scale.py).
+
+Each step runs as its own process; a failing step is reported and the others still run (exit code 1 at the
+end). The wall time of each step goes to results/bench-all.json. The transformer studies (every model x strategy
+in bench/strategies.py, the transformer wait configurations) take hours on CPU and are not part of this set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+STEPS = ("efficiency", "wait", "idle", "scale")
+
+
+def commands(args: argparse.Namespace) -> dict[str, list[str]]:
+    data = ["--pool", str(args.pool), "--test", str(args.test)]
+    data += ["--text-column", args.text_column, "--label-column", args.label_column]
+    out = RESULTS / "label-efficiency.json"
+    if args.pool != ROOT / "data/trec6/train.jsonl":
+        out = RESULTS / f"label-efficiency-{args.pool.stem}.json"
+    python = sys.executable
+    return {
+        "efficiency": [python, "bench/strategies.py", "--models", "hybrid,embeddings"]
+        + ["--strategies", "breaking_ties,random", "--seeds", "0,1,2", "--max-labels", "500", "--out", str(out)]
+        + data,
+        "wait": [python, "bench/wait.py", "--merge", "--configs", "embeddings-inline,hybrid-inline", "--rounds", "10"],
+        "idle": [python, "bench/idle.py"],
+        "scale": [python, "bench/scale.py", "--sizes", "5000", "50000", "500000"],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(STEPS), help=f"comma list of {', '.join(STEPS)}")
+    parser.add_argument("--pool", type=Path, default=ROOT / "data/trec6/train.jsonl")
+    parser.add_argument("--test", type=Path, default=ROOT / "data/trec6/test.jsonl")
+    parser.add_argument("--text-column", default="text")
+    parser.add_argument("--label-column", default="label")
+    args = parser.parse_args()
+    chosen = [step for step in args.only.split(",") if step]
+    unknown = set(chosen) - set(STEPS)
+    if unknown:
+        parser.error(f"unknown step(s) {', '.join(sorted(unknown))}; choose from {', '.join(STEPS)}")
+    steps = commands(args)
+    record = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "steps": {}}
+    started = time.perf_counter()
+    failed = []
+    for name in chosen:
+        print(f"== {name}: {' '.join(steps[name][1:])}", flush=True)
+        mark = time.perf_counter()
+        code = subprocess.run(steps[name], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+        seconds = round(time.perf_counter() - mark, 1)
+        record["steps"][name] = {"command": steps[name][1:], "exit_code": code.returncode, "seconds": seconds}
+        print(f"== {name}: exit {code.returncode} after {seconds / 60:.1f} min", flush=True)
+        if code.returncode != 0:
+            failed.append(name)
+    record["wall_seconds"] = round(time.perf_counter() - started, 1)
+    record["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "bench-all.json").write_text(json.dumps(record, indent=1) + "\n")
+    print(f"done in {record['wall_seconds'] / 60:.1f} min" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
