@@ -6,7 +6,7 @@
 candidate feature set x logistic-regression C, three seeds of active learning with oracle labels: a random first
 batch of 20, then BreakingTies batches of 20 (smallest margin between the two most probable classes), up to 400
 labels; accuracy on the validation texts at 100/200/300/400 labels. The features are built with the daemon's own
-functions (``daemon.pool.embed``, ``daemon.models.ngram_vectorizer`` and ``join_features``); the loop is a plain
+functions (``daemon.pool.embed``, ``daemon.models.fit_ngrams`` and ``join_features``); the loop is a plain
 scikit-learn one so that C and the class weights can vary (they are not settings). data/trec6/test.jsonl is never
 read. The winner became the ``hybrid`` model and the default; bench/strategies.py then measures it on the test set.
 """
@@ -44,7 +44,7 @@ def main() -> None:
 
     from daemon.app import load_data
     from daemon.config import Settings
-    from daemon.models import join_features, ngram_vectorizer
+    from daemon.models import fit_ngrams, join_features
     from daemon.pool import default_model_path, embed
 
     settings = Settings(_env_file=None, pool_file=ROOT / "data/trec6/train.jsonl", test_file=None, cache_dir=CACHE)
@@ -54,7 +54,8 @@ def main() -> None:
     order = np.random.default_rng(123).permutation(len(texts))
     validation, pool = order[:1000], order[1000:]
     embeddings = embed(texts, Path(default_model_path()), settings.cache_path, data.pool.fingerprint)
-    ngrams = ngram_vectorizer().fit([texts[i] for i in pool]).transform(texts)
+    vectorizer, _ = fit_ngrams([texts[i] for i in pool])
+    ngrams = vectorizer.transform(texts)
     features = {"embeddings": embeddings, "tfidf": ngrams, "hybrid": join_features(embeddings, ngrams)}
 
     def run(x, c: float, weight: str | None, seed: int) -> dict[int, float]:

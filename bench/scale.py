@@ -102,10 +102,10 @@ def one(size: int, labels: int, model: str = "embeddings") -> dict:
     del noise
     x = vectors
     if model == "hybrid":
-        from daemon.models import join_features, ngram_vectorizer
+        from daemon.models import fit_ngrams, join_features
 
         start = time.perf_counter()
-        x = join_features(vectors, ngram_vectorizer().fit_transform(texts))
+        x = join_features(vectors, fit_ngrams(texts)[1])
         out["ngram_features_s"] = round(time.perf_counter() - start, 2)
         out["feature_matrix_mb"] = round((x.data.nbytes + x.indices.nbytes + x.indptr.nbytes) / 2**20, 1)
         del vectors

@@ -28,6 +28,8 @@ CASES = [
     (ModelKind.embeddings, QueryStrategyName.breaking_ties, ColdStart.kmeans),
     (ModelKind.embeddings, QueryStrategyName.embedding_kmeans, ColdStart.random),
     (ModelKind.embeddings, QueryStrategyName.greedy_coreset, ColdStart.random),
+    (ModelKind.hybrid, QueryStrategyName.breaking_ties, ColdStart.random),
+    (ModelKind.hybrid, QueryStrategyName.greedy_coreset, ColdStart.kmeans),
     (ModelKind.transformer, QueryStrategyName.bald, ColdStart.random),
     (ModelKind.transformer, QueryStrategyName.greedy_coreset, ColdStart.kmeans),
     (ModelKind.setfit, QueryStrategyName.breaking_ties, ColdStart.random),
