@@ -1,0 +1,174 @@
+"""README's benchmark tables, generated from bench/results/*.json (so the README says what the results say).
+
+    .venv/bin/python bench/tables.py            # print the tables
+    .venv/bin/python bench/tables.py --write    # replace them in README.md between their <!-- bench:NAME --> marks
+
+tests/unit/test_bench_tables.py fails when README.md and the JSON disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+README = ROOT / "README.md"
+CHECKPOINTS = (100, 200, 300, 400, 500)
+TARGETS = ("0.80", "0.85", "0.90")
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _acc(summary: dict, labels: int) -> str:
+    if labels not in summary.get("labels", []):
+        return "—"
+    i = summary["labels"].index(labels)
+    mean, std = summary["accuracy_mean"][i], summary["accuracy_std"][i]
+    return "—" if mean is None else f"{mean:.3f} ± {std or 0:.3f}"
+
+
+def _to(summary: dict, target: str) -> str:
+    found = summary.get(f"labels_to_{target}") or {}
+    per_seed = found.get("per_seed") or []
+    reached = [n for n in per_seed if n is not None]
+    if not per_seed or not reached:
+        return "not reached"
+    if len(reached) == len(per_seed):
+        return f"{found['mean']:.0f}"
+    return f"{len(reached)} of {len(per_seed)} seeds"
+
+
+def efficiency(document: dict) -> str:
+    lines = [
+        "| model | strategy | " + " | ".join(f"{n} labels" for n in CHECKPOINTS) + " | labels to "
+        + " / ".join(TARGETS) + " | saving vs random at 0.80 / 0.85 |",
+        "|---|---|" + "---|" * len(CHECKPOINTS) + "---|---|",
+    ]  # fmt: skip
+    saving = document.get("saving_vs_random", {})
+    for model, by_strategy in document["results"].items():
+        for strategy, summary in by_strategy.items():
+            levels = (saving.get(model, {}).get(strategy) or {}).get("levels", {})
+            cells = []
+            for level in ("0.80", "0.85"):
+                value = (levels.get(level) or {}).get("saving")
+                cells.append("—" if value is None else f"{100 * value:.0f} %")
+            lines.append(
+                f"| {model} | {strategy} | "
+                + " | ".join(_acc(summary, n) for n in CHECKPOINTS)
+                + " | "
+                + " / ".join(_to(summary, t) for t in TARGETS)
+                + " | "
+                + (" / ".join(cells) if strategy != "random" else "(baseline)")
+                + " |"
+            )
+    return "\n".join(lines)
+
+
+def wait(document: dict) -> str:
+    lines = [
+        "| configuration | rounds | wait p50 | p95 | max | median: detect | handover | train + evaluate (when) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, config in document["configs"].items():
+        stats = config["stats"]["all"]["wait"]
+        median = config["stats"]["all"]["median"]
+        training = (median.get("train") or 0.0) + (median.get("evaluate") or 0.0)
+        when = "on the path" if config["training"] == "inline" else "in the background"
+        pool = config.get("pool_size")
+        lines.append(
+            f"| {name} (pool {pool:,}) | {stats['n']} | {stats['p50']:.2f} s | {stats['p95']:.2f} s | "
+            f"{stats['max']:.2f} s | {_s(median.get('detect'))} | {_s(median.get('handover'))} | "
+            f"{training:.2f} s ({when}) |"
+        )
+    return "\n".join(lines)
+
+
+def idle(document: dict) -> str:
+    lines = ["| configuration | CPU (% of one core) | RSS mean | RSS peak |", "|---|---|---|---|"]
+    for config in document["configs"]:
+        lines.append(
+            f"| {config['config']} | {config['cpu_percent']:.2f} % | {config['rss_mb_mean']:.0f} MB | "
+            f"{config['peak_rss_mb_whole_run']:.0f} MB |"
+        )
+    return "\n".join(lines)
+
+
+def scale(document: dict) -> str:
+    lines = [
+        f"| pool ({document.get('model', 'embeddings')}) | load + check file | features | fit (400 labels) | "
+        "pool probabilities | query | round | peak RSS | embedding (estimated) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in document["sizes"]:
+        if "error" in row:
+            lines.append(f"| {row['size']:,} | error: {row['error']} |||||||| ")
+            continue
+        lines.append(
+            f"| {row['size']:,} | {row['load_s']:.1f} s | {_s(row.get('ngram_features_s'), 1)} | {row['fit_s']:.2f} s"
+            f" | {row['pool_proba_s']:.2f} s | {row['query_s']:.3f} s | {row['round_s']:.2f} s | "
+            f"{row['peak_rss_mb'] / 1024:.1f} GB | {_minutes(row.get('embed_s_estimated'))} |"
+        )
+    one_m = document.get("extrapolated_1m") or {}
+    if one_m.get("round_s") is not None:
+        lines.append(
+            f"| 1,000,000 (extrapolated) | {_s(one_m.get('load_s'), 0)} | | {_s(one_m.get('fit_s'))} | "
+            f"{_s(one_m.get('pool_proba_s'))} | {_s(one_m.get('query_s'))} | {_s(one_m.get('round_s'))} | "
+            f"{one_m['peak_rss_mb'] / 1024:.1f} GB | {_minutes(one_m.get('embed_s_estimated'))} |"
+        )
+    return "\n".join(lines)
+
+
+def _s(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f} s"
+
+
+def _minutes(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds / 60:.0f} min"
+
+
+TABLES = {
+    "efficiency": ("label-efficiency.json", efficiency),
+    "wait": ("wait.json", wait),
+    "idle": ("idle.json", idle),
+    "scale": ("scale.json", scale),
+}
+
+
+def tables() -> dict[str, str]:
+    found = {}
+    for name, (file, render) in TABLES.items():
+        document = _load(file)
+        if document is not None:
+            found[name] = render(document)
+    return found
+
+
+def mark(name: str) -> re.Pattern:
+    return re.compile(rf"(<!-- bench:{name} -->\n)(.*?)\n?(<!-- /bench:{name} -->)", re.S)
+
+
+def write(text: str) -> str:
+    for name, table in tables().items():
+        text = mark(name).sub(lambda m, table=table: m.group(1) + table + "\n" + m.group(3), text)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    if args.write:
+        README.write_text(write(README.read_text()))
+        return
+    for name, table in tables().items():
+        print(f"<!-- bench:{name} -->\n{table}\n<!-- /bench:{name} -->\n")
+
+
+if __name__ == "__main__":
+    main()

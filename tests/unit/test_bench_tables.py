@@ -1,0 +1,13 @@
+"""README's benchmark tables are generated from bench/results (bench/tables.py): they must say what the JSON says."""
+
+from bench.tables import README, mark, tables
+
+
+def test_readme_benchmark_tables_match_the_results():
+    text = README.read_text()
+    generated = tables()
+    assert set(generated) == {"efficiency", "wait", "idle", "scale"}
+    for name, table in generated.items():
+        found = mark(name).search(text)
+        assert found, f"README.md has no <!-- bench:{name} --> table"
+        assert found.group(2) == table, f"README's {name} table is stale: run .venv/bin/python bench/tables.py --write"
