@@ -693,7 +693,7 @@ def save(result: dict) -> None:
 
 # ---- plot -----------------------------------------------------------------------------------------------------
 SPLIT = [
-    ("poll_wait", "until the daemon polls (or, ahead, ends the last training)", "#bbbbbb"),
+    ("poll_wait", "until the daemon polls", "#bbbbbb"),
     ("read", "read + reconcile", "#8da0cb"),
     ("train", "train + evaluate (on path)", "#e78ac3"),
     ("query", "query (on path)", "#a6d854"),
