@@ -83,6 +83,9 @@ def main() -> None:
             rows.append({"features": name, "C": c, "class_weight": weight, "validation_accuracy": mean})
             print(name, c, weight, mean, f"{time.perf_counter() - mark:.0f} s", flush=True)
     best = max(rows, key=lambda r: sum(r["validation_accuracy"].values()))
+    from daemon.models import HYBRID_C, HYBRID_CLASS_WEIGHT
+
+    default = {"features": "hybrid", "C": HYBRID_C, "class_weight": HYBRID_CLASS_WEIGHT}
     result = {
         "what": __doc__.splitlines()[0],
         "date": datetime.date.today().isoformat(),
@@ -90,6 +93,10 @@ def main() -> None:
         "strategy": "BreakingTies, batch 20, first batch random; mean of seeds 0, 1, 2",
         "candidates": rows,
         "best_by_mean_validation_accuracy": best,
+        "daemon_default": default,
+        "default_is_best": all(best[k] == v for k, v in default.items()),
+        "note": "differences of 0.01-0.02 between the hybrid variants are within the seed-to-seed spread; the gap "
+        "between hybrid and embeddings alone (0.07-0.10) is not",
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "defaults.json").write_text(json.dumps(result, indent=1) + "\n")

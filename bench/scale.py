@@ -77,7 +77,7 @@ def one(size: int, labels: int, model: str = "embeddings") -> dict:
 
     from daemon.config import QueryStrategyName
     from daemon.learner import Features, Learner, logistic_regression_factory, unlabelled_targets
-    from daemon.models import HYBRID_C
+    from daemon.models import HYBRID_C, HYBRID_CLASS_WEIGHT
     from daemon.pool import default_model_path, drop_duplicate_texts, embed, load_table
 
     data = trec()
@@ -116,7 +116,9 @@ def one(size: int, labels: int, model: str = "embeddings") -> dict:
     features = Features(
         pool=SklearnDataset(x, unlabelled_targets(size), target_labels=np.arange(classes)),
         test=None,
-        factory=logistic_regression_factory(classes, 0, c=HYBRID_C, solver="newton-cg")
+        factory=logistic_regression_factory(
+            classes, 0, c=HYBRID_C, solver="newton-cg", class_weight=HYBRID_CLASS_WEIGHT
+        )
         if model == "hybrid"
         else logistic_regression_factory(classes, 0, c=10.0),
         name="scale",
