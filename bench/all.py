@@ -34,16 +34,22 @@ RESULTS = ROOT / "bench" / "results"
 STEPS = ("efficiency", "wait", "idle", "scale")
 
 
+def relative(path: Path) -> str:
+    """Paths inside the checkout as relative ones (each step runs in it), so the results name no machine."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def commands(args: argparse.Namespace) -> dict[str, list[str]]:
-    data = ["--pool", str(args.pool), "--test", str(args.test)]
+    data = ["--pool", relative(args.pool), "--test", relative(args.test)]
     data += ["--text-column", args.text_column, "--label-column", args.label_column]
     out = RESULTS / "label-efficiency.json"
-    if args.pool != ROOT / "data/trec6/train.jsonl":
+    if args.pool.resolve() != ROOT / "data/trec6/train.jsonl":
         out = RESULTS / f"label-efficiency-{args.pool.stem}.json"
     python = sys.executable
     return {
         "efficiency": [python, "bench/strategies.py", "--models", "hybrid,embeddings"]
-        + ["--strategies", "breaking_ties,random", "--seeds", "0,1,2", "--max-labels", "500", "--out", str(out)]
+        + ["--strategies", "breaking_ties,random", "--seeds", "0,1,2", "--max-labels", "500", "--out", relative(out)]
         + data,
         "wait": [python, "bench/wait.py", "--merge", "--configs", "embeddings-inline,hybrid-inline", "--rounds", "10"],
         "idle": [python, "bench/idle.py"],

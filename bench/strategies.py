@@ -292,6 +292,12 @@ def summarise(runs: list[dict]) -> dict:
     return summary
 
 
+def shown(path: Path) -> str:
+    """A data file as the JSON records it: relative to the checkout when inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def data_arguments(args: argparse.Namespace) -> list[str]:
     return ["--pool", str(args.pool), "--test", str(args.test), "--text-column", args.text_column,
             "--label-column", args.label_column]  # fmt: skip
@@ -504,7 +510,7 @@ def main() -> None:
     meta = {
         "what": f"{dataset_name} active learning with oracle labels, daemon's Learner, batch 20; accuracy/macro-F1"
         " on test",
-        "dataset": {"name": dataset_name, "pool": str(args.pool), "test": str(args.test)},
+        "dataset": {"name": dataset_name, "pool": shown(args.pool), "test": shown(args.test)},
         "settings": {
             "batch_size": BATCH,
             "seeds": seeds,
@@ -526,7 +532,7 @@ def main() -> None:
     runs: dict[tuple, dict] = {}
     if args.resume and args.out.exists():
         previous = json.loads(args.out.read_text())
-        if (previous.get("dataset") or {}).get("pool", str(DATA["pool"])) != str(args.pool):
+        if (previous.get("dataset") or {}).get("pool", shown(DATA["pool"])) != shown(args.pool):
             raise SystemExit(f"--resume: {args.out} holds runs on another pool file; use another --out")
         columns = previous["runs_columns"]
         wanted = {job.key: job for job in jobs}
