@@ -1,0 +1,142 @@
+"""A person in the real Argilla web UI (headless Chromium through Playwright): sign in as the annotator, label batch 0
+by clicking a label and Submit (one record discarded), and see batch 1 arrive with the model's suggestion and the
+daemon's metadata. Every submit's HTTP status is asserted, not only that the UI moved on. Screenshots of each step
+go to tests/output/browser/<dataset>/.
+
+Needs Debian's Chromium (``apt-get install chromium``; .ci/run installs it) and the ``playwright`` package (a dev
+extra); never ``playwright install``. Skipped, with the reason, where no Chromium exists.
+"""
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from daemon.simulate import wait_for
+from daemon.stack import ANNOTATOR
+from daemon.state import StateStore
+from tests.conftest import OUTPUT, TREC
+from tests.e2e.conftest import get_status, start_daemon
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = Path(os.environ.get("AL_CHROMIUM", "/usr/bin/chromium"))
+BATCH = 4
+TIMEOUT_MS = 30_000
+
+
+@pytest.fixture
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (or set AL_CHROMIUM)")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+def gold_labels() -> dict[str, str]:
+    rows = (json.loads(line) for line in (TREC / "train.jsonl").read_text().splitlines() if line.strip())
+    return {row["text"]: row["label"] for row in rows}
+
+
+def test_an_annotator_labels_batch_0_in_the_ui_and_batch_1_appears(argilla_stack, dataset_name, trec_env, browser):
+    shots = OUTPUT / "browser" / dataset_name
+    shots.mkdir(parents=True, exist_ok=True)
+    env = trec_env["env"] | {"AL_BATCH_SIZE": str(BATCH), "AL_POLL_INTERVAL": "1", "AL_PUBLISH_PROGRESS": "false"}
+    port, log = trec_env["port"], trec_env["log"]
+    gold = gold_labels()
+    daemon = start_daemon(env, log)
+    try:
+        assert wait_for(lambda: (get_status(port) or {}).get("state") == "waiting-for-annotators", 240), log.read_text()
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(f"{argilla_stack['url']}/sign-in", wait_until="networkidle")
+        page.fill("input[name=Username]", ANNOTATOR.username)
+        page.fill("input[name=Password]", ANNOTATOR.password)
+        page.click("button:has-text('Sign in')")
+        page.get_by_text(dataset_name, exact=True).click()
+        page.wait_for_url("**/annotation-mode**")
+        page.screenshot(path=shots / "01-batch-0.png")
+
+        answered = []
+        for n in range(BATCH):
+            text = current_text(page, gold)
+            if n == BATCH - 1:  # the last one: Discard (a text the annotator will not label)
+                with page.expect_response(lambda r: "/responses" in r.url and r.request.method == "POST") as sent:
+                    page.click("button:has-text('Discard')")
+            else:
+                page.get_by_text(gold[text], exact=True).first.click()
+                page.wait_for_timeout(300)  # let the chip render as selected
+                page.screenshot(path=shots / f"{2 + n:02d}-labelled-{n}.png")
+                with page.expect_response(lambda r: "/responses" in r.url and r.request.method == "POST") as sent:
+                    page.click("button:has-text('Submit')")
+            response = sent.value
+            assert response.status in (200, 201), f"{response.url}: HTTP {response.status} {response.text()[:300]}"
+            body = response.json()
+            assert body["status"] == ("discarded" if n == BATCH - 1 else "submitted"), body
+            if n < BATCH - 1:  # the label clicked is the one Argilla stored
+                assert [v["value"] for v in body["values"].values()] == [gold[text]], body
+            answered.append(text)
+            page.wait_for_function(
+                "t => !document.body.innerText.includes(t)", arg=text, timeout=TIMEOUT_MS
+            )  # the UI moved on to the next record
+        assert len(set(answered)) == BATCH
+        page.screenshot(path=shots / f"{2 + BATCH:02d}-batch-0-done.png")
+
+        # the daemon sees the batch complete (three labels, one discard) and logs batch 1: the UI's pending queue
+        # shows it after a reload, with the model's suggestion and the metadata the daemon wrote
+        deadline = time.monotonic() + 120
+        while True:
+            page.reload(wait_until="networkidle")
+            if page.get_by_text("Text", exact=True).count() and current_text(page, gold, strict=False):
+                break
+            assert time.monotonic() < deadline, "batch 1 never appeared in the UI"
+            time.sleep(1)
+        text = current_text(page, gold)
+        assert text not in answered
+        page.get_by_text("Suggestion", exact=True).first.wait_for()
+        assert ":round-1" in page.inner_text("body")  # the agent: the model of round 0, as batch 1's chooser
+        page.screenshot(path=shots / f"{3 + BATCH:02d}-batch-1-suggestion.png")
+        open_record_menu(page)
+        page.get_by_text("View metadata").click()
+        page.wait_for_timeout(600)  # the popup fades in
+        info = page.locator("text=Metadata").locator("xpath=ancestor::*[contains(., 'batch_id')][1]").inner_text()
+        page.screenshot(path=shots / f"{4 + BATCH:02d}-batch-1-metadata.png")
+        assert "batch_id" in info and "\n1" in info.split("batch_id", 1)[1][:12], info
+        assert "al_score" in info and "round" in info, info
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(timeout=40)
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+    state = StateStore(trec_env["state_dir"]).load()
+    batch = state.batches[0]
+    assert batch.complete and len(batch.labels) == BATCH - 1 and len(batch.discarded) == 1
+    assert set(batch.labels.values()) <= set(state.labels)
+    assert state.batches[1].logged and state.rounds[0].labels == BATCH - 1  # the discard is never trained on
+
+
+def current_text(page, gold: dict[str, str], strict: bool = True) -> str | None:
+    """The record on screen, found among the pool's texts (strict: waiting for it to render)."""
+    deadline = time.monotonic() + (TIMEOUT_MS / 1000 if strict else 0)
+    while True:
+        body = page.inner_text("body")
+        found = [text for text in gold if text in body]
+        if len(found) == 1 or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    if strict:
+        assert len(found) == 1, f"expected one pool text on the page, found {len(found)}"
+    return found[0] if len(found) == 1 else None
+
+
+def open_record_menu(page) -> None:
+    """The record card's kebab menu (its first button after the status badge)."""
+    card = page.locator("text=Pending").nth(1).locator("xpath=..")
+    card.locator("xpath=following-sibling::*").first.click()
