@@ -3,8 +3,8 @@
     .venv/bin/python bench/idle.py                      # both configurations, 60 s each (about 4 min)
     .venv/bin/python bench/idle.py --seconds 20 --argilla-url http://127.0.0.1:6930
 
-Each configuration starts ``python -m daemon.cli run`` with the default settings (embeddings + logistic
-regression on the bundled TREC-6 pool), waits until batch 0 is logged and the status says
+Each configuration starts ``python -m daemon.cli run`` with the default settings (the hybrid model:
+embeddings + TF-IDF, logistic regression, on the bundled TREC-6 pool), waits until batch 0 is logged and the status says
 ``waiting-for-annotators``, then, with nobody labelling, reads the process's ``/proc/<pid>/stat`` and
 ``/proc/<pid>/status`` once a second for ``--seconds``: CPU% = (user + system CPU seconds) / wall seconds x 100 (of
 one core), RSS mean and max, and the peak RSS of the whole run so far (``VmHWM``, which includes embedding the

@@ -1,6 +1,6 @@
-"""Scale: the fast default (sentence embeddings + logistic regression, BreakingTies) on pools of 5k, 50k, 500k.
+"""Scale: the default model (hybrid; ``--model embeddings`` for the embeddings alone) on pools of 5k, 50k, 500k.
 
-    .venv/bin/python bench/scale.py                       # 5k, 50k, 500k (about 10 min on 2 cores)
+    .venv/bin/python bench/scale.py                       # 5k, 50k, 500k (about 2-10 min on 2 cores)
     .venv/bin/python bench/scale.py --sizes 5000 50000 --labels 400
 
 What is measured, each size in a fresh subprocess (peak RSS = its ``ru_maxrss``):
@@ -15,7 +15,9 @@ What is measured, each size in a fresh subprocess (peak RSS = its ``ru_maxrss``)
 - embedding throughput (texts/s) of the bundled MiniLM on 2,000 perturbed texts, once; the time to embed each
   pool is extrapolated from it. The pool vectors of each size are TREC-6's real embeddings resampled with small
   Gaussian noise and re-normalised: embedding 500k texts here would take about half an hour, and the learner's
-  cost depends on the matrix's shape, not on what the vectors say.
+  cost depends on the matrix's shape, not on what the vectors say. The hybrid model's TF-IDF 1-2-grams are fitted
+  on the synthetic texts themselves (timed as ``ngram_features_s``; each row's number adds a rare token, dropped
+  by min_df=2 like any n-gram seen once).
 A line through the three sizes (time and RSS against pool size) is extrapolated to 1M. Writes
 bench/results/scale.json and scale.png.
 """
