@@ -530,17 +530,8 @@ class Daemon:
         self._publish()
 
     def _as_prepared(self, result: QueryResult, round_number: int) -> Batch | None:
-        if not result.indices:
-            return None  # nothing left to ask for
-        return Batch(
-            batch_id=self.state.current.batch_id + 1,
-            round=round_number + 1,
-            pool_indices=result.indices,
-            record_ids=[record_id(i) for i in result.indices],
-            scores=result.scores,
-            suggestions=[None if p is None else self.labels[p] for p in result.predicted],
-            confidences=result.confidence,
-        )
+        """The batch after the current one, chosen by round ``round_number``'s model (None: nothing left to ask)."""
+        return self._batch(self.state.current.batch_id + 1, round_number + 1, result) if result.indices else None
 
     def settle(self, timeout: float | None = None) -> bool:
         """Wait until no background training is running or waiting (tests, and a clean exit)."""
@@ -755,8 +746,16 @@ class Daemon:
     def _journal_batch(self, batch_id: int, round_number: int, result: QueryResult) -> None:
         """Write the chosen batch to the state before anything is sent to Argilla."""
         previous = self.state.current
-        carried = list(previous.moved) if previous is not None else []
-        batch = Batch(
+        batch = self._batch(batch_id, round_number, result, carried=previous.moved if previous is not None else ())
+        if self.state.used_indices() & set(batch.fresh_indices()):
+            raise StateError(f"batch {batch_id} would repeat pool items already asked for; refusing to log it")
+        self.state.batches.append(batch)
+        self.store.save(self.state)
+
+    def _batch(self, batch_id: int, round_number: int, result: QueryResult, carried=()) -> Batch:
+        """A query's result as a batch of records (``carried``: the ones a stuck batch moved on)."""
+        moved = set(carried)
+        return Batch(
             batch_id=batch_id,
             round=round_number,
             pool_indices=result.indices,
@@ -764,12 +763,8 @@ class Daemon:
             scores=result.scores,
             suggestions=[None if p is None else self.labels[p] for p in result.predicted],
             confidences=result.confidence,
-            carried=[i for i in result.indices if i in set(carried)],
+            carried=[i for i in result.indices if i in moved],
         )
-        if self.state.used_indices() & set(batch.fresh_indices()):
-            raise StateError(f"batch {batch_id} would repeat pool items already asked for; refusing to log it")
-        self.state.batches.append(batch)
-        self.store.save(self.state)
 
     def _ensure_logged(self) -> None:
         batch = self.state.current

@@ -56,7 +56,8 @@ class HybridEncoder:
         return self
 
     def transform(self, texts):
-        self._sentences.model_path = self.model_path
+        if self._sentences.model_path != self.model_path:  # moved by set_params (load_model): load from there
+            self._sentences = SentenceEncoder(self.model_path)
         return join_features(self._sentences.transform(texts), self.vectorizer.transform(list(texts)))
 
     def __getstate__(self) -> dict:
