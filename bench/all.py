@@ -1,4 +1,4 @@
-"""The default benchmark set, one command (``make bench``): about 30 min on 2 CPU cores.
+"""The default benchmark set, one command (``make bench``): about 35 min on 2 CPU cores.
 
     .venv/bin/python bench/all.py                     # TREC-6, everything below
     .venv/bin/python bench/all.py --pool my.parquet --test my-test.parquet --text-column body --label-column topic
@@ -12,6 +12,8 @@
    (bench/wait.py, 10 rounds, ``--merge``: the transformer configurations already in results/wait.json stay).
 3. idle: CPU and RSS of the daemon waiting on annotators for 60 s (bench/idle.py).
 4. scale: one round of the default model on pools of 5k, 50k and 500k synthetic texts (bench/scale.py).
+5. activelab: several noisy annotators per text (data/politeness): ActiveLab against random selection, 25 rounds
+   x 25 annotations, 5 seeds (bench/activelab.py -> results/activelab.json/.png; ~5 min).
 
 Each step runs as its own process; a failing step is reported and the others still run (exit code 1 at the
 end). The wall time of each step goes to results/bench-all.json. The transformer studies (every model x strategy
@@ -31,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-STEPS = ("efficiency", "wait", "idle", "scale")
+STEPS = ("efficiency", "wait", "idle", "scale", "activelab")
 
 
 def relative(path: Path) -> str:
@@ -54,6 +56,7 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
         "wait": [python, "bench/wait.py", "--merge", "--configs", "embeddings-inline,hybrid-inline", "--rounds", "10"],
         "idle": [python, "bench/idle.py"],
         "scale": [python, "bench/scale.py", "--sizes", "5000", "50000", "500000"],
+        "activelab": [python, "bench/activelab.py"],
     }
 
 

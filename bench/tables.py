@@ -124,6 +124,37 @@ def scale(document: dict) -> str:
     return "\n".join(lines)
 
 
+def activelab(document: dict) -> str:
+    rounds = document["rounds"]
+    shown = sorted({0, rounds // 5, 2 * rounds // 5, 3 * rounds // 5, 4 * rounds // 5, rounds})
+    results = document["results"]
+    first = next(iter(results.values()))
+    reduction = document.get("error_reduction_vs_random", {})
+    lines = [
+        "| arm | "
+        + " | ".join(f"{first['annotations'][r]:,} annotations" for r in shown)
+        + " | error vs random: last round / mean of rounds | texts / relabelled (last) |",
+        "|---|" + "---|" * len(shown) + "---|---|",
+    ]
+    for arm, summary in results.items():
+        cells = [f"{summary['error_mean'][r]:.3f} ± {summary['error_std'][r]:.3f}" for r in shown]
+        found = reduction.get(arm)
+        versus = "(baseline)" if found is None else (
+            f"{-100 * found['final']:+.1f} % / {-100 * found['mean_over_rounds']:+.1f} %"
+        )  # fmt: skip
+        lines.append(
+            f"| {arm} (n={summary['seeds']}) | "
+            + " | ".join(cells)
+            + f" | {versus} | {summary['texts_final_mean']:.0f} / {summary['relabelled_final_mean']:.0f} |"
+        )
+    lines.append(
+        f"| model trained on every pool text with its all-annotator consensus | {document['ceiling_error']:.3f} |"
+        + " |" * (len(shown) - 1)
+        + " | |"
+    )
+    return "\n".join(lines)
+
+
 def _s(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f} s"
 
@@ -137,6 +168,7 @@ TABLES = {
     "wait": ("wait.json", wait),
     "idle": ("idle.json", idle),
     "scale": ("scale.json", scale),
+    "activelab": ("activelab.json", activelab),
 }
 
 

@@ -28,6 +28,7 @@ class BatchProgress:
     annotators: dict[int, list[str]]
     discarded_indices: list[int]
     pending_indices: list[int] = dataclasses.field(default_factory=list)
+    votes: dict[int, list[tuple[str, str]]] = dataclasses.field(default_factory=dict)  # completed: (user, label)
 
     @property
     def complete(self) -> bool:
@@ -60,6 +61,7 @@ def assess(pool_indices: Sequence[int], views: Sequence[RecordView]) -> BatchPro
     by_index = {view.pool_index: view for view in views}
     labels: dict[int, str] = {}
     annotators: dict[int, list[str]] = {}
+    votes: dict[int, list[tuple[str, str]]] = {}
     discarded: list[int] = []
     completed = missing = 0
     pending: list[int] = []
@@ -72,6 +74,7 @@ def assess(pool_indices: Sequence[int], views: Sequence[RecordView]) -> BatchPro
             completed += 1
             labels[index] = consensus([label for _, label in view.submitted])
             annotators[index] = [user for user, _ in view.submitted]
+            votes[index] = list(view.submitted)
         elif view.discarded:
             discarded.append(index)
         else:
@@ -86,6 +89,7 @@ def assess(pool_indices: Sequence[int], views: Sequence[RecordView]) -> BatchPro
         annotators=annotators,
         discarded_indices=discarded,
         pending_indices=pending,
+        votes=votes,
     )
 
 
@@ -150,3 +154,34 @@ def apply_changes(batches: Sequence[Batch], changes: Sequence[Change], views: di
                 batch.discarded.remove(index)
             batch.labels[index] = item.new
             batch.annotators[index] = [user for user, _ in views[index].submitted]
+
+
+def refresh_votes(batches: Sequence[Batch], views: dict[str, RecordView]) -> int:
+    """Bring the journaled votes of closed batches up to what Argilla holds (``views``: every record by record
+    id): an answer edited, added or withdrawn later, a relabel request answered after its batch closed. A text's
+    own record keeps its votes while it is not completed (its label stays, as :func:`find_changes` rules); a
+    relabel record discarded or deleted gives no vote. Returns how many records' votes changed."""
+    changed = 0
+    for batch in batches:
+        if not batch.complete:
+            continue
+        own = dict(zip(batch.record_ids, batch.pool_indices, strict=True))
+        for rid, index in batch.record_index().items():
+            view = views.get(rid)
+            if view is not None and view.status == "completed" and view.submitted:
+                new = [[who, label] for who, label in view.submitted]
+            elif rid in own:
+                continue
+            elif view is None or view.discarded:
+                new = None
+            else:
+                continue
+            if rid in own and index not in batch.labels:
+                new = None  # no longer trained on (withdrawn, deleted)
+            if new != batch.votes.get(rid):
+                if new is None:
+                    batch.votes.pop(rid, None)
+                else:
+                    batch.votes[rid] = new
+                changed += 1
+    return changed

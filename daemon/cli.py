@@ -66,41 +66,68 @@ def cmd_stack(args: argparse.Namespace) -> int:
     return 0
 
 
-def _annotator(settings, args: argparse.Namespace):
+def _annotators(settings, args: argparse.Namespace) -> list:
+    """The simulated annotators: one answering with the pool's gold labels, or with ``--annotators N`` a team of N
+    Argilla users answering from the pool file's recorded ``annotations`` (a fresh one per request)."""
     from daemon.app import load_data
-    from daemon.simulate import SimulatedAnnotator, SimulationConfig
+    from daemon.simulate import AnnotationSource, SimulatedAnnotator, SimulationConfig, load_annotations, team
 
     data = load_data(settings)
     if data.pool.gold is None:
         raise DaemonError(
             f"{settings.pool_file}: the simulated annotator needs gold labels in {settings.label_column!r}"
         )
-    config = SimulationConfig(
-        argilla_url=settings.argilla_url,
-        api_key=args.annotator_key,
-        dataset=settings.dataset,
-        workspace=settings.workspace,
-        delay=args.delay,
-        discard_rate=args.discard_rate,
-        noise_rate=args.noise_rate,
-        seed=settings.seed,
-    )
     gold = {text: label for text, label in zip(data.pool.texts, data.pool.gold, strict=True) if label is not None}
-    return SimulatedAnnotator(config, gold, data.labels)
+    keys, source = [args.annotator_key], None
+    if args.annotators > 1 or args.from_annotations:
+        try:
+            source = AnnotationSource(load_annotations(settings.pool_file, settings.text_column), seed=settings.seed)
+        except (ValueError, KeyError) as exc:
+            raise DaemonError(f"--annotators/--from-annotations need recorded annotations: {exc}") from None
+        if args.annotators > 1:
+            keys = team(
+                settings.argilla_url, settings.argilla_api_key.get_secret_value(), settings.workspace, args.annotators
+            )
+    return [
+        SimulatedAnnotator(
+            SimulationConfig(
+                argilla_url=settings.argilla_url,
+                api_key=key,
+                dataset=settings.dataset,
+                workspace=settings.workspace,
+                delay=args.delay,
+                discard_rate=args.discard_rate,
+                noise_rate=args.noise_rate,
+                seed=settings.seed + number,
+            ),
+            gold,
+            data.labels,
+            source,
+        )
+        for number, key in enumerate(keys)
+    ]
 
 
 def cmd_simulate(args: argparse.Namespace, rest: list[str]) -> int:
     settings = load_settings(rest)
     setup_logging(settings.log_level, settings.log_format)
-    annotator = _annotator(settings, args)
+    annotators = _annotators(settings, args)
     import signal
 
-    signal.signal(signal.SIGTERM, lambda *_: annotator.stop())
+    def stop(*_) -> None:
+        for annotator in annotators:
+            annotator.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    for annotator in annotators[1:]:
+        annotator.start_thread()
     try:
-        counts = annotator.run(max_records=args.max_records)
+        annotators[0].run(max_records=args.max_records)
     except KeyboardInterrupt:
-        counts = annotator.counts
-    print(json.dumps(vars(counts)))
+        pass
+    stop()
+    for annotator in annotators:
+        print(json.dumps(vars(annotator.counts)))
     return 0
 
 
@@ -124,15 +151,16 @@ def cmd_demo(args: argparse.Namespace, rest: list[str]) -> int:
         f"owner {OWNER.username} / {OWNER.password})"
     )
     print(f"Status:     http://{settings.status_host}:{settings.status_port}/\n", flush=True)
-    annotator = None
+    annotators = []
     if args.simulate:
         args.annotator_key = ANNOTATOR.api_key
-        annotator = _annotator(settings, args)
-        annotator.start_thread()
+        annotators = _annotators(settings, args)
+        for annotator in annotators:
+            annotator.start_thread()
     try:
         return Service(settings).run()
     finally:
-        if annotator is not None:
+        for annotator in annotators:
             annotator.stop()
             print(f"simulated annotator: {json.dumps(vars(annotator.counts))}")
 
@@ -219,6 +247,18 @@ def _simulation_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delay", type=float, default=0.05, help="seconds per record")
     parser.add_argument("--discard-rate", type=float, default=0.0, help="share of records discarded")
     parser.add_argument("--noise-rate", type=float, default=0.0, help="share of labels replaced by a wrong one")
+    parser.add_argument(
+        "--annotators",
+        type=int,
+        default=1,
+        help="simulated team size: N>1 creates annotator users sim-annotator-1..N (owner key) who answer from the "
+        "pool file's recorded `annotations` (e.g. data/politeness)",
+    )
+    parser.add_argument(
+        "--from-annotations",
+        action="store_true",
+        help="answer from the pool file's recorded `annotations` (a fresh one per request) instead of its gold labels",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

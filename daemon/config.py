@@ -73,6 +73,13 @@ class Training(StrEnum):
     # ahead, or one chosen by the model in hand while the next model is still training
 
 
+class ConsensusMethod(StrEnum):
+    """How several annotators' labels for one text become the label the model trains on."""
+
+    majority = "majority"  # majority vote; a tie goes to the label submitted first
+    crowdlab = "crowdlab"  # cleanlab's CROWDLAB: votes weighted by estimated annotator quality and the model
+
+
 class StopMode(StrEnum):
     any = "any"  # stop when one chosen criterion fires
     all = "all"  # stop when every chosen criterion fires in the same round
@@ -96,7 +103,9 @@ class Settings(BaseSettings):
     argilla_api_key: SecretStr = Field(SecretStr("argilla.apikey"), description="API key of an owner/admin user")
     workspace: str = Field("argilla", description="Argilla workspace of the dataset")
     dataset: str = Field("al-daemon", description="Argilla dataset name (created if missing)")
-    annotators_per_record: int = Field(1, ge=1, description="submitted responses that complete a record")
+    annotators_per_record: int = Field(
+        1, ge=1, description="submitted responses that complete a record (Argilla's min_submitted)"
+    )
 
     # data
     pool_file: Path = Field(
@@ -126,6 +135,19 @@ class Settings(BaseSettings):
         Training.auto,
         description="auto | inline | ahead: train before logging the next batch, or train in the background and "
         "log the next batch at once (chosen by the last model finished)",
+    )
+    consensus: ConsensusMethod = Field(
+        ConsensusMethod.majority,
+        description="majority | crowdlab: how several annotators' labels for a text become its training label",
+    )
+    activelab: bool = Field(
+        False,
+        description="ActiveLab: fill each batch with the lowest-scoring texts, new ones or one more label on a "
+        "labelled one (logged as a linked relabel record)",
+    )
+    max_annotations: int = Field(5, ge=1, description="ActiveLab: never ask for more labels than this for one text")
+    consensus_folds: int = Field(
+        5, ge=2, description="K-fold out-of-sample predictions for crowdlab and ActiveLab (K models per round)"
     )
     retrain_every: int = Field(1, ge=1, description="train a new model every N completed batches (else query the last)")
     bald_samples: int = Field(20, ge=2, description="Monte-Carlo dropout passes per query (bald)")
@@ -265,6 +287,28 @@ class Settings(BaseSettings):
         if self.status_token is not None and len(self.status_token.get_secret_value()) < 16:
             raise ValueError("status_token must be at least 16 characters")
         return self
+
+    @model_validator(mode="after")
+    def _check_multiannotator(self) -> Settings:
+        wanted = [n for n, on in (("activelab=true", self.activelab), ("consensus=crowdlab", self.crowdlab)) if on]
+        if wanted and self.ahead:
+            raise ValueError(
+                f"{' and '.join(wanted)} need the model trained inline (each round scores every label with K-fold "
+                f"models before choosing the batch): set AL_TRAINING=inline (model {self.model.value} trains ahead "
+                "by default)"
+            )
+        if wanted and self.retrain_every != 1:
+            raise ValueError(f"{' and '.join(wanted)} need a model every round: set AL_RETRAIN_EVERY=1")
+        if self.activelab and self.max_annotations < self.annotators_per_record:
+            raise ValueError(
+                f"max_annotations ({self.max_annotations}) is below annotators_per_record "
+                f"({self.annotators_per_record}): no text could ever get its first labels"
+            )
+        return self
+
+    @property
+    def crowdlab(self) -> bool:
+        return self.consensus is ConsensusMethod.crowdlab
 
     @property
     def ahead(self) -> bool:

@@ -4,7 +4,8 @@ Written into a temporary folder next to the target and swapped in at the end, so
 never sees half an export. Layout::
 
     export/
-      labelled.parquet      text, label, annotators, batch_id, round, pool_index, id
+      labelled.parquet      text, label (the consensus trained on), annotators, votes ("name=label" each),
+                            annotations, batch_id, round, pool_index, id
       labelled/             the same as a `datasets` folder (datasets.load_from_disk)
       model/                model.joblib + labels.json (scikit-learn pipeline: raw text in, label out;
                             load with load_model() below) [+ encoder/, the sentence-embedding model],
@@ -38,23 +39,29 @@ ENCODER_DIR = "encoder"  # the sentence-embedding model inside model/ (embedding
 
 
 def labelled_rows(state: RunState, pool: TextTable, user_names: dict[str, str]) -> list[dict]:
-    """One row per label used for training, in the order the batches were labelled."""
+    """One row per text used for training, in the order the batches were labelled: its training label (the
+    consensus) and every annotator's vote, relabel answers included."""
     rows = []
+    consensus = state.consensus_labels()
+    votes = state.votes()
     for batch in state.batches:
         if not batch.complete:
             continue
         for index in batch.pool_indices:
-            if index not in batch.labels:
+            if index not in batch.labels or index not in consensus:
                 continue
-            ids = batch.annotators.get(index, [])
+            given = [(who, label) for who, label in votes.get(index, []) if who != "(journaled)"]
+            ids = [who for who, _ in given] or batch.annotators.get(index, [])
             rows.append(
                 {
                     "id": pool.ids[index],
                     "pool_index": index,
                     "text": pool.texts[index],
-                    "label": batch.labels[index],
+                    "label": consensus[index],
                     "annotators": [user_names.get(u, u) for u in ids],
                     "annotator_ids": list(ids),
+                    "votes": [user_names.get(who, who) + "=" + label for who, label in given],
+                    "annotations": len(given),
                     "batch_id": batch.batch_id,
                     "round": batch.round,
                 }
@@ -66,7 +73,7 @@ def fit_final(learner: Learner, state: RunState, labels: list[str]) -> bool:
     """Train the learner on every label of the run, as the last round did (same seed): True if a model exists."""
     if learner.trained:
         return True
-    y = {i: labels.index(label) for i, label in state.training_labels().items()}
+    y = {i: labels.index(label) for i, label in state.consensus_labels().items()}
     last_round = max((m.round for m in state.rounds), default=0)
     return learner.fit(y, state.discarded(), last_round)
 
@@ -148,6 +155,8 @@ def export_run(
             "label": datasets.Value("string"),
             "annotators": datasets.Sequence(datasets.Value("string")),
             "annotator_ids": datasets.Sequence(datasets.Value("string")),
+            "votes": datasets.Sequence(datasets.Value("string")),
+            "annotations": datasets.Value("int64"),
             "batch_id": datasets.Value("int64"),
             "round": datasets.Value("int64"),
         }
@@ -179,6 +188,7 @@ def export_run(
         "open_ids": [pool.ids[i] for i in sorted(state.open_indices())],  # a stuck batch's unanswered records
         "changes": [change.model_dump(mode="json") for change in state.changes],  # made by people after training
         "annotators": dict(annotators),
+        "annotation": {k: v for k, v in status.get("annotation", {}).items()},  # consensus, agreement, quality
         "final": {"accuracy": status.get("accuracy"), "macro_f1": status.get("macro_f1")},
         "signals": {
             name: {k: v for k, v in view.items() if k != "history"} for name, view in status["signals"].items()

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 TEXT_FIELD = "text"
 LABEL_QUESTION = "label"
-INTEGER_METADATA = ("batch_id", "pool_index", "round")
+INTEGER_METADATA = ("batch_id", "pool_index", "round", "relabel")  # relabel: k-th extra request for the text
 FLOAT_METADATA = ("al_score",)
 
 T = TypeVar("T")
@@ -53,6 +53,7 @@ class OutRecord:
     suggestion: str | None = None
     suggestion_score: float | None = None
     agent: str | None = None
+    relabel: int = 0  # ActiveLab: >0 asks once more for the labels of a text already labelled (pool_index)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +65,7 @@ class RecordView:
     status: str  # the record's: "pending" | "completed"
     submitted: tuple[tuple[str, str], ...]  # (user id, label) of each submitted response
     discarded: bool
+    relabel: int = 0  # 0: the text's first record; k: its k-th relabel request
 
 
 class Gateway(Protocol):
@@ -88,6 +90,8 @@ class Gateway(Protocol):
     def set_guidelines(self, text: str) -> None: ...
 
     def user_names(self) -> dict[str, str]: ...
+
+    def team(self) -> set[str]: ...
 
 
 def _translate(call: Callable[..., T]) -> Callable[..., T]:
@@ -257,6 +261,8 @@ class ArgillaGateway:
             metadata = {"batch_id": item.batch_id, "pool_index": item.pool_index, "round": item.round}
             if item.al_score is not None:
                 metadata["al_score"] = float(item.al_score)
+            if item.relabel:
+                metadata["relabel"] = item.relabel
             suggestions = []
             if item.suggestion is not None:
                 suggestions.append(
@@ -322,6 +328,14 @@ class ArgillaGateway:
         return {str(user["id"]): user["username"] for user in response.json().get("items", [])}
 
     @_translate
+    def team(self) -> set[str]:
+        """User ids of the workspace's members other than the daemon's own user: who may answer a record."""
+        dataset = self._get_dataset()
+        response = self._connect().api.http_client.get(f"/api/v1/workspaces/{dataset.workspace.id}/users")
+        response.raise_for_status()
+        return {str(user["id"]) for user in response.json().get("items", [])} - {str(self._me.id)}
+
+    @_translate
     def register_webhook(self, url: str, events: Sequence[str], description: str) -> str:
         """Create a webhook to ``url`` for ``events`` (replacing one a previous run left at the same URL, whose
         secret is no longer known) and return its signing secret. Needs an owner's key."""
@@ -364,7 +378,8 @@ class ArgillaGateway:
 
 def _view(item: dict) -> RecordView | None:
     """A record as the API returns it (with responses) → RecordView; None for records the daemon did not log."""
-    index = (item.get("metadata") or {}).get("pool_index")
+    metadata = item.get("metadata") or {}
+    index = metadata.get("pool_index")
     if index is None:
         return None
     answers = item.get("responses") or []
@@ -379,6 +394,7 @@ def _view(item: dict) -> RecordView | None:
         status=str(item.get("status")),
         submitted=tuple(submitted),
         discarded=any(answer.get("status") == "discarded" for answer in answers),
+        relabel=int(metadata.get("relabel") or 0),
     )
 
 

@@ -371,6 +371,31 @@ class Learner:
         with seeded(self.seed + 1000 * round_number + 1), np.errstate(invalid="ignore"):
             return self._active.query(num_samples=size, query_strategy_kwargs=kwargs)
 
+    def out_of_sample_proba(self, labelled: Mapping[int, int], folds: int, round_number: int) -> np.ndarray:
+        """Class probabilities for every labelled index (rows in ascending index order), each from a model that
+        did not see it: stratified K-fold over the labels in hand, a fresh classifier per fold (what CROWDLAB and
+        ActiveLab need). With fewer labels of a class than folds, the folds shrink; one class only: uniform."""
+        from sklearn.model_selection import StratifiedKFold
+
+        indices = np.array(sorted(labelled), dtype=np.int64)
+        y = np.array([labelled[int(i)] for i in indices], dtype=np.int64)
+        proba = np.full((len(indices), self.num_classes), 1.0 / self.num_classes)
+        smallest = min(np.bincount(y)[np.unique(y)]) if len(y) else 0
+        k = min(folds, smallest)
+        if len(np.unique(y)) < 2 or k < 2:
+            return proba
+        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=(self.seed + 1000 * round_number) % 2**32)
+        with seeded(self.seed + 1000 * round_number + 2):
+            for train, held_out in splitter.split(indices, y):
+                if len(np.unique(y[train])) < 2:
+                    continue
+                subset = self.features.pool[indices[train]].clone()
+                subset.y = y[train]
+                classifier = self.features.factory.new()
+                classifier.fit(subset)
+                proba[held_out] = classifier.predict_proba(self.features.pool[indices[held_out]])
+        return proba
+
     def evaluate(self, y_test: np.ndarray) -> Evaluation | None:
         """Accuracy and macro-F1 on the test set (None without a test set or a model)."""
         if self.features.test is None or not self.trained:

@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from daemon.batches import BatchProgress, apply_changes, assess, find_changes
+from daemon.batches import BatchProgress, apply_changes, assess, find_changes, refresh_votes
 from daemon.config import Settings, StuckAction
+from daemon.consensus import Pick, activelab_scores, crowdlab, lowest
 from daemon.errors import ArgillaRefused, ArgillaUnavailable, SchemaError, StateError
 from daemon.gateway import DatasetSpec, Gateway, OutRecord
 from daemon.learner import Evaluation, Learner, QueryResult
@@ -54,6 +55,9 @@ a model trained on every label submitted so far, so the texts it is least sure a
 - Pick the one label that fits the text and **Submit**. The model's guess is pre-selected as a suggestion:
   check it, don't trust it.
 - **Discard** a text that fits no label or cannot be read; it is never used for training.
+- A record with metadata `relabel` 1, 2, ... asks for one more opinion on a text someone labelled before
+  (the texts whose label is most in doubt). If you labelled that text yourself, leave it for a colleague:
+  Argilla cannot hide it from you, and only your latest answer to a text counts.
 - The next batch appears a few seconds after the last record of a batch is submitted or discarded.
 
 Labels: {labels}
@@ -111,6 +115,7 @@ class Daemon:
         self.trainer = BackgroundTrainer(self._train_in_background)  # AL_TRAINING=ahead
         self._model_round: int | None = None  # the round whose labels the model in hand was trained on
         self._deferred = False  # the last round waits for the background training to finish
+        self._held_out: tuple | None = None  # this round's votes and out-of-sample probabilities (ActiveLab)
 
     # ---- start-up ------------------------------------------------------------------------------------
     def spec(self) -> DatasetSpec:
@@ -275,7 +280,7 @@ class Daemon:
             self._ensure_logged()
         mark = time.perf_counter()
         if not batch.complete:
-            progress = assess(batch.pool_indices, self.gateway.read_batch(batch.batch_id))
+            progress = assess(batch.pool_indices + batch.relabels, self.gateway.read_batch(batch.batch_id))
             self._set(Phase.waiting, progress=progress.as_dict())
             early = None if progress.complete else self._stuck(batch, progress)
             if not progress.complete and early is None:
@@ -308,13 +313,19 @@ class Daemon:
         return None if action is StuckAction.wait else action
 
     def _close_batch(self, batch: Batch, progress: BatchProgress, early: StuckAction | None = None) -> None:
-        batch.labels = progress.labels
-        batch.annotators = progress.annotators
-        batch.discarded = progress.discarded_indices
+        # a relabel request adds votes to a text labelled before; its discard or absence only means no extra vote
+        asked_again = set(batch.relabels)
+        batch.labels = {i: label for i, label in progress.labels.items() if i not in asked_again}
+        batch.annotators = {i: users for i, users in progress.annotators.items() if i not in asked_again}
+        batch.discarded = [i for i in progress.discarded_indices if i not in asked_again]
+        record = batch.record_index()
+        by_index = {index: rid for rid, index in record.items()}
+        batch.votes = {by_index[i]: [[who, label] for who, label in given] for i, given in progress.votes.items()}
+        pending = [i for i in progress.pending_indices if i not in asked_again]  # an open relabel request lapses
         if early is StuckAction.proceed:
-            batch.open = progress.pending_indices
+            batch.open = pending
         elif early is StuckAction.requeue:
-            batch.moved = progress.pending_indices
+            batch.moved = pending
         batch.complete = True
         batch.completed_at = now()
         self.store.save(self.state)
@@ -344,13 +355,18 @@ class Daemon:
         self.gateway.check_dataset(self.spec())
         if self.state.renamed(self.gateway.dataset_name):  # renamed in Argilla: followed by id
             self.store.save(self.state)
-        views = {view.pool_index: view for view in self.gateway.read_all()}
+        everything = self.gateway.read_all()
+        views = {view.pool_index: view for view in everything if not view.relabel}
         changes = find_changes(self.state.batches, views, round_number)
-        if not changes:
+        if changes:
+            apply_changes(self.state.batches, changes, views)
+            self.state.changes.extend(changes)
+        revised = refresh_votes(self.state.batches, {view.record_id: view for view in everything})
+        if not changes and not revised:
             return
-        apply_changes(self.state.batches, changes, views)
-        self.state.changes.extend(changes)
         self.store.save(self.state)
+        if revised:
+            log.info("%d record(s) have other answers in Argilla than journaled: their votes are updated", revised)
         for change in changes:
             log.warning(
                 "pool item %d (batch %d) %s in Argilla: %s -> %s; round %d trains %s",
@@ -395,17 +411,20 @@ class Daemon:
         if reason is None:
             self._set(Phase.querying)
             mark = time.perf_counter()
-            result = self.learner.query(
-                max(0, self.settings.batch_size - len(batch.moved)), round_number, exclude=state.reserved_indices()
-            )
+            room = max(0, self.settings.batch_size - len(batch.moved))
+            relabels: list[Pick] = []
+            if self.settings.activelab and self._held_out is not None and self.learner.trained:
+                result, relabels = self._activelab_query(room, round_number)
+            else:
+                result = self.learner.query(room, round_number, exclude=state.reserved_indices())
             seconds["query"] = time.perf_counter() - mark
-            if not result.indices and not batch.moved:
+            if not result.indices and not batch.moved and not relabels:
                 reason = "pool exhausted: every pool item is labelled or discarded"
         if reason is not None:
             self._stop(round_number, reason)
             return
 
-        self._journal_batch(batch.batch_id + 1, round_number + 1, self._with_carried(result, batch.moved))
+        self._journal_batch(batch.batch_id + 1, round_number + 1, self._with_carried(result, batch.moved), relabels)
         self._checkpoint(f"{round_number} after journaling batch {batch.batch_id + 1}, before logging it")
         self._log_next(seconds, started)
         self.store.save(state)
@@ -565,16 +584,73 @@ class Daemon:
         state = self.state
         self._set(Phase.training)
         mark = time.perf_counter()
-        labels = state.training_labels()
-        y = {i: self.labels.index(label) for i, label in labels.items()}
+        y = self._consensus(round_number)
         trained = self.learner.fit(y, state.not_queryable(), round_number)
         seconds["train"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        metrics = self._evaluate(round_number, len(labels), trained)
+        metrics = self._evaluate(round_number, len(y), trained)
         seconds["evaluate"] = time.perf_counter() - mark
         metrics.seconds = seconds
         state.rounds = [m for m in state.rounds if m.round != round_number] + [metrics]
         return metrics
+
+    def _votes(self) -> dict[int, list[tuple[str, int]]]:
+        """Every labelled text's votes as class indices (see RunState.votes)."""
+        return {i: [(who, self.labels.index(label)) for who, label in given] for i, given in self.state.votes().items()}
+
+    def _consensus(self, round_number: int) -> dict[int, int]:
+        """The labels to train on. Majority vote; with crowdlab or ActiveLab also K-fold out-of-sample
+        probabilities for every labelled text (kept for the query), and with crowdlab CROWDLAB's consensus."""
+        state, settings = self.state, self.settings
+        y = {i: self.labels.index(label) for i, label in state.training_labels().items()}
+        self._held_out = None
+        state.consensus = {"method": "majority", "round": round_number}
+        if not (settings.activelab or settings.crowdlab) or len(set(y.values())) < 2:
+            return y
+        votes = self._votes()
+        held_out = self.learner.out_of_sample_proba(y, settings.consensus_folds, round_number)
+        self._held_out = (votes, held_out)
+        if settings.crowdlab:
+            found = crowdlab(votes, held_out)
+            y = found.labels
+            state.consensus = {
+                "method": found.method,
+                "round": round_number,
+                "labels": {str(i): self.labels[c] for i, c in y.items()} if found.method == "crowdlab" else {},
+                "annotator_quality": found.annotator_quality,
+            }
+        return y
+
+    def _activelab_query(self, size: int, round_number: int) -> tuple[QueryResult, list[Pick]]:
+        """ActiveLab: score the labelled texts (out-of-sample) and the unlabelled pool together; the ``size``
+        lowest become the batch: new texts, or relabel requests for labelled ones while the labels asked for the
+        text stay within AL_MAX_ANNOTATIONS."""
+        state, settings = self.state, self.settings
+        votes, held_out = self._held_out
+        unlabelled = np.setdiff1d(self.learner.unlabelled_indices(), np.fromiter(state.reserved_indices(), np.int64))
+        proba = self.learner.pool_proba()
+        labelled_scores, pool_scores = activelab_scores(votes, held_out, proba[unlabelled])
+        need = settings.annotators_per_record
+        team = self.gateway.team()
+
+        def may_ask_again(index: int, given: list) -> bool:
+            # the cap counts the votes and the labels asked for (first record and relabel requests): a request
+            # answered by someone who had labelled the text already only replaces their vote; and enough members
+            # of the workspace must not have labelled the text yet, or the relabel record would wait forever
+            asked = need * (2 + state.relabel_requests(index))
+            fresh = team - {who for who, _ in given}
+            return max(asked, len(given) + need) <= settings.max_annotations and len(fresh) >= need
+
+        may = {i for i, given in votes.items() if may_ask_again(i, given)}
+        picks = lowest(labelled_scores, unlabelled, pool_scores, size, may)
+        new = [p for p in picks if not p.relabel]
+        result = QueryResult(
+            indices=[p.index for p in new],
+            scores=[p.score for p in new],
+            predicted=[int(proba[p.index].argmax()) for p in new],
+            confidence=[float(proba[p.index].max()) for p in new],
+        )
+        return result, [p for p in picks if p.relabel]
 
     def _take_read_seconds(self) -> dict[str, float]:
         seconds: dict[str, float] = {}
@@ -743,10 +819,18 @@ class Daemon:
             confidence=[None if proba is None else float(proba[i].max()) for i in carried] + result.confidence,
         )
 
-    def _journal_batch(self, batch_id: int, round_number: int, result: QueryResult) -> None:
+    def _journal_batch(
+        self, batch_id: int, round_number: int, result: QueryResult, relabels: list[Pick] | None = None
+    ) -> None:
         """Write the chosen batch to the state before anything is sent to Argilla."""
         previous = self.state.current
         batch = self._batch(batch_id, round_number, result, carried=previous.moved if previous is not None else ())
+        for pick in relabels or ():
+            number = self.state.relabel_requests(pick.index) + 1
+            batch.relabels.append(pick.index)
+            batch.relabel_ids.append(f"{record_id(pick.index)}-relabel-{number}")
+            batch.relabel_numbers.append(number)
+            batch.relabel_scores.append(pick.score)
         if self.state.used_indices() & set(batch.fresh_indices()):
             raise StateError(f"batch {batch_id} would repeat pool items already asked for; refusing to log it")
         self.state.batches.append(batch)
@@ -786,6 +870,20 @@ class Daemon:
             )
             for index, rid, score, suggestion, confidence in zip(
                 batch.pool_indices, batch.record_ids, batch.scores, batch.suggestions, batch.confidences, strict=True
+            )
+        ] + [
+            # a second opinion: no suggestion, and nothing shows the earlier answers
+            OutRecord(
+                record_id=rid,
+                pool_index=index,
+                batch_id=batch.batch_id,
+                round=batch.round,
+                text=self.pool.texts[index],
+                al_score=score,
+                relabel=number,
+            )
+            for index, rid, number, score in zip(
+                batch.relabels, batch.relabel_ids, batch.relabel_numbers, batch.relabel_scores, strict=True
             )
         ]
         self.gateway.log_records(records)

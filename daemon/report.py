@@ -113,6 +113,7 @@ def status_view(settings: Settings, state: RunState | None, live: Live, threshol
         "discarded": len(state.discarded()) if state else 0,
         "open": len(state.open_indices()) if state else 0,
         "changes": changes_view(state),
+        "annotation": annotation_view(settings, state),
         "batch": progress,
         "accuracy": best(rounds, "accuracy"),
         "macro_f1": best(rounds, "macro_f1"),
@@ -136,6 +137,30 @@ def status_view(settings: Settings, state: RunState | None, live: Live, threshol
         "argilla_errors": dict(live.argilla_errors),
         "started_at": state.started_at if state else None,
         "export": live.export,
+    }
+
+
+def annotation_view(settings: Settings, state: RunState | None) -> dict:
+    """Several annotators: how the training labels are reached, how much annotators agree with them (per
+    annotator: labels given, share equal to the consensus where someone else labelled the text too, and
+    CROWDLAB's quality estimate when it ran) and how many relabel requests ActiveLab made."""
+    from daemon.consensus import agreement
+
+    votes = state.votes() if state else {}
+    view = agreement(votes, state.consensus_labels() if state else {})
+    quality = state.consensus.get("annotator_quality", {}) if state else {}
+    for who, item in view["annotators"].items():
+        item["quality"] = quality.get(who)
+    view["annotators"].pop("(journaled)", None)
+    return {
+        "annotators_per_record": settings.annotators_per_record,
+        "consensus": settings.consensus.value,
+        "consensus_used": state.consensus.get("method", "majority") if state else None,
+        "activelab": settings.activelab,
+        "max_annotations": settings.max_annotations,
+        "annotations": sum(len(v) for v in votes.values()),
+        "relabel_requests": sum(len(b.relabels) for b in state.batches) if state else 0,
+        **view,
     }
 
 

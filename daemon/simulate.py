@@ -9,10 +9,12 @@ noisy. The daemon cannot tell it from a person.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import random
 import threading
 import time
+from pathlib import Path
 
 import httpx
 
@@ -43,9 +45,17 @@ class SimulationCounts:
 class SimulatedAnnotator:
     """Answers every record in its pending queue with ``gold[text]`` until stopped."""
 
-    def __init__(self, config: SimulationConfig, gold_by_text: dict[str, str], labels: list[str]) -> None:
+    def __init__(
+        self,
+        config: SimulationConfig,
+        gold_by_text: dict[str, str],
+        labels: list[str],
+        source: AnnotationSource | None = None,
+    ) -> None:
         self.config = config
         self.gold = gold_by_text
+        self.source = source  # several annotators' recorded labels: each answer takes the next one
+        self.answered: set[str] = set()  # texts this annotator answered: a relabel request of one is left to others
         self.labels = labels
         self.random = random.Random(config.seed)
         self.counts = SimulationCounts()
@@ -84,19 +94,26 @@ class SimulatedAnnotator:
         response.raise_for_status()
         return [item["record"] for item in response.json()["items"]]
 
+    def still_open(self, record: dict) -> bool:
+        """Whether the record still wants answers (a colleague may have completed it since the queue was read);
+        a person would see the next record instead."""
+        response = self.http.get(f"/api/v1/records/{record['id']}")
+        return response.status_code != 200 or response.json().get("status") != "completed"
+
     def answer(self, record: dict) -> None:
         text = record["fields"]["text"]
         if self.random.random() < self.config.discard_rate:
             body = {"status": "discarded", "values": {}}
             self.counts.discarded += 1
         else:
-            label = self.gold[text]
+            label = self.source.take(text)[1] if self.source is not None else self.gold[text]
             if self.random.random() < self.config.noise_rate:
                 label = self.random.choice([other for other in self.labels if other != label])
                 self.counts.noisy += 1
             body = {"status": "submitted", "values": {"label": {"value": label}}}
             self.counts.submitted += 1
         response = self.http.post(f"/api/v1/records/{record['id']}/responses", json=body)
+        self.answered.add(text)
         if response.status_code != 201:
             self.counts.errors += 1
             log.warning("response for %s: HTTP %d %s", record["id"], response.status_code, response.text[:200])
@@ -111,20 +128,27 @@ class SimulatedAnnotator:
             except httpx.HTTPError as exc:
                 log.warning("simulated annotator: %s", exc)
                 queue = []
+            if self.source is not None:  # a team: each member starts somewhere else in the queue, as people do
+                self.random.shuffle(queue)
+            answered = 0
             for record in queue:
                 if self.stop_event.is_set():
                     break
                 if max_records is not None and self.counts.submitted + self.counts.discarded >= max_records:
                     return self.counts
-                if record["fields"]["text"] not in self.gold:
+                text = record["fields"]["text"]
+                if text not in self.gold or (self.source is not None and text in self.answered):
                     continue
                 self.stop_event.wait(self.config.delay)
                 try:
+                    if self.source is not None and not self.still_open(record):
+                        continue
                     self.answer(record)
+                    answered += 1
                 except httpx.HTTPError as exc:
                     self.counts.errors += 1
                     log.warning("simulated annotator: %s", exc)
-            if not queue:
+            if not answered:
                 self.stop_event.wait(self.config.poll_interval)
         return self.counts
 
@@ -135,6 +159,76 @@ class SimulatedAnnotator:
         thread = threading.Thread(target=self.run, name="simulated-annotator", daemon=True)
         thread.start()
         return thread
+
+
+class AnnotationSource:
+    """Recorded annotations per text, ``(annotator, label)`` pairs handed out one per request in a seeded random
+    order (a fresh annotator's label each time, as cleanlab's ActiveLab example simulates); thread-safe."""
+
+    def __init__(self, by_text: dict[str, list[tuple[str, str]]], seed: int = 0) -> None:
+        rng = random.Random(seed)
+        self._queues = {text: rng.sample(given, len(given)) for text, given in by_text.items() if given}
+        self._taken: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._rng = rng
+        self.reused = 0  # requests answered after a text's recorded labels ran out (a recorded one again)
+
+    def __contains__(self, text: str) -> bool:
+        return text in self._queues
+
+    def remaining(self, text: str) -> int:
+        return len(self._queues.get(text, ())) - self._taken.get(text, 0)
+
+    def take(self, text: str) -> tuple[str, str]:
+        """The next recorded (annotator, label) for ``text``; once all were given, a random one of them again."""
+        with self._lock:
+            queue = self._queues[text]
+            taken = self._taken.get(text, 0)
+            self._taken[text] = taken + 1
+            if taken < len(queue):
+                return queue[taken]
+            self.reused += 1
+            return self._rng.choice(queue)
+
+
+def load_annotations(path: Path, text_column: str = "text", column: str = "annotations") -> dict:
+    """``{text: [(annotator, label), ...]}`` from a JSONL file whose rows list their annotations as
+    ``[{"annotator": ..., "label": ...}, ...]`` (the politeness data's layout)."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    with Path(path).open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            given = row.get(column)
+            if not isinstance(given, list) or not all(isinstance(a, dict) and "label" in a for a in given):
+                raise ValueError(f"{path}: row {number} has no {column!r} list of {{'label': ...}} objects")
+            pairs = [(str(a.get("annotator", f"annotator-{k}")), str(a["label"])) for k, a in enumerate(given)]
+            found.setdefault(row[text_column], []).extend(pairs)
+    return found
+
+
+def team(argilla_url: str, owner_key: str, workspace: str, size: int, prefix: str = "sim-annotator") -> list[str]:
+    """API keys of ``size`` annotator users ``<prefix>-1..N`` in ``workspace``, created (with password
+    ``12345678``, so a person can sign in as them too) when missing. Needs an owner's key."""
+    with httpx.Client(base_url=argilla_url, headers={"X-Argilla-Api-Key": owner_key}, timeout=30) as http:
+        spaces = {w["name"]: w["id"] for w in http.get("/api/v1/me/workspaces").raise_for_status().json()["items"]}
+        if workspace not in spaces:
+            raise ValueError(f"workspace {workspace!r} does not exist in Argilla at {argilla_url}")
+        users = {u["username"]: u for u in http.get("/api/v1/users").raise_for_status().json()["items"]}
+        members = http.get(f"/api/v1/workspaces/{spaces[workspace]}/users").raise_for_status().json()["items"]
+        inside = {u["username"] for u in members}
+        keys = []
+        for number in range(1, size + 1):
+            name = f"{prefix}-{number}"
+            if name not in users:
+                body = {"first_name": name, "username": name, "password": "12345678", "role": "annotator"}
+                users[name] = http.post("/api/v1/users", json=body).raise_for_status().json()
+            if name not in inside:
+                body = {"user_id": users[name]["id"]}
+                http.post(f"/api/v1/workspaces/{spaces[workspace]}/users", json=body).raise_for_status()
+            keys.append(users[name]["api_key"])
+        return keys
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.2) -> bool:

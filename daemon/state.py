@@ -49,6 +49,19 @@ class Batch(BaseModel):
     open: list[int] = Field(default_factory=list)  # proceed: left in Argilla; a late label joins training
     moved: list[int] = Field(default_factory=list)  # requeue: moved into the next batch
     carried: list[int] = Field(default_factory=list)  # the records this batch took over from the previous one
+    # ActiveLab: labelled texts asked once more, each as its own linked record (metadata pool_index + relabel)
+    relabels: list[int] = Field(default_factory=list)
+    relabel_ids: list[str] = Field(default_factory=list)
+    relabel_numbers: list[int] = Field(default_factory=list)  # k: the text's k-th relabel request
+    relabel_scores: list[float | None] = Field(default_factory=list)  # their ActiveLab scores
+    # every submitted answer of the batch's records: record id -> [[annotator id, label], ...] in submit order
+    votes: dict[str, list[list[str]]] = Field(default_factory=dict)
+
+    def record_index(self) -> dict[str, int]:
+        """Record id -> pool index, for the batch's own records and its relabel requests."""
+        return dict(zip(self.record_ids, self.pool_indices, strict=True)) | dict(
+            zip(self.relabel_ids, self.relabels, strict=True)
+        )
 
     def fresh_indices(self) -> list[int]:
         """Pool indices first asked for in this batch (not carried over from a stuck one)."""
@@ -117,6 +130,8 @@ class RunState(BaseModel):
     prepared: Batch | None = None
     # AL_TRAINING=ahead: a criterion fired while a batch was already out; the run stops once it is answered
     stop_pending: str | None = None
+    # several annotators: the last round's consensus (method; crowdlab's labels and annotator quality)
+    consensus: dict = Field(default_factory=dict)
 
     @property
     def current(self) -> Batch | None:
@@ -128,12 +143,61 @@ class RunState(BaseModel):
         return len(self.rounds)
 
     def training_labels(self) -> dict[int, str]:
-        """Every label of every complete batch (each pool index appears in exactly one batch)."""
+        """The label of every labelled text of the complete batches (each pool index appears in exactly one
+        batch): the majority of its votes once it has relabel answers, else the label its batch closed with."""
+        from daemon.consensus import majority
+
+        merged = self.training_labels_closed()
+        relabelled = {i for batch in self.batches if batch.complete for i in batch.relabels}
+        if relabelled & merged.keys():
+            votes = self.votes()
+            for index in relabelled & merged.keys():
+                if len(votes.get(index, ())) > 1:
+                    merged[index] = majority(votes[index])
+        return merged
+
+    def consensus_labels(self) -> dict[int, str]:
+        """The labels the last model trained on: CROWDLAB's where the last round used it, else the majority."""
+        labels = self.training_labels()
+        if self.consensus.get("method") == "crowdlab":
+            chosen = {int(i): label for i, label in self.consensus.get("labels", {}).items()}
+            labels.update({i: label for i, label in chosen.items() if i in labels})
+        return labels
+
+    def votes(self) -> dict[int, list[tuple[str, str]]]:
+        """Every labelled text's votes, ``[(annotator, label), ...]`` across its record and relabel records in the
+        order they were asked; one vote per annotator and text (an annotator who answered twice: the later).
+        A text journaled before votes were kept counts its batch's label as one vote."""
+        labelled = self.training_labels_closed()
+        found: dict[int, list[tuple[str, str]]] = {}
+        for batch in self.batches:
+            if not batch.complete:
+                continue
+            position = batch.record_index()
+            for rid, given in batch.votes.items():
+                index = position.get(rid)
+                if index is None or index not in labelled:
+                    continue
+                kept = found.setdefault(index, [])
+                for who, label in given:
+                    kept[:] = [vote for vote in kept if vote[0] != who]
+                    kept.append((who, label))
+        for index, label in labelled.items():
+            if not found.get(index):
+                found[index] = [("(journaled)", label)]
+        return found
+
+    def training_labels_closed(self) -> dict[int, str]:
+        """The labels the batches closed with (texts still trained on), before relabel votes are counted."""
         merged: dict[int, str] = {}
         for batch in self.batches:
             if batch.complete:
                 merged.update(batch.labels)
         return merged
+
+    def relabel_requests(self, index: int) -> int:
+        """How many relabel records were logged for a text so far (including a batch prepared ahead)."""
+        return sum(batch.relabels.count(index) for batch in self.batches)
 
     def discarded(self) -> set[int]:
         return {i for batch in self.batches if batch.complete for i in batch.discarded}

@@ -14,13 +14,14 @@ class FakeGateway:
     def __init__(self) -> None:
         self.spec: DatasetSpec | None = None
         self.records: dict[str, OutRecord] = {}
-        self.answers: dict[str, tuple[str, str | None]] = {}  # record id -> (status, label)
+        self.answers: dict[str, dict[str, tuple[str, str | None]]] = {}  # record id -> user -> (status, label)
         self.log_calls: list[list[str]] = []
         self.fail_next_log = False
         self.guidelines: list[str] = []
         self.errors: Counter[str] = Counter()
         self.dataset_id: str | None = None
         self.dataset_name: str | None = None
+        self.members = {"u1", "u2", "u3", "u4"}  # the workspace's annotators
 
     def ping(self) -> None:
         return None
@@ -38,6 +39,9 @@ class FakeGateway:
     def user_names(self) -> dict[str, str]:
         return {"u1": "annotator"}
 
+    def team(self) -> set[str]:
+        return set(self.members)
+
     def log_records(self, records: Sequence[OutRecord]) -> None:
         if self.fail_next_log:
             self.fail_next_log = False
@@ -53,16 +57,19 @@ class FakeGateway:
         return [view for view in self.read_all() if self.records[view.record_id].batch_id == batch_id]
 
     def read_all(self) -> list[RecordView]:
+        needed = self.spec.min_submitted if self.spec else 1
         views = []
         for record in self.records.values():
-            status, label = self.answers.get(record.record_id, ("pending", None))
+            given = self.answers.get(record.record_id, {})
+            submitted = tuple((user, label) for user, (status, label) in given.items() if status == "submitted")
             views.append(
                 RecordView(
                     record_id=record.record_id,
                     pool_index=record.pool_index,
-                    status="completed" if status == "submitted" else "pending",
-                    submitted=(("u1", label),) if status == "submitted" else (),
-                    discarded=status == "discarded",
+                    status="completed" if len(submitted) >= needed else "pending",
+                    submitted=submitted,
+                    discarded=any(status == "discarded" for status, _ in given.values()),
+                    relabel=record.relabel,
                 )
             )
         return views
@@ -74,11 +81,11 @@ class FakeGateway:
     def batch(self, batch_id: int) -> list[OutRecord]:
         return [r for r in self.records.values() if r.batch_id == batch_id]
 
-    def submit(self, record_id: str, label: str) -> None:
-        self.answers[record_id] = ("submitted", label)
+    def submit(self, record_id: str, label: str, user: str = "u1") -> None:
+        self.answers.setdefault(record_id, {})[user] = ("submitted", label)
 
-    def discard(self, record_id: str) -> None:
-        self.answers[record_id] = ("discarded", None)
+    def discard(self, record_id: str, user: str = "u1") -> None:
+        self.answers.setdefault(record_id, {})[user] = ("discarded", None)
 
     def delete(self, record_id: str) -> None:
         del self.records[record_id]

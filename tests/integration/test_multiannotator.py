@@ -1,0 +1,129 @@
+"""Several annotators against the real Argilla: a team of simulated annotator users answers politeness texts from
+their recorded Mechanical Turk labels (a fresh one per request); the daemon needs two answers per record, trains
+on CROWDLAB's consensus and lets ActiveLab ask for more labels on doubtful texts as linked relabel records."""
+
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from daemon.config import Settings, Training
+from daemon.gateway import ArgillaGateway
+from daemon.learner import Learner
+from daemon.loop import Daemon
+from daemon.models import build_features
+from daemon.pool import load_table
+from daemon.simulate import AnnotationSource, SimulatedAnnotator, SimulationConfig, load_annotations, team
+from tests.conftest import ROOT, write_jsonl
+
+pytestmark = pytest.mark.integration
+
+POLITENESS = ROOT / "data" / "politeness"
+LABELS = ["impolite", "polite"]
+
+
+def subset(name: str, rows: int, tmp_path):
+    lines = (POLITENESS / name).read_text(encoding="utf-8").splitlines()[:rows]
+    return write_jsonl(tmp_path / name, [json.loads(line) for line in lines])
+
+
+def test_a_team_run_with_crowdlab_and_activelab(argilla_stack, dataset_name, tmp_path, cache_dir):
+    pool_file, test_file = subset("train.jsonl", 150, tmp_path), subset("test.jsonl", 80, tmp_path)
+    settings = Settings(
+        _env_file=None,
+        argilla_url=argilla_stack["url"],
+        argilla_api_key=argilla_stack["owner_key"],
+        dataset=dataset_name,
+        state_dir=tmp_path / "state",
+        cache_dir=cache_dir,
+        pool_file=pool_file,
+        test_file=test_file,
+        model="tfidf",
+        training=Training.inline,
+        batch_size=10,
+        annotators_per_record=2,
+        consensus="crowdlab",
+        activelab=True,
+        max_annotations=4,
+        consensus_folds=3,
+        stop_criteria=[],
+        max_rounds=4,
+        publish_progress=False,
+    )
+    pool = load_table(pool_file, "text", "label", "id")
+    test = load_table(test_file, "text", "label", "id")
+    y_test = np.array([LABELS.index(label) for label in test.gold])
+    features = build_features(settings, pool, test, y_test, len(LABELS))
+    learner = Learner.from_settings(features, len(LABELS), settings)
+    gateway = ArgillaGateway(settings.argilla_url, argilla_stack["owner_key"], "argilla", dataset_name)
+    daemon = Daemon(settings, gateway, learner, pool, LABELS, y_test)
+    daemon.start()
+
+    keys = team(argilla_stack["url"], argilla_stack["owner_key"], "argilla", 4, prefix="sim-team")
+    source = AnnotationSource(load_annotations(pool_file), seed=0)
+    gold = dict(zip(pool.texts, pool.gold, strict=True))
+    people = [
+        SimulatedAnnotator(
+            SimulationConfig(argilla_url=argilla_stack["url"], api_key=key, dataset=dataset_name, delay=0.02, seed=k),
+            gold,
+            LABELS,
+            source,
+        )
+        for k, key in enumerate(keys)
+    ]
+    for person in people:
+        person.start_thread()
+    try:
+        deadline = time.monotonic() + 300
+        while not daemon.finished.is_set() and time.monotonic() < deadline:
+            daemon.tick()
+            time.sleep(0.3)
+    finally:
+        for person in people:
+            person.stop()
+    status = daemon.status()
+    assert daemon.finished.is_set(), status["reason"]
+    assert sum(p.counts.errors for p in people) == 0
+
+    state = daemon.state
+    asked = [(b.batch_id, i, rid) for b in state.batches for i, rid in zip(b.relabels, b.relabel_ids, strict=True)]
+    assert asked, "ActiveLab asked for no extra label in four rounds"
+    views = gateway.read_all()
+    by_id = {view.record_id: view for view in views}
+    labelled_before = {i for b in state.batches for i in b.pool_indices}
+    for _, index, rid in asked:
+        assert by_id[rid].relabel >= 1 and by_id[rid].pool_index == index and index in labelled_before
+
+    # every submitted answer in Argilla is one vote of its text; none lost, none counted twice
+    votes = state.votes()
+    answered = sum(len(view.submitted) for view in views if view.pool_index in votes)
+    assert sum(len(v) for v in votes.values()) == answered
+    asked_again = {index for _, index, _ in asked}
+    done = [i for i in asked_again if i in votes and len(votes[i]) > 2]
+    assert done, "no relabel request was answered"
+    assert all(len({who for who, _ in votes[i]}) == len(votes[i]) for i in votes)  # one vote per person
+
+    view = status["annotation"]
+    assert view["consensus_used"] == "crowdlab" and view["relabel_requests"] == len(asked)
+    ids = {user["id"]: user["username"] for user in _users(argilla_stack)}
+    assert {ids[who] for who in view["annotators"]} == {f"sim-team-{k}" for k in range(1, 5)}
+    for item in view["annotators"].values():
+        assert 0.0 <= item["agreement"] <= 1.0 and 0.0 <= item["quality"] <= 1.0
+    assert 0.5 <= view["mean_agreement"] <= 1.0
+
+    rows = pd.read_parquet(tmp_path / "state" / "export" / "labelled.parquet")
+    assert len(rows) == len(state.training_labels())
+    row = rows[rows.pool_index == done[0]].iloc[0]
+    assert row.annotations == len(votes[done[0]]) and all(v.split("=")[0].startswith("sim-team-") for v in row.votes)
+    assert row.label == state.consensus_labels()[done[0]]
+    report = json.loads((tmp_path / "state" / "export" / "report.json").read_text())
+    assert report["annotation"]["relabel_requests"] == len(asked)
+
+
+def _users(stack) -> list[dict]:
+    import httpx
+
+    response = httpx.get(f"{stack['url']}/api/v1/users", headers={"X-Argilla-Api-Key": stack["owner_key"]})
+    return response.raise_for_status().json()["items"]
