@@ -224,6 +224,7 @@ class ArgillaGateway:
         if self.dataset_id is not None:  # a run that knows its dataset: by id, whatever it is called now
             self._dataset = None
             check_schema(self._get_dataset().settings, spec)
+            self._add_missing_metadata(self._dataset)
             return
         if client.workspaces(spec.workspace) is None:
             raise ArgillaRefused(f"workspace {spec.workspace!r} does not exist in Argilla at {self.api_url}")
@@ -234,6 +235,7 @@ class ArgillaGateway:
             check_schema(existing.settings, spec)
             self._dataset = existing
             self.dataset_id = str(existing.id)
+            self._add_missing_metadata(existing)
             return
         settings = rg.Settings(
             fields=[rg.TextField(TEXT_FIELD, title="Text", use_markdown=False)],
@@ -246,6 +248,19 @@ class ArgillaGateway:
         self._dataset = rg.Dataset(spec.name, workspace=spec.workspace, settings=settings, client=client).create()
         self.dataset_id = str(self._dataset.id)
         log.info("created Argilla dataset %r in workspace %r", spec.name, spec.workspace)
+
+    def _add_missing_metadata(self, dataset) -> None:
+        """Give a dataset created by an older version the metadata properties it lacks (e.g. ``relabel``):
+        Argilla refuses records whose metadata has no property unless the dataset allows extra metadata."""
+        present = {m.name for m in dataset.settings.metadata}
+        wanted = [(name, "integer") for name in INTEGER_METADATA] + [(name, "float") for name in FLOAT_METADATA]
+        http = self._connect().api.http_client
+        for name, kind in wanted:
+            if name in present:
+                continue
+            body = {"name": name, "title": name, "settings": {"type": kind}, "visible_for_annotators": True}
+            http.post(f"/api/v1/datasets/{dataset.id}/metadata-properties", json=body).raise_for_status()
+            log.info("added metadata property %r to dataset %r", name, dataset.name)
 
     # ---- records -------------------------------------------------------------------------------------
     @_translate

@@ -116,6 +116,7 @@ class Daemon:
         self._model_round: int | None = None  # the round whose labels the model in hand was trained on
         self._deferred = False  # the last round waits for the background training to finish
         self._held_out: tuple | None = None  # this round's votes and out-of-sample probabilities (ActiveLab)
+        self._user_names: dict[str, str] = {}  # Argilla user id -> username, refreshed after each round
 
     # ---- start-up ------------------------------------------------------------------------------------
     def spec(self) -> DatasetSpec:
@@ -764,7 +765,13 @@ class Daemon:
         self.finished.set()
 
     def _after_round(self) -> None:
-        """Cosmetic follow-ups that must never fail a round: the plot file and the progress note in Argilla."""
+        """Cosmetic follow-ups that must never fail a round: annotator names, the plot file and the progress note
+        in Argilla."""
+        try:
+            self._user_names = self.gateway.user_names()
+        except (ArgillaUnavailable, ArgillaRefused) as exc:
+            log.warning("annotator names unavailable (%s): status shows user ids", exc)
+        self._publish()
         status = self.status()
         try:
             from daemon.plot import write_curve
@@ -913,6 +920,7 @@ class Daemon:
             pool_size=len(self.pool),
             export=self.export,
             warnings=tuple(w for w in (snapshot.warning,) if w),
+            user_names=self._user_names,
         )
         self._published = status_view(self.settings, self.state, live, self.signals.thresholds())
         return self._published

@@ -27,6 +27,7 @@ class Live:
     argilla_errors: dict = dataclasses.field(default_factory=dict)
     export: dict | None = None
     warnings: tuple[str, ...] = ()
+    user_names: dict = dataclasses.field(default_factory=dict)  # Argilla user id -> username
 
 
 def number(value, digits: int = 3, missing: str = "-") -> str:
@@ -113,7 +114,7 @@ def status_view(settings: Settings, state: RunState | None, live: Live, threshol
         "discarded": len(state.discarded()) if state else 0,
         "open": len(state.open_indices()) if state else 0,
         "changes": changes_view(state),
-        "annotation": annotation_view(settings, state),
+        "annotation": annotation_view(settings, state, live.user_names),
         "batch": progress,
         "accuracy": best(rounds, "accuracy"),
         "macro_f1": best(rounds, "macro_f1"),
@@ -140,7 +141,7 @@ def status_view(settings: Settings, state: RunState | None, live: Live, threshol
     }
 
 
-def annotation_view(settings: Settings, state: RunState | None) -> dict:
+def annotation_view(settings: Settings, state: RunState | None, user_names: dict | None = None) -> dict:
     """Several annotators: how the training labels are reached, how much annotators agree with them (per
     annotator: labels given, share equal to the consensus where someone else labelled the text too, and
     CROWDLAB's quality estimate when it ran) and how many relabel requests ActiveLab made."""
@@ -151,6 +152,7 @@ def annotation_view(settings: Settings, state: RunState | None) -> dict:
     quality = state.consensus.get("annotator_quality", {}) if state else {}
     for who, item in view["annotators"].items():
         item["quality"] = quality.get(who)
+        item["name"] = (user_names or {}).get(who)
     view["annotators"].pop("(journaled)", None)
     return {
         "annotators_per_record": settings.annotators_per_record,

@@ -159,6 +159,16 @@ PAGE = _env.from_string(
 {% if s.last_round %}Last round {{ s.last_round.round }}:
 {% for phase, sec in s.last_round.seconds.items() %}{{ phase }} {{ sec|num(2) }} s{{ ', ' if not loop.last }}{% endfor %}.{% endif %}
 {% if s.export %}Export: {{ s.export.path }}.{% endif %}</p>
+{% set a = s.annotation %}{% if a and (a.texts_with_several_votes or a.activelab or a.annotators_per_record > 1) %}
+<table><tr><th>annotator</th><th>labels</th><th>agreement with the consensus</th><th>quality (CROWDLAB)</th></tr>
+{% for who, v in a.annotators.items() %}<tr><td>{{ v.name or who }}</td><td>{{ v.labels }}</td>
+<td>{{ v.agreement|num }}{% if v.compared %} <span class="muted">({{ v.compared }} shared)</span>{% endif %}</td>
+<td>{{ v.quality|num }}</td></tr>{% endfor %}
+</table>
+<p class="muted">Consensus: {{ a.consensus_used or a.consensus }} · {{ a.annotations }} answers on
+{{ a.texts_with_several_votes }} texts with several votes · mean agreement {{ a.mean_agreement|num }}
+{%- if a.activelab %} · ActiveLab relabel requests {{ a.relabel_requests }} (at most {{ a.max_annotations }} labels a text){% endif %}.</p>
+{% endif %}
 <img src="plot.png?round={{ s.round }}" alt="learning curve" width="800" height="450">
 </body></html>
 """

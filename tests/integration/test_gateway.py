@@ -121,3 +121,30 @@ def test_failed_calls_are_counted_by_kind(argilla_stack, dataset_name):
     with pytest.raises(ArgillaRefused):
         wrong.ping()
     assert down.errors == {"unavailable": 1} and wrong.errors == {"refused": 1}
+
+
+def test_a_dataset_from_an_older_version_gets_the_relabel_metadata_and_relabel_records_read_back(
+    argilla_stack, dataset_name
+):
+    import argilla as rg
+
+    client = rg.Argilla(api_url=argilla_stack["url"], api_key=argilla_stack["owner_key"])
+    old = rg.Settings(  # as created before `relabel` existed: Argilla then refuses unknown metadata
+        fields=[rg.TextField("text")],
+        questions=[rg.LabelQuestion("label", labels=LABELS)],
+        metadata=[rg.IntegerMetadataProperty(n) for n in ("batch_id", "pool_index", "round")]
+        + [rg.FloatMetadataProperty("al_score")],
+    )
+    rg.Dataset(dataset_name, workspace="argilla", settings=old, client=client).create()
+    gateway = gateway_for(argilla_stack, dataset_name)
+    gateway.ensure_dataset(DatasetSpec(dataset_name, "argilla", LABELS))
+    relabel = OutRecord(
+        record_id="pool-3-relabel-1", pool_index=3, batch_id=1, round=1, text="text number 3", relabel=1
+    )
+    gateway.log_records(records(0, [3]) + [relabel])
+    views = {view.record_id: view for view in gateway.read_all()}
+    assert views["pool-3"].relabel == 0 and views["pool-3-relabel-1"].relabel == 1
+    assert views["pool-3-relabel-1"].pool_index == 3
+    assert [v.record_id for v in gateway.read_batch(1)] == ["pool-3-relabel-1"]
+    assert gateway.team() >= {str(u.id) for u in client.users if u.username == "annotator"}
+    assert str(client.me.id) not in gateway.team()

@@ -3,12 +3,15 @@ fake gateway (the real-Argilla run is tests/integration/test_multiannotator.py).
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from daemon.config import Settings
 from daemon.export import labelled_rows
 from daemon.learner import Learner
+from daemon.status import create_app
 from tests.unit.conftest import LABELS, make_daemon
+from tests.unit.test_status import Source
 
 TEAM = ("u1", "u2", "u3", "u4")
 
@@ -60,6 +63,10 @@ def test_activelab_asks_again_for_doubtful_labels_and_counts_every_vote(world):
         assert [who for who, _ in votes[index]] == ["u1", "u2"]
     submitted = sum(len(a) for a in world["gateway"].answers.values())
     assert sum(len(v) for v in votes.values()) == submitted  # every answer is one vote, none twice
+
+    page = TestClient(create_app(Source(daemon))).get("/").text
+    assert "agreement with the consensus" in page and "ActiveLab relabel requests" in page
+    assert "<td>annotator</td>" in page  # u1's name from the gateway, refreshed after the round
 
     status = daemon.status()["annotation"]
     assert status["relabel_requests"] == len(batch.relabels) + len(daemon.state.current.relabels)
