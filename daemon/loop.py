@@ -863,6 +863,10 @@ class Daemon:
             return
         self._set(Phase.logging)
         agent = f"{self.learner.features.name}:round-{batch.round}"
+        own = zip(batch.pool_indices, batch.record_ids, batch.scores, batch.suggestions, batch.confidences, strict=True)
+        # relabel requests: a second opinion, so no suggestion, and nothing shows the earlier answers
+        again = zip(batch.relabels, batch.relabel_ids, batch.relabel_scores, batch.relabel_numbers, strict=True)
+        rows = [(*row, 0) for row in own] + [(i, rid, score, None, None, k) for i, rid, score, k in again]
         records = [
             OutRecord(
                 record_id=rid,
@@ -874,24 +878,9 @@ class Daemon:
                 suggestion=suggestion,
                 suggestion_score=confidence,
                 agent=None if suggestion is None else agent,
-            )
-            for index, rid, score, suggestion, confidence in zip(
-                batch.pool_indices, batch.record_ids, batch.scores, batch.suggestions, batch.confidences, strict=True
-            )
-        ] + [
-            # a second opinion: no suggestion, and nothing shows the earlier answers
-            OutRecord(
-                record_id=rid,
-                pool_index=index,
-                batch_id=batch.batch_id,
-                round=batch.round,
-                text=self.pool.texts[index],
-                al_score=score,
                 relabel=number,
             )
-            for index, rid, number, score in zip(
-                batch.relabels, batch.relabel_ids, batch.relabel_numbers, batch.relabel_scores, strict=True
-            )
+            for index, rid, score, suggestion, confidence, number in rows
         ]
         self.gateway.log_records(records)
         batch.logged = True

@@ -37,9 +37,14 @@ CASES = [
 ]
 
 
-def tiny_daemon(argilla_stack, dataset_name, tmp_path, cache_dir, **options) -> Daemon:
-    """A daemon on a 30-text three-topic pool against the real Argilla, with short fine-tuning."""
-    pool = load_table(write_jsonl(tmp_path / "pool.jsonl", tiny_rows(10)), "text", "label", "id")
+def tiny_daemon(
+    argilla_stack, dataset_name, tmp_path, cache_dir, pool_file=None, test_file=None, labels=LABELS, **options
+) -> Daemon:
+    """A daemon against the real Argilla, with short fine-tuning: on a 30-text three-topic pool (its own test set)
+    unless ``pool_file`` (and ``test_file``) say otherwise."""
+    pool_file = pool_file or write_jsonl(tmp_path / "pool.jsonl", tiny_rows(10))
+    pool = load_table(pool_file, "text", "label", "id")
+    test = pool if test_file is None else load_table(test_file, "text", "label", "id")
     settings = Settings(
         _env_file=None,
         argilla_url=argilla_stack["url"],
@@ -47,15 +52,17 @@ def tiny_daemon(argilla_stack, dataset_name, tmp_path, cache_dir, **options) -> 
         dataset=dataset_name,
         state_dir=tmp_path / "state",
         cache_dir=cache_dir,
+        pool_file=pool_file,
+        test_file=test_file,
         stop_criteria=[],
         publish_progress=False,
         **({"bald_samples": 3, "transformer_epochs": 1, "transformer_max_length": 16} | options),
     )
-    y = np.array([LABELS.index(label) for label in pool.gold])
-    features = build_features(settings, pool, pool, y, len(LABELS))
-    learner = Learner.from_settings(features, len(LABELS), settings)
+    y = np.array([labels.index(label) for label in test.gold])
+    features = build_features(settings, pool, test, y, len(labels))
+    learner = Learner.from_settings(features, len(labels), settings)
     gateway = ArgillaGateway(settings.argilla_url, argilla_stack["owner_key"], "argilla", dataset_name)
-    return Daemon(settings, gateway, learner, pool, LABELS, y)
+    return Daemon(settings, gateway, learner, pool, labels, y)
 
 
 @pytest.mark.parametrize(("model", "strategy", "cold_start"), CASES, ids=lambda v: v.value)

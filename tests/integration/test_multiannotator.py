@@ -5,18 +5,13 @@ on CROWDLAB's consensus and lets ActiveLab ask for more labels on doubtful texts
 import json
 import time
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from daemon.config import Settings, Training
-from daemon.gateway import ArgillaGateway
-from daemon.learner import Learner
-from daemon.loop import Daemon
-from daemon.models import build_features
-from daemon.pool import load_table
+from daemon.config import Training
 from daemon.simulate import AnnotationSource, SimulatedAnnotator, SimulationConfig, load_annotations, team
 from tests.conftest import ROOT, write_jsonl
+from tests.integration.test_models_strategies import tiny_daemon
 
 pytestmark = pytest.mark.integration
 
@@ -31,15 +26,14 @@ def subset(name: str, rows: int, tmp_path):
 
 def test_a_team_run_with_crowdlab_and_activelab(argilla_stack, dataset_name, tmp_path, cache_dir):
     pool_file, test_file = subset("train.jsonl", 150, tmp_path), subset("test.jsonl", 80, tmp_path)
-    settings = Settings(
-        _env_file=None,
-        argilla_url=argilla_stack["url"],
-        argilla_api_key=argilla_stack["owner_key"],
-        dataset=dataset_name,
-        state_dir=tmp_path / "state",
-        cache_dir=cache_dir,
+    daemon = tiny_daemon(
+        argilla_stack,
+        dataset_name,
+        tmp_path,
+        cache_dir,
         pool_file=pool_file,
         test_file=test_file,
+        labels=LABELS,
         model="tfidf",
         training=Training.inline,
         batch_size=10,
@@ -48,17 +42,9 @@ def test_a_team_run_with_crowdlab_and_activelab(argilla_stack, dataset_name, tmp
         activelab=True,
         max_annotations=4,
         consensus_folds=3,
-        stop_criteria=[],
         max_rounds=4,
-        publish_progress=False,
     )
-    pool = load_table(pool_file, "text", "label", "id")
-    test = load_table(test_file, "text", "label", "id")
-    y_test = np.array([LABELS.index(label) for label in test.gold])
-    features = build_features(settings, pool, test, y_test, len(LABELS))
-    learner = Learner.from_settings(features, len(LABELS), settings)
-    gateway = ArgillaGateway(settings.argilla_url, argilla_stack["owner_key"], "argilla", dataset_name)
-    daemon = Daemon(settings, gateway, learner, pool, LABELS, y_test)
+    gateway, pool = daemon.gateway, daemon.pool
     daemon.start()
 
     keys = team(argilla_stack["url"], argilla_stack["owner_key"], "argilla", 4, prefix="sim-team")
