@@ -51,6 +51,17 @@ class StatusCollector(Collector):
         yield _gauge("al_pool_records", "Records in the unlabelled pool file", s.get("pool_size"))
         yield _gauge("al_pool_unlabelled_records", "Pool records not yet labelled or discarded", s.get("unlabelled"))
 
+        annotation = s.get("annotation") or {}
+        yield _counter("al_annotations", "Submitted answers counted as votes", annotation.get("annotations", 0))
+        yield _counter(
+            "al_relabel_requests", "ActiveLab requests for more labels", annotation.get("relabel_requests", 0)
+        )
+        yield _gauge(
+            "al_annotator_agreement_ratio",
+            "Mean share of a text's votes equal to its consensus (texts with several votes)",
+            annotation.get("mean_agreement"),
+        )
+
         batch = s.get("batch") or {}
         yield _gauge("al_batch_id", "Id of the batch in front of annotators", batch.get("batch_id"))
         yield _gauge("al_batch_records", "Records in the current batch", batch.get("total"))

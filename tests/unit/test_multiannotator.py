@@ -4,11 +4,13 @@ fake gateway (the real-Argilla run is tests/integration/test_multiannotator.py).
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from daemon.config import Settings
 from daemon.export import labelled_rows
 from daemon.learner import Learner
+from daemon.metrics import render_metrics
 from daemon.status import create_app
 from tests.unit.conftest import LABELS, make_daemon
 from tests.unit.test_status import Source
@@ -67,6 +69,10 @@ def test_activelab_asks_again_for_doubtful_labels_and_counts_every_vote(world):
     page = TestClient(create_app(Source(daemon))).get("/").text
     assert "agreement with the consensus" in page and "ActiveLab relabel requests" in page
     assert "<td>annotator</td>" in page  # u1's name from the gateway, refreshed after the round
+
+    metrics = {f.name: f for f in text_string_to_metric_families(render_metrics(daemon.status()).decode())}
+    assert metrics["al_relabel_requests"].samples[0].value == len(batch.relabels) + len(daemon.state.current.relabels)
+    assert 0 < metrics["al_annotator_agreement_ratio"].samples[0].value <= 1
 
     status = daemon.status()["annotation"]
     assert status["relabel_requests"] == len(batch.relabels) + len(daemon.state.current.relabels)
