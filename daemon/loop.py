@@ -295,10 +295,20 @@ class Daemon:
     def _stuck(self, batch: Batch, progress: BatchProgress) -> StuckAction | None:
         """A batch with some answers but waiting longer than AL_STUCK_AFTER: warn, and close it early unless the
         action is ``wait``. A batch nobody has touched is not stuck (the annotators are away; a new batch from
-        the same labels would not help)."""
+        the same labels would not help). Relabel requests alone never hold a batch longer than AL_STUCK_AFTER."""
         since = batch.logged_at or batch.created_at
         waited = (datetime.now(UTC) - datetime.fromisoformat(since)).total_seconds()
         limit = self.settings.stuck_after
+        if limit is not None and waited >= limit and set(progress.pending_indices) <= set(batch.relabels):
+            # only relabel requests wait (the workspace may count members who never annotate): they lapse, whatever
+            # AL_STUCK_ACTION says; an answer that comes later still joins the text's votes
+            log.warning(
+                "batch %d: %d relabel request(s) unanswered after %.0f min lapse; the batch closes without them",
+                batch.batch_id,
+                progress.pending,
+                waited / 60,
+            )
+            return StuckAction.proceed
         if limit is None or waited < limit or progress.done == 0:
             return None
         action = self.settings.stuck_action

@@ -169,3 +169,30 @@ def test_no_relabel_request_when_nobody_new_could_answer_it(world):
     daemon.tick()
     assert daemon.state.current.batch_id == 1
     assert daemon.state.current.relabels == [] and len(daemon.state.current.pool_indices) == 12
+
+
+def test_relabel_requests_nobody_answers_lapse_after_stuck_after_and_late_answers_still_count(world):
+    from datetime import UTC, datetime, timedelta
+
+    daemon = make_daemon(world, activelab=True, batch_size=12, max_rounds=4, stuck_after=60, stuck_action="wait")
+    daemon.start()
+    first = [r.pool_index for r in world["gateway"].batch(0)]
+    answer(world, 0, ["u1"], wrong=set(first[:3]))
+    daemon.tick()
+    batch = daemon.state.current
+    assert batch.relabels
+    gateway = world["gateway"]
+    for record in gateway.batch(1):
+        if not record.relabel:
+            gateway.submit(record.record_id, world["gold"][record.text], user="u2")
+    daemon.tick()
+    assert daemon.state.current.batch_id == 1, "relabel requests wait, up to AL_STUCK_AFTER"
+    batch.logged_at = (datetime.now(UTC) - timedelta(seconds=61)).isoformat()
+    daemon.tick()
+    assert daemon.state.current.batch_id == 2 and batch.complete and batch.open == []
+    assert all(len(daemon.state.votes()[i]) == 1 for i in batch.relabels)
+    late = next(r for r in gateway.batch(1) if r.relabel)
+    gateway.submit(late.record_id, world["gold"][late.text], user="u3")
+    answer(world, 2, ["u1"])
+    daemon.tick()
+    assert [who for who, _ in daemon.state.votes()[late.pool_index]] == ["u1", "u3"]
