@@ -56,8 +56,8 @@ def install() -> None:
             die()
         return fit(self, labelled, ignored, round_number)
 
-    def _journal(self, batch_id, round_number, result):
-        journal(self, batch_id, round_number, result)
+    def _journal(self, batch_id, round_number, result, *relabels):
+        journal(self, batch_id, round_number, result, *relabels)
         if POINT == "after_query" and armed(batch_id - 1):
             die()
 
