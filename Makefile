@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: setup demo demo-simulated test faults lint bench stack-up stack-down clean
+.PHONY: setup demo demo-simulated demo-team test faults lint bench stack-up stack-down clean
 
 $(BIN)/al-daemon: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ demo: setup  ## local Argilla + daemon; label in the UI yourself
 
 demo-simulated: setup  ## the same, labelled unattended by the simulated annotator
 	$(BIN)/al-daemon demo --simulate $(ARGS)
+
+demo-team: setup  ## politeness texts labelled by 3 simulated annotators; CROWDLAB consensus, ActiveLab relabels
+	AL_POOL_FILE=data/politeness/train.jsonl AL_TEST_FILE=data/politeness/test.jsonl AL_DATASET=politeness-demo \
+	AL_STATE_DIR=state/politeness-demo AL_CONSENSUS=crowdlab AL_ACTIVELAB=true AL_MAX_ANNOTATIONS=3 \
+	$(BIN)/al-daemon demo --simulate --annotators 3 $(ARGS)
 
 lint: $(BIN)/al-daemon
 	$(BIN)/ruff check daemon tests docs bench

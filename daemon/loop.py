@@ -356,8 +356,13 @@ class Daemon:
             log.warning(
                 "batch %d: %d record(s) are gone from Argilla; treated as discarded", batch.batch_id, progress.missing
             )
+        answered = sum(1 for rid in batch.relabel_ids if rid in batch.votes)
         log.info(
-            "batch %d complete: %d labelled, %d discarded", batch.batch_id, len(batch.labels), len(batch.discarded)
+            "batch %d complete: %d labelled, %d discarded%s",
+            batch.batch_id,
+            len(batch.labels),
+            len(batch.discarded),
+            f", {answered} of {len(batch.relabels)} relabel requests answered" if batch.relabels else "",
         )
 
     def _reconcile(self, round_number: int) -> None:
