@@ -648,12 +648,13 @@ class Daemon:
         labelled_scores, pool_scores = activelab_scores(votes, held_out, proba[unlabelled])
         need = settings.annotators_per_record
         team = self.gateway.team()
+        requested = state.relabel_requests()
 
         def may_ask_again(index: int, given: list) -> bool:
             # the cap counts the votes and the labels asked for (first record and relabel requests): a request
             # answered by someone who had labelled the text already only replaces their vote; and enough members
             # of the workspace must not have labelled the text yet, or the relabel record would wait forever
-            asked = need * (2 + state.relabel_requests(index))
+            asked = need * (2 + requested[index])
             fresh = team - {who for who, _ in given}
             return max(asked, len(given) + need) <= settings.max_annotations and len(fresh) >= need
 
@@ -847,8 +848,9 @@ class Daemon:
         """Write the chosen batch to the state before anything is sent to Argilla."""
         previous = self.state.current
         batch = self._batch(batch_id, round_number, result, carried=previous.moved if previous is not None else ())
+        requested = self.state.relabel_requests()
         for pick in relabels or ():
-            number = self.state.relabel_requests(pick.index) + 1
+            number = requested[pick.index] + 1
             batch.relabels.append(pick.index)
             batch.relabel_ids.append(f"{record_id(pick.index)}-relabel-{number}")
             batch.relabel_numbers.append(number)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -195,9 +196,9 @@ class RunState(BaseModel):
                 merged.update(batch.labels)
         return merged
 
-    def relabel_requests(self, index: int) -> int:
-        """How many relabel records were logged for a text so far (including a batch prepared ahead)."""
-        return sum(batch.relabels.count(index) for batch in self.batches)
+    def relabel_requests(self) -> Counter[int]:
+        """Pool index -> how many relabel records were journaled for the text so far."""
+        return Counter(i for batch in self.batches for i in batch.relabels)
 
     def discarded(self) -> set[int]:
         return {i for batch in self.batches if batch.complete for i in batch.discarded}

@@ -196,3 +196,19 @@ def test_relabel_requests_nobody_answers_lapse_after_stuck_after_and_late_answer
     answer(world, 2, ["u1"])
     daemon.tick()
     assert [who for who, _ in daemon.state.votes()[late.pool_index]] == ["u1", "u3"]
+
+
+def test_an_answer_edited_after_its_round_updates_the_votes(world):
+    daemon = make_daemon(world, annotators_per_record=2, max_rounds=3)
+    daemon.start()
+    answer(world, 0, ["u1", "u2"])
+    daemon.tick()
+    record = world["gateway"].batch(0)[0]
+    gold = world["gold"][record.text]
+    other = next(label for label in LABELS if label != gold)
+    world["gateway"].submit(record.record_id, other, user="u2")  # u2 changes their mind in Argilla
+    answer(world, 1, ["u1", "u2"])
+    daemon.tick()
+    assert daemon.state.votes()[record.pool_index] == [("u1", gold), ("u2", other)]
+    assert daemon.state.training_labels()[record.pool_index] == gold  # a tie: the first answer
+    assert daemon.status()["annotation"]["annotators"]["u2"]["agreement"] < 1.0
