@@ -1,7 +1,9 @@
 """ActiveLab against random selection with several noisy annotators per text (politeness data).
 
-    .venv/bin/python bench/activelab.py                  # 25 rounds x 25 annotations, seeds 0-4 (~15 min)
+    .venv/bin/python bench/activelab.py                  # politeness: 25 rounds x 25 annotations, seeds 0-4 (~5 min)
     .venv/bin/python bench/activelab.py --seeds 0 --rounds 5
+    .venv/bin/python bench/activelab.py --pool data/trec6/train.jsonl --test data/trec6/test.jsonl --synthetic 20 \
+        --out bench/results/activelab-trec6-noisy.json      # one gold label per text: 20 synthetic noisy annotators
 
 In-process simulation through the daemon's own code (no Argilla): ``load_data`` + ``build_features`` (the hybrid
 default model) over data/politeness, the daemon's ``Learner`` (its K-fold ``out_of_sample_proba``) and
@@ -21,7 +23,9 @@ Arms (all train on the consensus of the labels in hand):
   pool), the lowest ``--batch`` get one more label each; majority vote;
 - ``activelab_crowdlab``: the same, training on CROWDLAB's consensus (the daemon's AL_CONSENSUS=crowdlab);
 - ``uncertainty``: new texts only, breaking ties (the daemon's single-annotator default), majority vote.
-Writes bench/results/activelab.json and activelab.png.
+With ``--synthetic N`` (a pool with one gold label per text, e.g. TREC-6) the answers come from N synthetic
+annotators instead (``NoisyTeam``: error rates spread from ``--noise-low`` to ``--noise-high``) and the test labels
+are the gold ones. Writes bench/results/activelab.json (or ``--out``) and the plot beside it.
 """
 
 from __future__ import annotations
@@ -44,7 +48,31 @@ WORK = ROOT / "tests" / "output" / "bench-activelab"
 ARMS = ("random", "activelab", "activelab_crowdlab", "uncertainty")
 
 
-def load(pool_file: Path, test_file: Path):
+class NoisyTeam:
+    """Synthetic annotators for a pool with one gold label per text (``--synthetic N``): annotator k is wrong with
+    probability evenly spaced from ``low`` to ``high``; each request goes to a random annotator who has not
+    labelled that text yet, who answers the gold label or, when wrong, another label at random."""
+
+    def __init__(self, gold: dict[str, str], labels: list[str], size: int, low: float, high: float, seed: int):
+        self.gold, self.labels = gold, labels
+        self.noise = np.linspace(low, high, size)
+        self.rng = np.random.default_rng(seed)
+        self.asked: dict[str, set[int]] = {}
+
+    def remaining(self, text: str) -> int:
+        return len(self.noise) - len(self.asked.get(text, ()))
+
+    def take(self, text: str) -> tuple[str, str]:
+        done = self.asked.setdefault(text, set())
+        who = int(self.rng.choice([k for k in range(len(self.noise)) if k not in done]))
+        done.add(who)
+        label = self.gold[text]
+        if self.rng.random() < self.noise[who]:
+            label = str(self.rng.choice([other for other in self.labels if other != label]))
+        return f"synthetic-{who}", label
+
+
+def load(pool_file: Path, test_file: Path, synthetic: int = 0):
     import logging
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -56,7 +84,7 @@ def load(pool_file: Path, test_file: Path):
     settings = Settings(_env_file=None, pool_file=pool_file, test_file=test_file, model="hybrid", cache_dir=WORK)
     data = load_data(settings)
     features = build_features(settings, data.pool, data.test, data.y_test, len(data.labels))
-    annotations = load_annotations(pool_file)
+    annotations = None if synthetic else load_annotations(pool_file)
     return settings, data, features, annotations
 
 
@@ -68,7 +96,11 @@ def run(arm: str, seed: int, args, settings, data, features, annotations) -> dic
 
     labels = data.labels
     texts = data.pool.texts
-    source = AnnotationSource({t: annotations[t] for t in texts}, seed=seed)
+    if annotations is None:
+        gold = dict(zip(texts, data.pool.gold, strict=True))
+        source = NoisyTeam(gold, labels, args.synthetic, args.noise_low, args.noise_high, seed)
+    else:
+        source = AnnotationSource({t: annotations[t] for t in texts}, seed=seed)
     strategy = QueryStrategyName.breaking_ties if arm == "uncertainty" else QueryStrategyName.random
     learner = Learner(features, len(labels), strategy, seed=seed)
     rng = np.random.default_rng(seed)
@@ -166,8 +198,8 @@ def reductions(summary: dict, baseline: str = "random") -> dict:
 
 
 def ceiling_error(data, features) -> float:
-    """Test error of the same model trained on every pool text with its all-annotator consensus: the floor any
-    selection of annotations can approach with this model and pool."""
+    """Test error of the same model trained on every pool text with its reference label (the all-annotator
+    majority, or the gold label with synthetic annotators): what this model reaches with the best labels there are."""
     from daemon.config import QueryStrategyName
     from daemon.learner import Learner
 
@@ -190,22 +222,24 @@ def plot(summary: dict, path: Path, meta: dict, ceiling: float | None = None) ->
         left.plot(x, mean, color=f"C{k}", label=f"{arm} (n={item['seeds']})")
         left.fill_between(x, mean - std, mean + std, color=f"C{k}", alpha=0.15, linewidth=0)
         right.plot(x, item["train_label_accuracy_mean"], color=f"C{k}", label=arm)
+    synthetic = meta.get("annotators", "recorded ratings") != "recorded ratings"
+    reference = "gold label" if synthetic else "all-annotator majority"
     if ceiling is not None:
-        left.axhline(
-            ceiling, color="grey", linestyle="--", linewidth=1, label="every pool text, all annotators (consensus)"
-        )
+        left.axhline(ceiling, color="grey", linestyle="--", linewidth=1, label=f"every pool text, its {reference}")
     left.set_xlabel("annotations collected")
     left.set_ylabel("test error")
     left.set_title("test error (mean ± std over seeds)")
     right.set_xlabel("annotations collected")
-    right.set_ylabel("training consensus = all-annotator majority")
+    right.set_ylabel(f"training labels equal to the {reference}")
     right.set_title("quality of the labels trained on")
     for axis in (left, right):
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     figure.suptitle(
-        f"politeness ({meta['pool_size']:,} pool / {meta['test_size']:,} test), {meta['rounds']} rounds x "
-        f"{meta['batch']} annotations after {meta['initial']} single-labelled texts"
+        f"{meta.get('dataset', 'politeness')} ({meta['pool_size']:,} pool / {meta['test_size']:,} test; "
+        f"{meta.get('annotators', 'recorded ratings')})\n{meta['rounds']} rounds x {meta['batch']} annotations after "
+        f"{meta['initial']} single-labelled texts",
+        fontsize=10,
     )
     figure.savefig(path, dpi=90)
 
@@ -222,9 +256,14 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--max-annotations", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS / "activelab.json")
+    parser.add_argument(
+        "--synthetic", type=int, default=0, help="N synthetic annotators of graded noise instead of recorded ratings"
+    )
+    parser.add_argument("--noise-low", type=float, default=0.1, help="error rate of the best synthetic annotator")
+    parser.add_argument("--noise-high", type=float, default=0.5, help="error rate of the worst synthetic annotator")
     args = parser.parse_args()
     started = time.perf_counter()
-    settings, data, features, annotations = load(args.pool, args.test)
+    settings, data, features, annotations = load(args.pool, args.test, args.synthetic)
     runs = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for arm in args.arms.split(","):
@@ -246,6 +285,10 @@ def main() -> None:
         "initial": args.initial,
         "folds": args.folds,
         "max_annotations": args.max_annotations,
+        "dataset": args.pool.resolve().parent.name,
+        "annotators": "recorded ratings"
+        if not args.synthetic
+        else f"{args.synthetic} synthetic, error rate {args.noise_low}-{args.noise_high}",
         "model": features.name,
     }
     document = {

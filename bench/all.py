@@ -1,4 +1,4 @@
-"""The default benchmark set, one command (``make bench``): about 35 min on 2 CPU cores.
+"""The default benchmark set, one command (``make bench``): about 45 min on 2 CPU cores.
 
     .venv/bin/python bench/all.py                     # TREC-6, everything below
     .venv/bin/python bench/all.py --pool my.parquet --test my-test.parquet --text-column body --label-column topic
@@ -14,6 +14,8 @@
 4. scale: one round of the default model on pools of 5k, 50k and 500k synthetic texts (bench/scale.py).
 5. activelab: several noisy annotators per text (data/politeness): ActiveLab against random selection, 25 rounds
    x 25 annotations, 5 seeds (bench/activelab.py -> results/activelab.json/.png; ~5 min).
+6. activelab-noisy: the same on TREC-6 with 20 synthetic annotators wrong 10-50 % of the time
+   (results/activelab-trec6-noisy.json/.png; ~7 min).
 
 Each step runs as its own process; a failing step is reported and the others still run (exit code 1 at the
 end). The wall time of each step goes to results/bench-all.json. The transformer studies (every model x strategy
@@ -33,7 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-STEPS = ("efficiency", "wait", "idle", "scale", "activelab")
+STEPS = ("efficiency", "wait", "idle", "scale", "activelab", "activelab-noisy")
 
 
 def relative(path: Path) -> str:
@@ -57,6 +59,8 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
         "idle": [python, "bench/idle.py"],
         "scale": [python, "bench/scale.py", "--sizes", "5000", "50000", "500000"],
         "activelab": [python, "bench/activelab.py"],
+        "activelab-noisy": [python, "bench/activelab.py", "--pool", "data/trec6/train.jsonl"]
+        + ["--test", "data/trec6/test.jsonl", "--synthetic", "20", "--out", "bench/results/activelab-trec6-noisy.json"],
     }
 
 
