@@ -1,4 +1,4 @@
-"""The default benchmark set, one command (``make bench``): about 45 min on 2 CPU cores.
+"""The default benchmark set, one command (``make bench``): about 30-35 min on 2 CPU cores.
 
     .venv/bin/python bench/all.py                     # TREC-6, everything below
     .venv/bin/python bench/all.py --pool my.parquet --test my-test.parquet --text-column body --label-column topic
