@@ -38,7 +38,7 @@ test: setup lint  ## unit + integration + end-to-end (starts its own Argilla sta
 faults: setup  ## the fault-injection suite alone (also part of `make test`); writes tests/faults/RESULTS.md
 	$(BIN)/pytest -q -rs tests/faults $(ARGS)
 
-bench: setup  ## the default benchmark set (~30 min): label efficiency, wait, idle, scale -> bench/results/
+bench: setup  ## the default benchmark set (~30-35 min): efficiency, wait, idle, scale, activelab (x2) -> bench/results/
 	$(BIN)/python bench/all.py $(ARGS)
 
 stack-up: setup
