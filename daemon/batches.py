@@ -8,9 +8,9 @@ and never train on it. A record that vanished from Argilla (deleted by a person)
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from collections.abc import Sequence
 
+from daemon.consensus import majority_of as consensus  # a text's label from its submitted answers
 from daemon.gateway import RecordView
 from daemon.state import Batch, Change
 
@@ -47,13 +47,6 @@ class BatchProgress:
             "pending": self.pending,
             "missing": self.missing,
         }
-
-
-def consensus(labels: Sequence[str]) -> str:
-    """Majority label; ties go to the label submitted first."""
-    counts = Counter(labels)
-    best = max(counts.values())
-    return next(label for label in labels if counts[label] == best)
 
 
 def assess(pool_indices: Sequence[int], views: Sequence[RecordView]) -> BatchProgress:

@@ -82,12 +82,23 @@ def _annotators(settings, args: argparse.Namespace) -> list:
     if args.annotators > 1 or args.from_annotations:
         try:
             source = AnnotationSource(load_annotations(settings.pool_file, settings.text_column), seed=settings.seed)
-        except (ValueError, KeyError) as exc:
+        except ValueError as exc:
             raise DaemonError(f"--annotators/--from-annotations need recorded annotations: {exc}") from None
         if args.annotators > 1:
-            keys = team(
-                settings.argilla_url, settings.argilla_api_key.get_secret_value(), settings.workspace, args.annotators
-            )
+            import httpx
+
+            try:
+                keys = team(
+                    settings.argilla_url,
+                    settings.argilla_api_key.get_secret_value(),
+                    settings.workspace,
+                    args.annotators,
+                )
+            except (ValueError, httpx.HTTPError) as exc:
+                raise DaemonError(
+                    f"--annotators {args.annotators}: could not set up the simulated users ({exc}); it needs Argilla "
+                    "reachable at AL_ARGILLA_URL and an owner's key in AL_ARGILLA_API_KEY"
+                ) from None
     return [
         SimulatedAnnotator(
             SimulationConfig(

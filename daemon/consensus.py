@@ -30,11 +30,16 @@ def quiet():
         yield
 
 
-def majority(votes: Sequence[tuple[str, int]]) -> int:
-    """The label most annotators chose; a tie goes to the label submitted first."""
-    counts = Counter(label for _, label in votes)
+def majority_of(labels: Sequence):
+    """The most frequent label; a tie goes to the label submitted first."""
+    counts = Counter(labels)
     best = max(counts.values())
-    return next(label for _, label in votes if counts[label] == best)
+    return next(label for label in labels if counts[label] == best)
+
+
+def majority(votes: Sequence[tuple[str, int]]) -> int:
+    """The label most annotators chose (``votes``: (annotator, label) in submit order); ties as majority_of."""
+    return majority_of([label for _, label in votes])
 
 
 def majority_labels(votes: Votes) -> dict[int, int]:

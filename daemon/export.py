@@ -31,7 +31,7 @@ from daemon.learner import Learner
 from daemon.plot import render_curve
 from daemon.pool import TextTable
 from daemon.report import curve
-from daemon.state import RunState, now
+from daemon.state import JOURNALED, RunState, now
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def labelled_rows(state: RunState, pool: TextTable, user_names: dict[str, str]) 
         for index in batch.pool_indices:
             if index not in batch.labels or index not in consensus:
                 continue
-            given = [(who, label) for who, label in votes.get(index, []) if who != "(journaled)"]
+            given = [(who, label) for who, label in votes.get(index, []) if who != JOURNALED]
             ids = [who for who, _ in given] or batch.annotators.get(index, [])
             rows.append(
                 {
@@ -188,7 +188,7 @@ def export_run(
         "open_ids": [pool.ids[i] for i in sorted(state.open_indices())],  # a stuck batch's unanswered records
         "changes": [change.model_dump(mode="json") for change in state.changes],  # made by people after training
         "annotators": dict(annotators),
-        "annotation": {k: v for k, v in status.get("annotation", {}).items()},  # consensus, agreement, quality
+        "annotation": status.get("annotation", {}),  # consensus, agreement, quality
         "final": {"accuracy": status.get("accuracy"), "macro_f1": status.get("macro_f1")},
         "signals": {
             name: {k: v for k, v in view.items() if k != "history"} for name, view in status["signals"].items()

@@ -24,7 +24,7 @@ from daemon.errors import ArgillaRefused, ArgillaUnavailable, SchemaError, State
 from daemon.gateway import DatasetSpec, Gateway, OutRecord
 from daemon.learner import Evaluation, Learner, QueryResult
 from daemon.pool import TextTable
-from daemon.report import Live, status_view
+from daemon.report import Live, annotation_view, status_view
 from daemon.state import Batch, RoundMetrics, RunState, StateStore, acquire_lock, now
 from daemon.stopping import Inputs, StoppingSignals, project_kappa
 from daemon.trainer import BackgroundTrainer, Job
@@ -117,6 +117,7 @@ class Daemon:
         self._deferred = False  # the last round waits for the background training to finish
         self._held_out: tuple | None = None  # this round's votes and out-of-sample probabilities (ActiveLab)
         self._user_names: dict[str, str] = {}  # Argilla user id -> username, refreshed after each round
+        self._annotation: tuple | None = None  # (journal revision, the status's annotation section)
 
     # ---- start-up ------------------------------------------------------------------------------------
     def spec(self) -> DatasetSpec:
@@ -785,6 +786,7 @@ class Daemon:
         in Argilla."""
         try:
             self._user_names = self.gateway.user_names()
+            self._annotation = None  # shown by name from now on
         except (ArgillaUnavailable, ArgillaRefused) as exc:
             log.warning("annotator names unavailable (%s): status shows user ids", exc)
         self._publish()
@@ -926,10 +928,18 @@ class Daemon:
             pool_size=len(self.pool),
             export=self.export,
             warnings=tuple(w for w in (snapshot.warning,) if w),
-            user_names=self._user_names,
+            annotation=self._annotation_view(),
         )
         self._published = status_view(self.settings, self.state, live, self.signals.thresholds())
         return self._published
+
+    def _annotation_view(self) -> dict:
+        """The status's annotation section, recomputed only when the journal is saved or the user names are
+        refreshed: it walks every vote (~40 ms at 10,000 labelled texts), too much for every poll."""
+        key = (self.store.saves, self.state is None)
+        if self._annotation is None or self._annotation[0] != key:
+            self._annotation = (key, annotation_view(self.settings, self.state, self._user_names))
+        return self._annotation[1]
 
     def status(self) -> dict:
         """The latest status document (JSON-safe); the Argilla error counts are read live."""

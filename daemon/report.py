@@ -10,7 +10,7 @@ import dataclasses
 
 from daemon import __version__
 from daemon.config import Settings
-from daemon.state import RoundMetrics, RunState
+from daemon.state import JOURNALED, RoundMetrics, RunState
 from daemon.stopping import LABEL_BUDGET, MAX_ITERATIONS, SIGNALS
 
 
@@ -27,7 +27,7 @@ class Live:
     argilla_errors: dict = dataclasses.field(default_factory=dict)
     export: dict | None = None
     warnings: tuple[str, ...] = ()
-    user_names: dict = dataclasses.field(default_factory=dict)  # Argilla user id -> username
+    annotation: dict | None = None  # annotation_view(), when the caller keeps it cached (None: computed here)
 
 
 def number(value, digits: int = 3, missing: str = "-") -> str:
@@ -114,7 +114,7 @@ def status_view(settings: Settings, state: RunState | None, live: Live, threshol
         "discarded": len(state.discarded()) if state else 0,
         "open": len(state.open_indices()) if state else 0,
         "changes": changes_view(state),
-        "annotation": annotation_view(settings, state, live.user_names),
+        "annotation": live.annotation if live.annotation is not None else annotation_view(settings, state),
         "batch": progress,
         "accuracy": best(rounds, "accuracy"),
         "macro_f1": best(rounds, "macro_f1"),
@@ -153,7 +153,7 @@ def annotation_view(settings: Settings, state: RunState | None, user_names: dict
     for who, item in view["annotators"].items():
         item["quality"] = quality.get(who)
         item["name"] = (user_names or {}).get(who)
-    view["annotators"].pop("(journaled)", None)
+    view["annotators"].pop(JOURNALED, None)
     return {
         "annotators_per_record": settings.annotators_per_record,
         "consensus": settings.consensus.value,

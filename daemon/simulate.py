@@ -55,7 +55,9 @@ class SimulatedAnnotator:
         self.config = config
         self.gold = gold_by_text
         self.source = source  # several annotators' recorded labels: each answer takes the next one
-        self.answered: set[str] = set()  # texts this annotator answered: a relabel request of one is left to others
+        self.texts_answered: set[str] = (
+            set()
+        )  # texts this annotator answered: a relabel request of one is left to others
         self.labels = labels
         self.random = random.Random(config.seed)
         self.counts = SimulationCounts()
@@ -113,7 +115,7 @@ class SimulatedAnnotator:
             body = {"status": "submitted", "values": {"label": {"value": label}}}
             self.counts.submitted += 1
         response = self.http.post(f"/api/v1/records/{record['id']}/responses", json=body)
-        self.answered.add(text)
+        self.texts_answered.add(text)
         if response.status_code != 201:
             self.counts.errors += 1
             log.warning("response for %s: HTTP %d %s", record["id"], response.status_code, response.text[:200])
@@ -137,7 +139,7 @@ class SimulatedAnnotator:
                 if max_records is not None and self.counts.submitted + self.counts.discarded >= max_records:
                     return self.counts
                 text = record["fields"]["text"]
-                if text not in self.gold or (self.source is not None and text in self.answered):
+                if text not in self.gold or (self.source is not None and text in self.texts_answered):
                     continue
                 self.stop_event.wait(self.config.delay)
                 try:
@@ -199,7 +201,12 @@ def load_annotations(path: Path, text_column: str = "text", column: str = "annot
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: row {number} is not JSON ({exc.msg})") from None
+            if not isinstance(row, dict) or not isinstance(row.get(text_column), str):
+                raise ValueError(f"{path}: row {number} has no text in {text_column!r}")
             given = row.get(column)
             if not isinstance(given, list) or not all(isinstance(a, dict) and "label" in a for a in given):
                 raise ValueError(f"{path}: row {number} has no {column!r} list of {{'label': ...}} objects")

@@ -21,6 +21,7 @@ from daemon.stopping import Signal
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1
+JOURNALED = "(journaled)"  # the annotator of a vote that is only a batch's label (states from before votes were kept)
 
 
 def now() -> str:
@@ -185,7 +186,7 @@ class RunState(BaseModel):
                     kept.append((who, label))
         for index, label in labelled.items():
             if not found.get(index):
-                found[index] = [("(journaled)", label)]
+                found[index] = [(JOURNALED, label)]
         return found
 
     def training_labels_closed(self) -> dict[int, str]:
@@ -269,6 +270,7 @@ class StateStore:
     def __init__(self, state_dir: Path) -> None:
         self.dir = Path(state_dir)
         self.path = self.dir / STATE_FILE
+        self.saves = 0  # a revision number of the journal: views derived from the state are cached on it
 
     def remove_partial_writes(self) -> None:
         """Delete temporary files a crash left mid-write (state.json itself is intact). Only the lock holder
@@ -289,6 +291,7 @@ class StateStore:
 
     def save(self, state: RunState) -> None:
         self._atomic_write(self.path, state.model_dump_json(indent=1).encode())
+        self.saves += 1
 
     def save_predictions(self, round_number: int, predictions: np.ndarray) -> None:
         """Pool predictions of a round: KappaAverage compares consecutive rounds, across restarts too."""

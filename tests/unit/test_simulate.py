@@ -28,3 +28,20 @@ def test_load_annotations_reads_the_politeness_layout_and_refuses_other_rows(tmp
     bad.write_text(json.dumps({"text": "a", "annotations": [{"annotator": "x"}]}) + "\n")
     with pytest.raises(ValueError, match="row 1"):
         load_annotations(bad)
+    bad.write_text(json.dumps({"body": "a", "annotations": []}) + "\n")
+    with pytest.raises(ValueError, match="row 1 has no text in 'text'"):
+        load_annotations(bad)
+
+
+def test_the_cli_refuses_a_team_without_recorded_annotations_or_an_owner(tmp_path, capsys, monkeypatch):
+    from daemon.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    trec = ["--pool-file", str(ROOT / "data/trec6/train.jsonl"), "--test-file", ""]
+    assert main(["simulate", "--annotators", "3", *trec]) == 2
+    assert "need recorded annotations" in capsys.readouterr().err
+    politeness = str(ROOT / "data/politeness/train.jsonl")
+    unreachable = ["--argilla-url", "http://127.0.0.1:9", "--pool-file", politeness, "--test-file", ""]
+    assert main(["simulate", "--annotators", "3", *unreachable]) == 2
+    err = capsys.readouterr().err
+    assert "could not set up the simulated users" in err and "Traceback" not in err
