@@ -368,18 +368,27 @@ def _default_text(name: str) -> str | None:
     return str(value)
 
 
+# the settings a new run must look at; every other line of `.env.example` is a comment showing the default, so
+# copying the file to `.env` never overrides what a service unit or an image sets (systemd's EnvironmentFile=
+# beats its Environment=, and compose's env_file beats the image's ENV)
+TO_EDIT = ("argilla_url", "argilla_api_key", "workspace", "dataset", "pool_file", "test_file")
+
+
 def env_example() -> str:
     """The text of `.env.example` (a unit test keeps the file equal to it)."""
     lines = [
         "# al-daemon settings. Copy to .env (or export as environment variables, or pass as `al-daemon run --flag`).",
         "# Every setting is AL_<NAME>; flags are --<name-with-dashes>. Precedence: flags > environment > .env.",
+        "# Only the settings every run must look at are set here; the others show their default, commented out:",
+        "# uncomment a line to change it (a set line would override what a systemd unit or a container image sets).",
     ]
     for name, field in Settings.model_fields.items():
         if name in SECTIONS:
             lines += ["", f"# --- {SECTIONS[name]} ---"]
         lines.append(f"# {field.description}")
         default = _default_text(name)
-        lines.append(f"# AL_{name.upper()}=" if default is None else f"AL_{name.upper()}={default}")
+        line = f"AL_{name.upper()}={'' if default is None else default}"
+        lines.append(line if name in TO_EDIT and default is not None else f"# {line}")
     return "\n".join(lines) + "\n"
 
 

@@ -948,6 +948,10 @@ class Daemon:
             "training": published["training"] | {"background": self.trainer.describe()},
             "warnings": published["warnings"] + [w for w in (self.trainer.last_error,) if w],
             "argilla_errors": dict(getattr(self.gateway, "errors", {}) or {}),
+            # unix time of the last successful exchange with Argilla (monotonic inside, wall clock here)
+            "argilla_last_contact": None
+            if self.last_contact is None
+            else round(time.time() - (time.monotonic() - self.last_contact), 3),
             "run_by": self.run_by,
         }
 
