@@ -1,14 +1,21 @@
 """``/metrics`` in the Prometheus text format, built from the status document at scrape time.
 
 Everything comes from the persisted state (plus the gateway's error counts), so counters and histograms
-survive restarts instead of starting from zero; Prometheus copes with the rare reset either way.
+survive restarts instead of starting from zero; Prometheus copes with the rare reset either way. The standard
+``process_*`` and ``python_*`` families (memory, CPU, file descriptors, GC) come from prometheus_client's own
+collectors, registered on the same per-scrape registry (never the global one, which would duplicate them).
+
+Timestamps are unix seconds, for alerts such as ``time() - al_argilla_last_contact_timestamp_seconds > 600``;
+a value not known yet (no round trained, Argilla never reached) has no sample at all rather than 0 or NaN.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
@@ -70,6 +77,11 @@ class StatusCollector(Collector):
             if batch.get(key) is not None:
                 records.add_metric([key], float(batch[key]))
         yield records
+        yield _gauge(
+            "al_batch_created_timestamp_seconds",
+            "Unix time the current batch was journaled (and logged to Argilla right after)",
+            _unix_time(batch.get("created_at")),
+        )
 
         for key, name, text in (
             ("accuracy", "al_test_accuracy_ratio", "Test-set accuracy of the latest model"),
@@ -120,10 +132,34 @@ class StatusCollector(Collector):
             errors.add_metric([kind], float((s.get("argilla_errors") or {}).get(kind, 0)))
         yield errors
 
+        yield _gauge(
+            "al_last_round_timestamp_seconds",
+            "Unix time the last training round finished",
+            _unix_time((s.get("last_round") or {}).get("finished_at")),
+        )
+        yield _gauge(
+            "al_argilla_last_contact_timestamp_seconds",
+            "Unix time of the last successful exchange with Argilla",
+            s.get("argilla_last_contact"),
+        )
+
+
+def _unix_time(value) -> float | None:
+    """An ISO-8601 time (the state's ``finished_at``; naive means UTC) as unix seconds; None if absent or bad."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
 
 def _gauge(name: str, documentation: str, value) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, documentation)
-    if value is not None:
+    if value is not None and not (isinstance(value, float) and math.isnan(value)):
         family.add_metric([], float(value))
     return family
 
@@ -135,4 +171,8 @@ def _counter(name: str, documentation: str, value) -> CounterMetricFamily:
 def render_metrics(status: dict) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StatusCollector(status))
+    # the standard process_* / python_* families, on this registry only (the global REGISTRY is never scraped here)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
     return generate_latest(registry)

@@ -153,7 +153,7 @@ class Stack:
             ARGILLA_ELASTICSEARCH=f"http://127.0.0.1:{self.config.search_port}",
             ARGILLA_REDIS_URL=f"redis://127.0.0.1:{self.config.redis_port}/0",
             ARGILLA_AUTH_SECRET_KEY=secret_file.read_text().strip(),
-            ARGILLA_ENABLE_TELEMETRY="0",
+            HF_HUB_DISABLE_TELEMETRY="1",
             HF_HUB_OFFLINE="1",
         )
         return env

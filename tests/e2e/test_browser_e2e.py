@@ -4,7 +4,8 @@ daemon's metadata. Every submit's HTTP status is asserted, not only that the UI 
 go to tests/output/browser/<dataset>/.
 
 Needs Debian's Chromium (``apt-get install chromium``; .ci/run installs it) and the ``playwright`` package (a dev
-extra); never ``playwright install``. Skipped, with the reason, where no Chromium exists.
+extra); never ``playwright install``. Skipped, with the reason, where either is missing — except under CI (the CI
+environment variable set, as .ci/run does), where a missing one is a failure: CI must run this test.
 """
 
 import json
@@ -27,11 +28,25 @@ BATCH = 4
 TIMEOUT_MS = 30_000
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def unavailable(reason: str):
+    """Skip locally; under CI a missing browser is a failure, not a silent skip."""
+    if in_ci():
+        pytest.fail(f"{reason} — CI is set, so the browser test must run (.ci/run installs Chromium)")
+    pytest.skip(reason)
+
+
 @pytest.fixture
 def browser():
     if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (or set AL_CHROMIUM)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
+        unavailable(f"no Chromium at {CHROMIUM}: apt-get install chromium (or set AL_CHROMIUM)")
+    try:
+        import playwright.sync_api as playwright_api
+    except ImportError as exc:
+        unavailable(f"the playwright package is missing ({exc}): pip install -e '.[dev]'")
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
         yield browser
