@@ -5,7 +5,9 @@
 - ``/status``: the run as JSON (see :func:`daemon.report.status_view`).
 - ``/metrics``: Prometheus text format.
 - ``/`` a small human page with the learning curve, which is also at ``/plot.png``.
-- ``POST /webhook``: Argilla's signed events (AL_WEBHOOK_URL; see :mod:`daemon.webhooks`).
+- ``POST /webhook``: Argilla's signed events (AL_WEBHOOK_URL; see :mod:`daemon.webhooks`). A body over
+  ``MAX_WEBHOOK_BODY`` gets 413: refused from its Content-Length, or (chunked, or a lying length) once reading it
+  passed the cap; more than the cap is never held in memory, and the connection is closed after the answer.
 
 With a token configured, every route but ``/healthz`` and ``/webhook`` (which checks Argilla's signature) needs ``Authorization: Bearer <token>``; browsers
 may send it as the password of HTTP Basic auth (any user name), so the page works from a browser too.
@@ -24,9 +26,11 @@ import jinja2
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.requests import ClientDisconnect
 
 from daemon.metrics import CONTENT_TYPE, render_metrics
 from daemon.report import number, signal_digits
+from daemon.webhooks import MAX_WEBHOOK_BODY, TooLarge
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +44,7 @@ class StatusSource(Protocol):
 
     def plot(self) -> bytes: ...
 
-    def webhook(self, body: bytes, headers: dict) -> tuple[int, dict]: ...
+    def webhook(self, body: bytes | TooLarge, headers: dict) -> tuple[int, dict]: ...
 
 
 def authorized(header: str | None, token: str) -> bool:
@@ -96,9 +100,15 @@ def create_app(source: StatusSource, token: str | None = None) -> FastAPI:
         return Response(source.plot(), media_type="image/png", headers={"Cache-Control": "no-store"})
 
     @app.post("/webhook")
-    async def webhook(request: Request) -> JSONResponse:
-        status, answer = source.webhook(await request.body(), dict(request.headers))
-        return JSONResponse(answer, status_code=status)
+    async def webhook(request: Request) -> Response:
+        try:
+            body = await read_capped(request, MAX_WEBHOOK_BODY)
+        except ClientDisconnect:  # gone before its body arrived: nobody to answer
+            return Response(status_code=400, headers={"Connection": "close"})
+        status, answer = source.webhook(body, dict(request.headers))
+        # not read to its end: the rest of a body refused must not be read (nor parsed as a next request)
+        headers = {"Connection": "close"} if isinstance(body, TooLarge) else None
+        return JSONResponse(answer, status_code=status, headers=headers)
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> HTMLResponse:
@@ -107,25 +117,46 @@ def create_app(source: StatusSource, token: str | None = None) -> FastAPI:
     return app
 
 
+async def read_capped(request: Request, cap: int) -> bytes | TooLarge:
+    """The request's body, or :class:`TooLarge` as soon as it is known to exceed ``cap`` bytes: from the
+    Content-Length header before reading anything, else (chunked, or a length that lies) when the chunks read so far
+    plus the next would pass it. Never holds more than ``cap`` bytes plus the one chunk being looked at."""
+    try:
+        declared = int(request.headers.get("content-length", ""))
+    except ValueError:  # none (chunked); the server refuses a malformed one before this
+        declared = -1
+    if declared > cap:
+        return TooLarge(declared=declared)
+    body = bytearray()
+    async for chunk in request.stream():
+        if len(body) + len(chunk) > cap:
+            return TooLarge(read=len(body) + len(chunk))
+        body += chunk
+    return bytes(body)
+
+
 _env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)
 _env.filters["num"] = lambda value, digits=3: number(value, digits, missing="–")
 _env.globals["signal_digits"] = signal_digits
 PAGE = _env.from_string(
     """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="10">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>al-daemon · {{ s.dataset }}</title>
 <style>
- body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222;max-width:64rem}
+ body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222;max-width:64rem;overflow-wrap:anywhere}
+ @media (max-width:30rem){body{margin:.8rem}}
  h1{font-size:1.3rem;margin:0 0 .3rem} .muted{color:#666;font-size:.9rem}
  .state{display:inline-block;padding:.15rem .6rem;border-radius:1rem;background:#e8eefc;font-weight:600}
  .state.degraded{background:#fde2e1}.state.stopped{background:#e3f5e1}
  .cards{display:flex;flex-wrap:wrap;gap:.8rem;margin:1rem 0}
  .card{border:1px solid #ddd;border-radius:.5rem;padding:.6rem .9rem;min-width:9rem}
- .card b{display:block;font-size:1.4rem} table{border-collapse:collapse;font-size:.9rem}
+ .card b{display:block;font-size:1.4rem} table{border-collapse:collapse;font-size:.9rem;overflow-wrap:normal}
+ .scroll{overflow-x:auto;max-width:100%}
  td,th{padding:.25rem .6rem;border-bottom:1px solid #eee;text-align:right} th:first-child,td:first-child{text-align:left}
  .bar{height:.6rem;background:#eee;border-radius:.3rem;overflow:hidden;width:100%}
  .bar span{display:block;height:100%;background:#4a7bd8}
- img{max-width:100%;border:1px solid #eee;margin-top:1rem}
+ img{max-width:100%;height:auto;border:1px solid #eee;margin-top:1rem;box-sizing:border-box}
 </style></head><body>
 <h1>{{ s.dataset }} <span class="state {{ s.state }}">{{ s.state }}</span></h1>
 <div class="muted">{{ s.model }} · {{ s.query_strategy }} · batch size {{ s.batch_size }} · workspace {{ s.workspace }}
@@ -145,14 +176,19 @@ PAGE = _env.from_string(
  <div class="card">accuracy<b>{{ s.accuracy.last|num }}</b><span class="muted">best {{ s.accuracy.best|num }}
   (round {{ s.accuracy.best_round|num }})</span></div>
  <div class="card">macro-F1<b>{{ s.macro_f1.last|num }}</b><span class="muted">best {{ s.macro_f1.best|num }}</span></div>
+ {% if s.state == 'stopped' or s.stop.reason %}{% set why = s.stop.reason or s.reason %}
+ <div class="card">stopped<b>after round {{ s.last_round.round|num }}</b>
+  {%- if why and why != s.reason %}<span class="muted">{{ why }}</span>{% endif %}</div>
+ {% else %}
  <div class="card">projected stop<b>{{ s.stop.projected_round|num }}</b><span class="muted">round
   {% if s.stop.projected_labels %}(~{{ s.stop.projected_labels }} labels){% endif %}</span></div>
+ {% endif %}
 </div>
-<table><tr><th>stopping criterion</th><th>value</th><th>threshold</th><th>fired</th><th>stops the run</th></tr>
+<div class="scroll"><table><tr><th>stopping criterion</th><th>value</th><th>threshold</th><th>fired</th><th>stops the run</th></tr>
 {% for name, sig in s.signals.items() %}<tr><td>{{ name }}</td>
 <td>{{ sig.value|num(signal_digits(name)) }}</td><td>{{ sig.threshold|num }}</td>
 <td>{{ 'yes' if sig.fired else 'no' }}</td><td>{{ 'yes' if sig.stops else '' }}</td></tr>{% endfor %}
-</table>
+</table></div>
 <p class="muted">Stop rule: {{ s.stop.mode }} of [{{ s.stop.criteria|join(', ') }}]
 {%- if s.stop.max_rounds %}, at most {{ s.stop.max_rounds }} rounds{% endif %}
 {%- if s.stop.max_labels %}, at most {{ s.stop.max_labels }} labels{% endif %}.
@@ -160,11 +196,11 @@ PAGE = _env.from_string(
 {% for phase, sec in s.last_round.seconds.items() %}{{ phase }} {{ sec|num(2) }} s{{ ', ' if not loop.last }}{% endfor %}.{% endif %}
 {% if s.export %}Export: {{ s.export.path }}.{% endif %}</p>
 {% set a = s.annotation %}{% if a and (a.texts_with_several_votes or a.activelab or a.annotators_per_record > 1) %}
-<table><tr><th>annotator</th><th>labels</th><th>agreement with the consensus</th><th>quality (CROWDLAB)</th></tr>
+<div class="scroll"><table><tr><th>annotator</th><th>labels</th><th>agreement with the consensus</th><th>quality (CROWDLAB)</th></tr>
 {% for who, v in a.annotators.items() %}<tr><td>{{ v.name or who }}</td><td>{{ v.labels }}</td>
 <td>{{ v.agreement|num }}{% if v.compared %} <span class="muted">({{ v.compared }} shared)</span>{% endif %}</td>
 <td>{{ v.quality|num }}</td></tr>{% endfor %}
-</table>
+</table></div>
 <p class="muted">Consensus: {{ a.consensus_used or a.consensus }} · {{ a.annotations }} answers on
 {{ a.texts_with_several_votes }} texts with several votes · mean agreement {{ a.mean_agreement|num }}
 {%- if a.activelab %} · ActiveLab relabel requests {{ a.relabel_requests }} (at most {{ a.max_annotations }} labels a text){% endif %}.</p>

@@ -1,6 +1,7 @@
 """The status app: routes, readiness, the page, the plot, and bearer-token auth."""
 
 import base64
+import re
 
 import pytest
 from fastapi.testclient import TestClient
@@ -115,3 +116,77 @@ def test_page_and_terminal_show_a_stuck_batch_and_label_changes(world):
     assert "Label changes made in Argilla after training: withdrawn 1" in page
     terminal = format_status(daemon.status())
     assert "warning:   batch 2 is stuck" in terminal and "changes:   withdrawn 1" in terminal
+
+
+class Stub:
+    """A source serving a fixed status document (the page's rendering is what is under test)."""
+
+    def __init__(self, status: dict):
+        self.document = status
+
+    def status(self):
+        return self.document
+
+    def ready(self):
+        return True, "ok"
+
+    def plot(self):
+        return PNG
+
+
+def page_of(status: dict) -> str:
+    return TestClient(create_app(Stub(status))).get("/").text
+
+
+def css_rules(page: str) -> dict[str, dict[str, str]]:
+    """The page's top-level CSS rules (``@media`` blocks left out): selector -> {property: value}."""
+    css = re.search(r"<style>(.*?)</style>", page, re.S).group(1)
+    css = re.sub(r"@media[^{]*\{(?:[^{}]*\{[^{}]*\})*[^{}]*\}", "", css)
+    rules: dict[str, dict[str, str]] = {}
+    for selectors, body in re.findall(r"([^{}]+)\{([^{}]*)\}", css):
+        declarations = dict(d.split(":", 1) for d in (d.strip() for d in body.split(";")) if d)
+        for selector in selectors.split(","):
+            rules.setdefault(selector.strip(), {}).update({k.strip(): v.strip() for k, v in declarations.items()})
+    return rules
+
+
+def test_page_of_a_stopped_run_shows_no_projected_stop(client, finished_run):
+    status = client.get("/status").json()
+    assert status["state"] == "stopped" and status["stop"]["projected_round"] is None  # no projection once stopped
+    assert finished_run[1].state.rounds[-1].projected_stop_round is not None  # though the last round made one
+    page = client.get("/").text
+    assert "projected stop" not in page
+    assert "stopped<b>after round 3</b>" in page and f"Stopped:</b> {status['stop']['reason']}" in page
+
+
+@pytest.mark.parametrize(
+    "state, stop_reason, shows",
+    [
+        ("waiting-for-annotators", None, "projected stop<b>15</b>"),
+        ("training", None, "projected stop<b>15</b>"),
+        ("stopped", None, "stopped<b>after round 3</b>"),  # stopped, reason not journaled (yet)
+        # degraded after the stop was journaled (e.g. the export failed): the reason shows in the card
+        ("degraded", "kappa_average fired", 'stopped<b>after round 3</b><span class="muted">kappa_average fired'),
+    ],
+)
+def test_projected_stop_card_only_while_the_run_goes_on(finished_run, state, stop_reason, shows):
+    status = finished_run[1].status()
+    status["stop"] |= {"projected_round": 15, "reason": stop_reason}
+    status |= {"state": state, "reason": "export failed: disk full" if state == "degraded" else None}
+    page = page_of(status)
+    assert shows in page
+    assert ("projected stop" in page) is (not shows.startswith("stopped"))
+
+
+def test_page_fits_a_narrow_window(finished_run):
+    status = finished_run[1].status()
+    status["annotation"]["annotators_per_record"] = 2  # a second table: annotators
+    page = page_of(status)
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+    rules = css_rules(page)
+    assert rules["img"]["max-width"] == "100%" and rules["img"]["height"] == "auto"  # not squashed when narrow
+    assert 'width="800" height="450"' in page  # the ratio the browser keeps
+    # each table scrolls inside its own box instead of making the page scroll sideways
+    assert page.count("<table") == 2 == page.count('<div class="scroll"><table') == page.count("</table></div>")
+    assert rules[".scroll"]["overflow-x"] == "auto"
+    assert rules["body"]["overflow-wrap"] == "anywhere"  # long dataset names, ids and paths break
