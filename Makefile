@@ -35,8 +35,8 @@ test: setup lint  ## unit + integration + end-to-end (starts its own Argilla sta
 	$(BIN)/pytest -q -rs --durations=10 $(ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here" >&2; exit 1; fi; exit $$rc
 
-faults: setup  ## the fault-injection suite alone (also part of `make test`); writes tests/faults/RESULTS.md
-	$(BIN)/pytest -q -rs tests/faults $(ARGS)
+faults: setup  ## the fault-injection suite alone (also part of `make test`); records its rows in tests/faults/RESULTS.md
+	AL_FAULTS_RECORD=1 $(BIN)/pytest -q -rs tests/faults $(ARGS)
 
 bench: setup  ## the default benchmark set (~30-35 min): efficiency, wait, idle, scale, activelab (x2) -> bench/results/
 	$(BIN)/python bench/all.py $(ARGS)

@@ -1,3 +1,3 @@
 """al-daemon: a long-running active-learning daemon for Argilla."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

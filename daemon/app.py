@@ -16,18 +16,19 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from daemon.config import Settings
-from daemon.errors import ArgillaRefused, ArgillaUnavailable, DataError, StateError
+from daemon.errors import EXIT_TEMPORARY, ArgillaRefused, ArgillaUnavailable, DataError, DiskError, StateError
+from daemon.files import check_writable
 from daemon.gateway import ArgillaGateway
 from daemon.learner import Learner
 from daemon.loop import Daemon, Phase
-from daemon.models import build_features, model_name
+from daemon.models import build_features, check_model_input, model_name
 from daemon.notify import Notifier, watchdog_interval
 from daemon.plot import render_curve
 from daemon.pool import TextTable, check_test_labels, drop_duplicate_texts, load_table, resolve_labels
 from daemon.report import Live, status_view
 from daemon.status import StatusServer, create_app
 from daemon.stopping import StoppingSignals
-from daemon.webhooks import EVENTS, WebhookReceiver
+from daemon.webhooks import EVENTS, TooLarge, WebhookReceiver
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,9 @@ class Data:
 
 
 def load_data(settings: Settings) -> Data:
-    """Read and validate the pool and test files and settle the label set."""
+    """Read and validate the pool and test files and settle the label set (nothing contacts Argilla)."""
+    cache = datasets_cache(settings)
+    check_writable(cache, "the cache folder (AL_CACHE_DIR)")
     pool = drop_duplicate_texts(
         load_table(
             settings.pool_file,
@@ -49,6 +52,7 @@ def load_data(settings: Settings) -> Data:
             settings.label_column,
             settings.id_column,
             settings.max_text_chars,
+            cache_dir=cache,
         )
     )
     if len(pool) < settings.batch_size:
@@ -59,14 +63,33 @@ def load_data(settings: Settings) -> Data:
     test = None
     if settings.test_file is not None:
         test = load_table(
-            settings.test_file, settings.text_column, settings.label_column, settings.id_column, settings.max_text_chars
+            settings.test_file,
+            settings.text_column,
+            settings.label_column,
+            settings.id_column,
+            settings.max_text_chars,
+            cache_dir=cache,
         )
     labels = resolve_labels(settings.labels, test, pool)
     y_test = None
     if test is not None:
         check_test_labels(test, labels)
         y_test = np.array([labels.index(label) for label in test.gold], dtype=np.int64)
+    check_model_input(settings, pool)
     return Data(pool=pool, test=test, labels=labels, y_test=y_test)
+
+
+def datasets_cache(settings: Settings) -> Path:
+    """Where `datasets` keeps the Arrow copies of the pool and test files: beside the embedding cache (inside the
+    state dir by default, so a service that may only write there can read its files)."""
+    return settings.cache_path / "datasets"
+
+
+def preflight(settings: Settings) -> Data:
+    """Everything that can be checked on this machine, before anything contacts Argilla: the state dir, the
+    cache, the pool and test files, the label set and the model's needs. A problem is one DaemonError."""
+    check_writable(settings.state_dir, "the state folder (AL_STATE_DIR)")
+    return load_data(settings)
 
 
 def connect(settings: Settings, timeout: float) -> ArgillaGateway:
@@ -93,8 +116,9 @@ def connect(settings: Settings, timeout: float) -> ArgillaGateway:
 class Service:
     """The running process: status first, then the slow start-up, then the polling job until stopped."""
 
-    def __init__(self, settings: Settings, connect_timeout: float | None = None) -> None:
+    def __init__(self, settings: Settings, connect_timeout: float | None = None, data: Data | None = None) -> None:
         self.settings = settings
+        self.data = data  # already loaded and checked (the demo's simulated annotators read it first)
         self.connect_timeout = settings.connect_timeout if connect_timeout is None else connect_timeout
         self.daemon: Daemon | None = None
         self.stop_requested = threading.Event()
@@ -129,7 +153,7 @@ class Service:
             self._plot_cache = (key, render_curve(status))
         return self._plot_cache[1]
 
-    def webhook(self, body: bytes, headers: dict) -> tuple[int, dict]:
+    def webhook(self, body: bytes | TooLarge, headers: dict) -> tuple[int, dict]:
         if self.webhooks is None:
             return 404, {"detail": "webhooks are not enabled here (AL_WEBHOOK_URL)"}
         return self.webhooks.handle(body, headers)
@@ -139,6 +163,8 @@ class Service:
         while True:
             self._woken.clear()
             self.daemon.tick()
+            if self.webhooks is not None:
+                self.webhooks.flush_log()  # the tail of a flood of refused deliveries reaches the log
             if not self._woken.is_set() or self.stop_requested.is_set():
                 return
 
@@ -195,7 +221,8 @@ class Service:
             "the next begins and state writes are atomic, so the next start resumes where this one stopped",
             self.settings.stop_timeout,
         )
-        _flush_and_exit(0)
+        unsaved = self.daemon is not None and self.daemon.store.unsaved
+        _flush_and_exit(EXIT_TEMPORARY if unsaved else 0)
 
     def status_line(self) -> str:
         s = self.status()
@@ -207,7 +234,7 @@ class Service:
 
     def build(self) -> Daemon:
         settings = self.settings
-        data = load_data(settings)
+        data = self.data or preflight(settings)
         log.info(
             "pool %s: %d texts; labels %s; test %s",
             settings.pool_file,
@@ -256,7 +283,7 @@ class Service:
                 self._start_webhooks(daemon)
             self.notifier.ready(self.status_line())
             self._supervise(scheduler)
-            return 0
+            return self._leave()
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=True)  # a running step finishes (bounded by the stop timer)
@@ -269,6 +296,19 @@ class Service:
                 # running torch thread aborts: leave at once; the next start retrains from the journal
                 log.info("a model was still training in the background: abandoned, the next start retrains it")
                 _flush_and_exit(0)
+
+    def _leave(self) -> int:
+        """The exit code once the loop is over: 0, unless the journal in memory could not be written (then the
+        next start resumes from the last journal written, and the exit code says something is wrong)."""
+        daemon = self.daemon
+        if daemon is None or not daemon.store.unsaved:
+            return 0
+        try:
+            daemon.flush_journal()
+        except DiskError as exc:
+            log.error("leaving with the last step unsaved (%s): the next start resumes from the journal on disk", exc)
+            return EXIT_TEMPORARY
+        return 0
 
     def _supervise(self, scheduler: BackgroundScheduler) -> None:
         """The main thread: systemd STATUS and WATCHDOG while the scheduler runs, until a stop."""
@@ -308,6 +348,42 @@ def export_now(settings: Settings, target: Path | None = None, connect_timeout: 
     )
     status = status_view(settings, state, live, StoppingSignals(settings, len(data.labels)).thresholds())
     return export_run(settings, state, data.pool, data.labels, learner, status, user_names, target)
+
+
+def recover_now(settings: Settings, replace: bool = False, connect_timeout: float = 30.0) -> str:
+    """``al-daemon recover``: rebuild ``state.json`` from the run's dataset in Argilla (see :mod:`daemon.recover`).
+    A readable state is kept unless ``replace``; the file replaced is kept beside it. Returns what was done."""
+    from daemon.gateway import DatasetSpec
+    from daemon.recover import rebuild, summary
+    from daemon.state import StateStore, acquire_lock, now
+
+    data = preflight(settings)
+    handle, _ = acquire_lock(settings.state_dir)  # never under a running daemon
+    try:
+        store = StateStore(settings.state_dir)
+        try:
+            readable = store.load() is not None
+        except StateError:
+            readable = False
+        if readable and not replace:
+            raise StateError(
+                f"{store.path} is readable: nothing to recover (pass --replace to rebuild it from Argilla anyway)"
+            )
+        gateway = connect(settings, connect_timeout)
+        gateway.check_dataset(DatasetSpec(settings.dataset, settings.workspace, data.labels))
+        state = rebuild(settings, data.pool, data.labels, gateway.read_all(), gateway.dataset_id)
+        kept = ""
+        if store.path.exists():
+            old = store.path.with_name(f"{store.path.name}.{'replaced' if readable else 'broken'}-{now()}")
+            os.replace(store.path, old)
+            kept = f"; the old file is kept as {old}"
+        store.save(state)
+        return (
+            f"rebuilt {store.path} from dataset {settings.dataset!r}: {summary(state)}{kept}. Start the daemon as "
+            "before: it retrains on every label (the metrics of past rounds are not recovered)"
+        )
+    finally:
+        handle.close()
 
 
 def _flush_and_exit(code: int) -> None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from daemon.config import StuckAction
 from daemon.consensus import majority_of as consensus  # a text's label from its submitted answers
 from daemon.gateway import RecordView
-from daemon.state import Batch, Change
+from daemon.state import Batch, Change, now
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +85,26 @@ def assess(pool_indices: Sequence[int], views: Sequence[RecordView]) -> BatchPro
         pending_indices=pending,
         votes=votes,
     )
+
+
+def close(batch: Batch, progress: BatchProgress, early: StuckAction | None = None) -> None:
+    """Close ``batch`` with what Argilla holds (``progress``): its labels, voters, discards and votes become final
+    for the batch. ``early``: a stuck batch closed before every record was answered (``proceed`` leaves the
+    unanswered records open for a late label, ``requeue`` moves them into the next batch). A relabel request
+    adds votes to a text labelled before: its discard or absence only means no extra vote."""
+    asked_again = set(batch.relabels)
+    batch.labels = {i: label for i, label in progress.labels.items() if i not in asked_again}
+    batch.annotators = {i: users for i, users in progress.annotators.items() if i not in asked_again}
+    batch.discarded = [i for i in progress.discarded_indices if i not in asked_again]
+    by_index = {index: rid for rid, index in batch.record_index().items()}
+    batch.votes = {by_index[i]: [[who, label] for who, label in given] for i, given in progress.votes.items()}
+    pending = [i for i in progress.pending_indices if i not in asked_again]  # an open relabel request lapses
+    if early is StuckAction.proceed:
+        batch.open = pending
+    elif early is StuckAction.requeue:
+        batch.moved = pending
+    batch.complete = True
+    batch.completed_at = now()
 
 
 def find_changes(batches: Sequence[Batch], views: dict[int, RecordView], round_number: int) -> list[Change]:

@@ -1,4 +1,4 @@
-"""Command line: ``al-daemon run | demo | simulate | stack | status | export``."""
+"""Command line: ``al-daemon run | demo | simulate | stack | status | export | recover``."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from daemon.errors import ArgillaUnavailable, DaemonError
-from daemon.logs import setup_logging
-
-EXIT_TEMPORARY = 75  # EX_TEMPFAIL: Argilla unreachable at start-up; exit 2 is for problems a person must fix
+from daemon import __version__
+from daemon.errors import EXIT_TEMPORARY, ArgillaUnavailable, DaemonError, DiskError
+from daemon.logs import fatal, setup_logging
 
 log = logging.getLogger("daemon")
 
@@ -66,13 +65,13 @@ def cmd_stack(args: argparse.Namespace) -> int:
     return 0
 
 
-def _annotators(settings, args: argparse.Namespace) -> list:
+def _annotators(settings, args: argparse.Namespace, data=None) -> list:
     """The simulated annotators: one answering with the pool's gold labels, or with ``--annotators N`` a team of N
     Argilla users answering from the pool file's recorded ``annotations`` (a fresh one per request)."""
     from daemon.app import load_data
     from daemon.simulate import AnnotationSource, SimulatedAnnotator, SimulationConfig, load_annotations, team
 
-    data = load_data(settings)
+    data = data or load_data(settings)
     if data.pool.gold is None:
         raise DaemonError(
             f"{settings.pool_file}: the simulated annotator needs gold labels in {settings.label_column!r}"
@@ -163,13 +162,17 @@ def cmd_demo(args: argparse.Namespace, rest: list[str]) -> int:
     )
     print(f"Status:     http://{settings.status_host}:{settings.status_port}/\n", flush=True)
     annotators = []
+    data = None
     if args.simulate:
+        from daemon.app import preflight
+
+        data = preflight(settings)  # read once: the daemon gets the same checked data
         args.annotator_key = ANNOTATOR.api_key
-        annotators = _annotators(settings, args)
+        annotators = _annotators(settings, args, data)
         for annotator in annotators:
             annotator.start_thread()
     try:
-        return Service(settings).run()
+        return Service(settings, data=data).run()
     finally:
         for annotator in annotators:
             annotator.stop()
@@ -214,8 +217,12 @@ def format_status(s: dict) -> str:
         f"accuracy:  {num(acc.get('last'))} (best {num(acc.get('best'))} at round {num(acc.get('best_round'))})"
         f"   macro-F1: {num(f1.get('last'))} (best {num(f1.get('best'))})",
         f"stop rule: {stop.get('mode')} of [{', '.join(stop.get('criteria') or [])}]"
-        f"   projected stop: round {num(stop.get('projected_round'))}"
-        f" (~{num(stop.get('projected_labels'))} labels)",
+        + (
+            f"   stopped: {stop['reason']}"
+            if stop.get("reason")
+            else f"   projected stop: round {num(stop.get('projected_round'))}"
+            f" (~{num(stop.get('projected_labels'))} labels)"
+        ),
     ]
     if s.get("last_error"):
         lines.append(f"error:     {s['last_error']}")
@@ -254,6 +261,15 @@ def cmd_export(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+def cmd_recover(args: argparse.Namespace, rest: list[str]) -> int:
+    from daemon.app import recover_now
+
+    settings = load_settings(rest)
+    setup_logging(settings.log_level, settings.log_format)
+    print(recover_now(settings, replace=args.replace))
+    return 0
+
+
 def _simulation_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delay", type=float, default=0.05, help="seconds per record")
     parser.add_argument("--discard-rate", type=float, default=0.0, help="share of records discarded")
@@ -275,9 +291,16 @@ def _simulation_flags(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="al-daemon", description="Active-learning daemon for Argilla")
+    parser.add_argument("--version", action="version", version=f"al-daemon {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the daemon (settings as flags, AL_* env or .env; see `run --help`)", add_help=False)
-    demo = sub.add_parser("demo", help="local Argilla stack + daemon on the bundled TREC-6 pool")
+    demo = sub.add_parser(
+        "demo",
+        help="local Argilla stack + daemon on the bundled TREC-6 pool",
+        description="Start the local Argilla stack and run the daemon on the bundled TREC-6 pool. Every flag of "
+        "`al-daemon run` is accepted too (e.g. --batch-size 10 --kappa-threshold 0.95; list: `al-daemon run "
+        "--help`), as are the AL_* environment variables.",
+    )
     demo.add_argument("--simulate", action="store_true", help="let a simulated annotator label unattended")
     _simulation_flags(demo)
     simulate = sub.add_parser("simulate", help="simulated annotator for a running daemon's dataset")
@@ -294,6 +317,13 @@ def main(argv: list[str] | None = None) -> int:
         "export", help="write the labelled set, model and report from a run's state (settings as for `run`)"
     )
     export.add_argument("--out", default=None, help="target folder (default: AL_EXPORT_DIR or <state_dir>/export)")
+    recover = sub.add_parser(
+        "recover",
+        help="rebuild a lost or cut-short state.json from the run's dataset in Argilla (settings as for `run`)",
+        description="Rebuild AL_STATE_DIR/state.json from the records of AL_DATASET in Argilla: batches, labels, "
+        "discards and votes (the metrics of past rounds are lost). The old file is kept beside the new one.",
+    )
+    recover.add_argument("--replace", action="store_true", help="rebuild even though the state is readable")
 
     if argv and argv[0] == "run":
         command, rest = "run", argv[1:]
@@ -314,25 +344,32 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_stack(args)
         if command == "export":
             return cmd_export(args, rest)
+        if command == "recover":
+            return cmd_recover(args, rest)
         return cmd_status(args)
     except ValidationError as exc:
-        print(f"al-daemon: invalid settings:\n{_validation_message(exc)}", file=sys.stderr)
+        fatal(f"invalid settings: {_validation_message(exc)}", 2)
         return 2
     except ArgillaUnavailable as exc:  # a restart later may well work: systemd restarts on this code
-        print(f"al-daemon: {exc}", file=sys.stderr)
+        fatal(str(exc), EXIT_TEMPORARY)
         return EXIT_TEMPORARY
+    except DiskError as exc:  # a full disk may pass (restart later); no permission needs a person
+        code = EXIT_TEMPORARY if exc.temporary else 2
+        fatal(str(exc), code)
+        return code
     except DaemonError as exc:  # needs a person (bad input, settings, state or dataset): RestartPreventExitStatus=2
-        print(f"al-daemon: {exc}", file=sys.stderr)
+        fatal(str(exc), 2)
         return 2
 
 
 def _validation_message(exc: ValidationError) -> str:
-    lines = []
+    """Every problem on one line: ``poll_interval (AL_POLL_INTERVAL): Input should be ...; ...``."""
+    parts = []
     for error in exc.errors():
         where = ".".join(str(part) for part in error["loc"]) or "settings"
         env = f" (AL_{where.upper()})" if where != "settings" else ""
-        lines.append(f"  {where}{env}: {error['msg']}")
-    return "\n".join(lines)
+        parts.append(f"{where}{env}: {error['msg']}")
+    return "; ".join(parts)
 
 
 if __name__ == "__main__":

@@ -85,6 +85,11 @@ class StopMode(StrEnum):
     all = "all"  # stop when every chosen criterion fires in the same round
 
 
+DAY = 86_400.0  # upper bound of the time settings: a larger value is a typo, and timers overflow near 1e12 s
+YEAR = 365 * DAY
+NAME_MAX = 200  # Argilla 2.x: dataset names (and label values) of 1-200 characters
+
+
 class Settings(BaseSettings):
     """Everything the daemon can be told. See `.env.example` for one line per setting."""
 
@@ -96,6 +101,7 @@ class Settings(BaseSettings):
         cli_kebab_case=True,
         cli_implicit_flags=True,
         cli_prog_name="al-daemon run",
+        allow_inf_nan=False,  # AL_POLL_INTERVAL=inf is a typo, not a setting: refused with the others
     )
 
     # Argilla
@@ -121,7 +127,10 @@ class Settings(BaseSettings):
     # active learning
     batch_size: int = Field(20, ge=1, description="records per batch")
     stuck_after: float | None = Field(
-        3600.0, gt=0, description="seconds after which a batch with some but not all answers counts as stuck"
+        3600.0,
+        gt=0,
+        le=YEAR,
+        description="seconds after which a batch with some but not all answers counts as stuck",
     )
     stuck_action: StuckAction = Field(StuckAction.wait, description="wait | proceed | requeue: what a stuck batch gets")
     model: ModelKind = Field(ModelKind.hybrid, description="hybrid | embeddings | transformer | tfidf | setfit")
@@ -185,13 +194,13 @@ class Settings(BaseSettings):
     publish_progress: bool = Field(True, description="write each round's metrics into the dataset's guidelines")
 
     # process
-    poll_interval: float = Field(2.0, gt=0, description="seconds between polls of Argilla")
+    poll_interval: float = Field(2.0, gt=0, le=DAY, description="seconds between polls of Argilla")
     webhook_url: str | None = Field(
         None,
         description="URL at which Argilla reaches this daemon's /webhook (e.g. http://127.0.0.1:8765/webhook): "
         "signed events wake the poll at once (needs Argilla's worker); polling stays the fallback",
     )
-    connect_timeout: float = Field(120.0, gt=0, description="seconds to wait for Argilla at start-up")
+    connect_timeout: float = Field(120.0, gt=0, le=DAY, description="seconds to wait for Argilla at start-up")
     state_dir: Path = Field(Path("state"), description="where the run's state and journal live")
     cache_dir: Path | None = Field(None, description="embedding cache; default: <state_dir>/cache")
     status_host: str = Field("127.0.0.1", description="status endpoint bind address")
@@ -202,7 +211,7 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="DEBUG | INFO | WARNING | ERROR")
     log_format: LogFormat = Field(LogFormat.text, description="text | json (one JSON object per line)")
     stop_timeout: float = Field(
-        30.0, gt=0, description="seconds a SIGTERM waits for the current step before abandoning it"
+        30.0, gt=0, le=DAY, description="seconds a SIGTERM waits for the current step before abandoning it"
     )
 
     @field_validator(
@@ -247,6 +256,16 @@ class Settings(BaseSettings):
             raise ValueError(f"labels contain duplicates: {value}")
         if len(value) < 2:
             raise ValueError(f"need at least two labels to classify, got {value}")
+        return value
+
+    @field_validator("dataset", "workspace")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be empty")
+        if len(value) > NAME_MAX:
+            raise ValueError(f"is {len(value)} characters long; Argilla allows at most {NAME_MAX}")
         return value
 
     @field_validator("argilla_url")

@@ -1,5 +1,9 @@
 """The daemon's exceptions: one short hierarchy whose names say what went wrong."""
 
+import errno
+
+EXIT_TEMPORARY = 75  # EX_TEMPFAIL: a restart later may work (Argilla unreachable, a full disk); 2: a person must act
+
 
 class DaemonError(Exception):
     """Base class: a problem the daemon explains in one clear message (no traceback shown)."""
@@ -23,6 +27,21 @@ class ArgillaRefused(DaemonError):
 
 class StateError(DaemonError):
     """The state directory belongs to another run or cannot be read."""
+
+
+class DiskError(DaemonError):
+    """A file or folder of the run could not be written. A full disk, a quota or a file-size limit may pass by
+    itself (``temporary``: the daemon retries); no permission or a read-only mount needs a person."""
+
+    TEMPORARY = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+    def __init__(self, message: str, errno_: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno_
+
+    @property
+    def temporary(self) -> bool:
+        return self.errno in self.TEMPORARY
 
 
 class DatasetGone(ArgillaRefused):

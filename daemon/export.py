@@ -1,7 +1,7 @@
 """The final export: the labelled set, the model, and a report of the run.
 
-Written into a temporary folder next to the target and swapped in at the end, so a reader (or a crash)
-never sees half an export. Layout::
+Written into a temporary folder next to the target and swapped in at the end (:func:`daemon.files.atomic_dir`),
+so a reader (or a crash) never sees half an export; files are 0600 and folders 0700. Layout::
 
     export/
       labelled.parquet      text, label (the consensus trained on), annotators, votes ("name=label" each),
@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from daemon.config import ModelKind, Settings
+from daemon.files import atomic_dir
 from daemon.learner import Learner
 from daemon.plot import render_curve
 from daemon.pool import TextTable
@@ -137,16 +137,28 @@ def export_run(
     user_names: dict[str, str] | None = None,
     target: Path | None = None,
 ) -> Path:
-    """Write the whole export; returns its folder."""
+    """Write the whole export (built aside and swapped in whole; files 0600, folders 0700); returns its folder."""
+    target = Path(target or settings.export_path)
+    with atomic_dir(target, what="the export") as work:
+        rows = _write_export(work, settings, state, pool, labels, learner, status, user_names or {})
+    log.info("exported %d labels, the model and the report to %s", len(rows), target)
+    return target
+
+
+def _write_export(
+    work: Path,
+    settings: Settings,
+    state: RunState,
+    pool: TextTable,
+    labels: list[str],
+    learner: Learner,
+    status: dict,
+    user_names: dict[str, str],
+) -> list[dict]:
+    """The export's files, into the folder being built; the labelled rows."""
     import datasets
 
-    target = Path(target or settings.export_path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
-
-    rows = labelled_rows(state, pool, user_names or {})
+    rows = labelled_rows(state, pool, user_names)
     features = datasets.Features(
         {
             "id": datasets.Value("string"),
@@ -201,11 +213,4 @@ def export_run(
         "files": ["labelled.parquet", "labelled/", "model/", "report.json", "learning-curve.png"],
     }
     (work / "report.json").write_text(json.dumps(report, indent=1, default=str))
-
-    old = target.parent / f".{target.name}.old-{os.getpid()}"
-    if target.exists():
-        os.replace(target, old)
-    os.replace(work, target)
-    shutil.rmtree(old, ignore_errors=True)
-    log.info("exported %d labels, the model and the report to %s", len(rows), target)
-    return target
+    return rows

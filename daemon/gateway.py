@@ -66,6 +66,9 @@ class RecordView:
     submitted: tuple[tuple[str, str], ...]  # (user id, label) of each submitted response
     discarded: bool
     relabel: int = 0  # 0: the text's first record; k: its k-th relabel request
+    batch_id: int | None = None  # the record's metadata (for `al-daemon recover`)
+    round: int | None = None
+    text: str | None = None
 
 
 class Gateway(Protocol):
@@ -82,6 +85,8 @@ class Gateway(Protocol):
     def check_dataset(self, spec: DatasetSpec) -> None: ...
 
     def max_batch_id(self) -> int | None: ...
+
+    def batch_record_ids(self, batch_id: int) -> list[str]: ...
 
     def ping(self) -> None: ...
 
@@ -390,6 +395,16 @@ class ArgillaGateway:
         value = (items[0]["record"].get("metadata") or {}).get("batch_id")
         return None if value is None else int(value)
 
+    @_translate
+    def batch_record_ids(self, batch_id: int) -> list[str]:
+        """The ids of every record whose ``batch_id`` metadata is ``batch_id``, the daemon's or not (e.g. a
+        record added by hand): what start-up names when the dataset holds batches the state does not know."""
+        dataset = self._get_dataset()
+        scope = {"entity": "metadata", "metadata_property": "batch_id"}
+        query = {"filters": {"and": [{"type": "range", "scope": scope, "ge": batch_id, "le": batch_id}]}}
+        items = self._pages("POST", f"/api/v1/datasets/{dataset.id}/records/search", query)
+        return [str(item["record"].get("external_id") or item["record"]["id"]) for item in items]
+
 
 def _view(item: dict) -> RecordView | None:
     """A record as the API returns it (with responses) → RecordView; None for records the daemon did not log."""
@@ -410,6 +425,9 @@ def _view(item: dict) -> RecordView | None:
         submitted=tuple(submitted),
         discarded=any(answer.get("status") == "discarded" for answer in answers),
         relabel=int(metadata.get("relabel") or 0),
+        batch_id=None if metadata.get("batch_id") is None else int(metadata["batch_id"]),
+        round=None if metadata.get("round") is None else int(metadata["round"]),
+        text=(item.get("fields") or {}).get(TEXT_FIELD),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import logging
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,10 +18,11 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from daemon.batches import BatchProgress, apply_changes, assess, find_changes, refresh_votes
+from daemon.batches import BatchProgress, apply_changes, assess, close, find_changes, refresh_votes
 from daemon.config import Settings, StuckAction
 from daemon.consensus import Pick, activelab_scores, crowdlab, lowest
-from daemon.errors import ArgillaRefused, ArgillaUnavailable, SchemaError, StateError
+from daemon.errors import ArgillaRefused, ArgillaUnavailable, DiskError, SchemaError, StateError
+from daemon.files import remove_leftovers
 from daemon.gateway import DatasetSpec, Gateway, OutRecord
 from daemon.learner import Evaluation, Learner, QueryResult
 from daemon.pool import TextTable
@@ -40,6 +42,9 @@ class Phase(enum.StrEnum):
     logging = "logging"
     stopped = "stopped"
     degraded = "degraded"
+
+
+OWN_RECORD = re.compile(r"pool-\d+(-relabel-\d+)?")  # the ids the daemon gives its records
 
 
 def record_id(pool_index: int) -> str:
@@ -62,6 +67,18 @@ a model trained on every label submitted so far, so the texts it is least sure a
 
 Labels: {labels}
 """
+
+
+LABELS_SHOWN_CHARS = 6_000  # Argilla refuses guidelines over 10,000 characters; the progress note needs < 1,000
+
+
+def label_list(labels: list[str]) -> str:
+    """The label set for the guidelines, cut short when it would make them longer than Argilla accepts."""
+    text = ", ".join(labels)
+    if len(text) <= LABELS_SHOWN_CHARS:
+        return text
+    shown = text[:LABELS_SHOWN_CHARS].rsplit(", ", 1)[0]
+    return f"{shown}, ... ({len(labels)} labels in all)"
 
 
 class Abandoned(Exception):
@@ -126,13 +143,15 @@ class Daemon:
             workspace=self.settings.workspace,
             labels=self.labels,
             min_submitted=self.settings.annotators_per_record,
-            guidelines=GUIDELINES.format(labels=", ".join(self.labels)),
+            guidelines=GUIDELINES.format(labels=label_list(self.labels)),
         )
 
     def start(self) -> None:
         """Create or check the dataset, load or create the state, and make sure the current batch is logged."""
         self._lock_file, self.run_by = acquire_lock(self.settings.state_dir)
         self.store.remove_partial_writes()
+        export = self.settings.export_path
+        remove_leftovers(export.parent, export.name)  # a half-built export a crash left beside the target
         state = self.store.load()
         if state is not None:
             self._check_same_run(state)
@@ -141,11 +160,7 @@ class Daemon:
         if state is None:
             present = self.gateway.max_batch_id()
             if present is not None:
-                raise StateError(
-                    f"dataset {self.settings.dataset!r} already holds batches up to {present} but "
-                    f"{self.store.path} has no state for it; point AL_STATE_DIR at that run's state, or use a new "
-                    "AL_DATASET"
-                )
+                self._refuse_unknown_batches(present, -1)
             state = RunState(
                 dataset=self.settings.dataset,
                 workspace=self.settings.workspace,
@@ -216,10 +231,35 @@ class Daemon:
         present = self.gateway.max_batch_id()
         last = state.current.batch_id if state.current else -1
         if present is not None and present > last:
-            raise StateError(
-                f"Argilla holds batch {present} but the state only knows batches up to {last}: the state is older "
-                "than the dataset; restore the matching state dir or use a new AL_DATASET"
+            self._refuse_unknown_batches(present, last)
+
+    def _refuse_unknown_batches(self, present: int, last: int) -> None:
+        """The dataset holds a batch id the state does not know: say what was found and what to do. Records the
+        daemon did not log (added by hand with a ``batch_id``) are told apart from an older or missing state."""
+        ids = self.gateway.batch_record_ids(present)
+        foreign = [rid for rid in ids if not OWN_RECORD.fullmatch(rid)]
+        dataset = self.settings.dataset
+        if foreign and len(foreign) == len(ids):
+            shown = ", ".join(repr(rid) for rid in foreign[:3]) + (
+                f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
             )
+            raise StateError(
+                f"dataset {dataset!r} holds {len(foreign)} record(s) with metadata batch_id={present} that al-daemon "
+                f"did not log ({shown}; its records are called pool-<n>), while the run's state knows batches up to "
+                f"{last}: records added by hand? Delete them or clear their batch_id metadata in Argilla (batch_id is "
+                "the daemon's), then start again"
+            )
+        if last < 0:
+            raise StateError(
+                f"dataset {dataset!r} already holds batches up to {present} but {self.store.path} has no state for "
+                "it; point AL_STATE_DIR at that run's state, rebuild the state from Argilla with `al-daemon recover`, "
+                "or use a new AL_DATASET"
+            )
+        raise StateError(
+            f"Argilla holds batch {present} but the state only knows batches up to {last}: the state is older "
+            "than the dataset; restore the matching state dir, rebuild it from Argilla with `al-daemon recover`, "
+            "or use a new AL_DATASET"
+        )
 
     # ---- one poll ------------------------------------------------------------------------------------
     def tick(self) -> None:
@@ -230,15 +270,19 @@ class Daemon:
             return
         try:
             with self._lock:
+                if self.store.unsaved:  # a save failed: nothing goes to Argilla until the journal is on disk
+                    self.store.save(self.state)
+                    log.info("state written again: the run resumes")
                 self._tick()
         except Abandoned as exc:
             log.info("stop requested: left the round %s; the next start resumes from the journal", exc)
-        except (ArgillaUnavailable, ArgillaRefused, SchemaError) as exc:
+        except (ArgillaUnavailable, ArgillaRefused, SchemaError, DiskError) as exc:
             self._failures += 1
             delay = min(60.0, self.settings.poll_interval * 2 ** min(self._failures, 6)) * random.uniform(0.5, 1.0)
             self._next_try = time.monotonic() + delay
-            reason = str(exc) if isinstance(exc, ArgillaUnavailable) else self._diagnose(exc)
-            log.warning("argilla problem (attempt %d, retry in %.1f s): %s", self._failures, delay, reason)
+            reason = str(exc) if isinstance(exc, ArgillaUnavailable | DiskError) else self._diagnose(exc)
+            kind = "disk" if isinstance(exc, DiskError) else "argilla"
+            log.warning("%s problem (attempt %d, retry in %.1f s): %s", kind, self._failures, delay, reason)
             self._snapshot.last_error = reason
             self._set(Phase.degraded, reason=reason)
         else:
@@ -247,6 +291,12 @@ class Daemon:
             if self._snapshot.last_error is not None:
                 self._snapshot.last_error = None
                 self._publish()
+
+    def flush_journal(self) -> None:
+        """Write the journal if the state in memory is ahead of it (a save failed); DiskError if it still fails."""
+        with self._lock:
+            if self.store.unsaved and self.state is not None:
+                self.store.save(self.state)
 
     def idle(self) -> bool:
         """True when no tick is running (a webhook may then start one at once)."""
@@ -274,6 +324,8 @@ class Daemon:
         state = self.state
         assert state is not None
         if state.stopped:
+            if state.exported_at is None and self.export is None:  # the export failed for want of space: again
+                self._export()
             self._set(Phase.stopped, reason=state.stopped)
             self.finished.set()
             return
@@ -325,21 +377,7 @@ class Daemon:
         return None if action is StuckAction.wait else action
 
     def _close_batch(self, batch: Batch, progress: BatchProgress, early: StuckAction | None = None) -> None:
-        # a relabel request adds votes to a text labelled before; its discard or absence only means no extra vote
-        asked_again = set(batch.relabels)
-        batch.labels = {i: label for i, label in progress.labels.items() if i not in asked_again}
-        batch.annotators = {i: users for i, users in progress.annotators.items() if i not in asked_again}
-        batch.discarded = [i for i in progress.discarded_indices if i not in asked_again]
-        record = batch.record_index()
-        by_index = {index: rid for rid, index in record.items()}
-        batch.votes = {by_index[i]: [[who, label] for who, label in given] for i, given in progress.votes.items()}
-        pending = [i for i in progress.pending_indices if i not in asked_again]  # an open relabel request lapses
-        if early is StuckAction.proceed:
-            batch.open = pending
-        elif early is StuckAction.requeue:
-            batch.moved = pending
-        batch.complete = True
-        batch.completed_at = now()
+        close(batch, progress, early)
         self.store.save(self.state)
         self._snapshot.warning = None
         if early is not None:
@@ -777,7 +815,7 @@ class Daemon:
         log.info("stopping after round %d: %s", round_number, reason)
         self._set(Phase.stopped, reason=reason)
         self._after_round()
-        self._export()
+        self._export()  # DiskError: the tick retries it (the stop itself is journaled)
         self._set(Phase.stopped, reason=reason)
         self.finished.set()
 
@@ -815,6 +853,12 @@ class Daemon:
             path = export_run(
                 self.settings, self.state, self.pool, self.labels, self.learner, self.status(), user_names
             )
+        except DiskError as exc:
+            if not exc.temporary:
+                log.error("export failed: %s (retry with `al-daemon export`)", exc)
+                self.export = {"path": None, "error": str(exc)}
+                return
+            raise  # space may come back: the tick retries with backoff
         except Exception as exc:  # noqa: BLE001 - the run is over either way; say why the export failed
             log.error("export failed: %s (retry with `al-daemon export`)", exc)
             self.export = {"path": None, "error": str(exc)}

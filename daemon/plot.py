@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 STYLE = {  # criterion -> (label, colour)
@@ -68,11 +66,7 @@ def render_curve(status: dict) -> bytes:
 
 
 def write_curve(status: dict, path: Path) -> Path:
-    """Render and write atomically (readers never see half a PNG)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = render_curve(status)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
-    return path
+    """Render and write atomically (readers never see half a PNG; a failed write leaves no temporary file)."""
+    from daemon.files import atomic_write
+
+    return atomic_write(path, render_curve(status))

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.errors import DataError
+from daemon.errors import DataError, DiskError
+from daemon.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,8 @@ def _rows(numbers: list[int]) -> str:
     return f"row{'s' if len(numbers) > 1 else ''} {shown}{more}"
 
 
-def _read(path: Path):
-    """Read any supported file into a `datasets.Dataset`."""
+def _read(path: Path, cache_dir: Path | None = None):
+    """Read any supported file into a `datasets.Dataset` (its Arrow copy in ``cache_dir``)."""
     import datasets
 
     datasets.disable_progress_bars()
@@ -71,7 +72,7 @@ def _read(path: Path):
             raise DataError(f"{path}: the file is empty")
         if suffix in (".jsonl", ".json", ".ndjson", ".csv", ".tsv"):
             _check_utf8(path)
-        cache = str(Path(os.environ.get("AL_DATASETS_CACHE", Path.home() / ".cache" / "al-daemon" / "datasets")))
+        cache = str(cache_dir or Path.home() / ".cache" / "al-daemon" / "datasets")
         if suffix in (".jsonl", ".json", ".ndjson"):
             return datasets.Dataset.from_json(str(path), cache_dir=cache)
         if suffix in (".csv", ".tsv"):
@@ -100,11 +101,16 @@ def _check_utf8(path: Path) -> None:
 
 
 def load_table(
-    path: Path, text_column: str, label_column: str | None, id_column: str | None, max_chars: int | None = None
+    path: Path,
+    text_column: str,
+    label_column: str | None,
+    id_column: str | None,
+    max_chars: int | None = None,
+    cache_dir: Path | None = None,
 ) -> TextTable:
-    """Read and validate texts: no missing column, no empty or oversized text, no duplicate id."""
+    """Read and validate texts: no missing column, no empty or oversized text, no NUL character, no duplicate id."""
     path = Path(path)
-    table = _read(path)
+    table = _read(path, cache_dir)
     columns = table.column_names
     if text_column not in columns:
         raise DataError(f"{path}: no text column {text_column!r}; columns are {columns} (set AL_TEXT_COLUMN)")
@@ -116,6 +122,12 @@ def load_table(
     if bad:
         raise DataError(f"{path}: empty or missing text in {_rows(bad)} (column {text_column!r})")
     texts = [text.strip() for text in raw_texts]
+    nul = [row for row, text in zip(rows, texts, strict=True) if "\x00" in text]
+    if nul:
+        raise DataError(
+            f"{path}: NUL character (\\u0000) in the text of {_rows(nul)}; Argilla's database (PostgreSQL) cannot "
+            "store it: remove it from those texts"
+        )
     if max_chars is not None:
         long = [row for row, text in zip(rows, texts, strict=True) if len(text) > max_chars]
         if long:
@@ -170,9 +182,15 @@ def drop_duplicate_texts(table: TextTable) -> TextTable:
     )
 
 
+LABEL_MAX_CHARS = 200  # Argilla 2.x: a label question's option values are 1-200 characters
+LABELS_MAX = 500  # Argilla's default ARGILLA_LABEL_SELECTION_OPTIONS_MAX_ITEMS
+
+
 def resolve_labels(configured: list[str] | None, *tables: TextTable | None) -> list[str]:
-    """The label set: the configured one, else every gold label found in the tables, sorted."""
+    """The label set: the configured one, else every gold label found in the tables, sorted; checked against
+    what Argilla accepts in a label question."""
     if configured:
+        check_label_set(list(configured), "AL_LABELS")
         return list(configured)
     found = sorted({label for t in tables if t is not None and t.gold for label in t.gold if label})
     if len(found) < 2:
@@ -181,7 +199,27 @@ def resolve_labels(configured: list[str] | None, *tables: TextTable | None) -> l
             f"{'no' if not found else 'only one'} label{'' if not found else ' ' + repr(found[0])}; "
             "set AL_LABELS=A,B,... (at least two)"
         )
+    sources = ", ".join(str(t.source) for t in tables if t is not None and t.gold)
+    check_label_set(found, f"the labels of {sources}")
     return found
+
+
+def check_label_set(labels: list[str], where: str) -> None:
+    """Refuse labels Argilla would refuse (with a bare "Unprocessable entity") before the dataset is created."""
+    too_long = [label for label in labels if len(label) > LABEL_MAX_CHARS]
+    if too_long:
+        shown = too_long[0][:40] + "..."
+        raise DataError(
+            f"{where}: label {shown!r} is {len(too_long[0]):,} characters long ({len(too_long)} such label(s)); "
+            f"Argilla allows at most {LABEL_MAX_CHARS} per label: shorten them"
+        )
+    if any("\x00" in label for label in labels):
+        raise DataError(f"{where}: a label contains a NUL character (\\u0000), which Argilla cannot store")
+    if len(labels) > LABELS_MAX:
+        raise DataError(
+            f"{where}: {len(labels):,} labels; an Argilla label question takes at most {LABELS_MAX} by default "
+            "(server setting ARGILLA_LABEL_SELECTION_OPTIONS_MAX_ITEMS)"
+        )
 
 
 def check_test_labels(test: TextTable, labels: list[str]) -> None:
@@ -221,9 +259,10 @@ def embed(texts: list[str], model_path: Path, cache_dir: Path, fingerprint: str)
             )
             bar.update(len(chunk))
     vectors = np.concatenate(parts) if parts else np.zeros((0, encoder.get_sentence_embedding_dimension()), np.float32)
-    tmp = cached.with_suffix(".tmp.npy")
-    np.save(tmp, vectors)
-    os.replace(tmp, cached)
+    try:
+        atomic_write(cached, lambda handle: np.save(handle, vectors))
+    except DiskError as exc:  # the vectors are in hand: only the next start pays for the embedding again
+        log.warning("embedding cache not written (%s): the next start embeds the pool again", exc)
     return vectors
 
 

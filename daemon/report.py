@@ -76,7 +76,7 @@ def status_view(settings: Settings, state: RunState | None, live: Live, threshol
     batch = state.current if state else None
     labels = len(state.training_labels()) if state else 0
     last = rounds[-1] if rounds else None
-    projected = last.projected_stop_round if last else None
+    projected = last.projected_stop_round if last and not (state and state.stopped) else None  # none once stopped
     progress = dict(live.progress)
     if batch is not None:
         progress.setdefault("total", len(batch.pool_indices))

@@ -8,7 +8,6 @@ journaled before training, so a restart trains on exactly the same labels.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from daemon.errors import StateError
+from daemon.files import atomic_write, make_private_dir, remove_leftovers
 from daemon.stopping import Signal
 
 STATE_FILE = "state.json"
@@ -222,13 +222,7 @@ class RunState(BaseModel):
 
 
 LOCK_FILE = "daemon.lock"
-
-
-def make_private_dir(path: Path) -> None:
-    """Create the state dir readable by its owner only (0700); an existing one is left as it is."""
-    if not path.exists():
-        path.mkdir(parents=True, exist_ok=True)
-        os.chmod(path, 0o700)
+LEGACY_LEFTOVERS = (f".{STATE_FILE}.*", ".learning-curve.png.*", "cache/*.tmp.npy")
 
 
 def acquire_lock(state_dir: Path) -> tuple[object, str]:
@@ -265,46 +259,60 @@ def acquire_lock(state_dir: Path) -> tuple[object, str]:
 
 
 class StateStore:
-    """Reads and atomically writes ``state.json`` (mode 0600) and the round's pool predictions."""
+    """Reads and atomically writes ``state.json`` (mode 0600) and the round's pool predictions.
+
+    A save that fails (a full disk, a file-size limit) raises DiskError and leaves the last good journal in place;
+    ``unsaved`` then stays True until a later save succeeds, and nothing may be sent to Argilla meanwhile."""
 
     def __init__(self, state_dir: Path) -> None:
         self.dir = Path(state_dir)
         self.path = self.dir / STATE_FILE
         self.saves = 0  # a revision number of the journal: views derived from the state are cached on it
+        self.unsaved = False  # the state in memory is ahead of the journal on disk (a save failed)
 
-    def remove_partial_writes(self) -> None:
-        """Delete temporary files a crash left mid-write (state.json itself is intact). Only the lock holder
-        may call this: another process's write in flight looks the same."""
-        for leftover in self.dir.glob(f".{STATE_FILE}.*"):
-            leftover.unlink(missing_ok=True)
+    def remove_partial_writes(self) -> list[Path]:
+        """Delete what interrupted writes left in the state dir (temporary files, half-built folders); the files
+        themselves are intact. Only the lock holder may call this: another process's write looks the same."""
+        removed = remove_leftovers(self.dir)
+        for pattern in LEGACY_LEFTOVERS:  # named differently by al-daemon 0.1
+            for path in self.dir.glob(pattern):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        return removed
 
     def load(self) -> RunState | None:
         if not self.path.exists():
             return None
+        raw = self.path.read_bytes()
         try:
-            return RunState.model_validate_json(self.path.read_bytes())
+            return RunState.model_validate_json(raw)
         except (ValidationError, ValueError, UnicodeDecodeError) as exc:
             first = str(exc).splitlines()[0]
+            if _cut_short(exc):
+                raise StateError(
+                    f"{self.path}: the journal is cut short ({len(raw):,} bytes; a full disk or a file-size limit "
+                    "under al-daemon 0.1, which did not check its writes). Recover the run from Argilla: "
+                    "`al-daemon recover` (same settings as `run`) rebuilds the journal from the dataset's records "
+                    "and keeps this file beside it"
+                ) from None
             raise StateError(
-                f"{self.path}: unreadable state ({first}). Move it away to start over; nothing in Argilla is lost."
+                f"{self.path}: unreadable state ({first}). Move it away to start over (nothing in Argilla is lost), "
+                "or rebuild it from the dataset with `al-daemon recover`"
             ) from None
 
     def save(self, state: RunState) -> None:
+        """Journal ``state``; DiskError when it cannot be written (the journal on disk is then the last good one)."""
+        self.unsaved = True
         self._atomic_write(self.path, state.model_dump_json(indent=1).encode())
+        self.unsaved = False
         self.saves += 1
 
     def save_predictions(self, round_number: int, predictions: np.ndarray) -> None:
         """Pool predictions of a round: KappaAverage compares consecutive rounds, across restarts too."""
-        make_private_dir(self.dir)
         target = self.dir / f"predictions-{round_number}.npy"
-        with tempfile.NamedTemporaryFile(dir=self.dir, suffix=".npy", delete=False) as handle:
-            np.save(handle, predictions)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(handle.name, 0o600)
-        os.replace(handle.name, target)
+        atomic_write(target, lambda handle: np.save(handle, predictions), what="the pool predictions")
         for old in self.dir.glob("predictions-*.npy"):
-            if old != target and int(old.stem.split("-")[1]) < round_number - 1:
+            if int(old.stem.split("-")[1]) < round_number - 1:
                 old.unlink(missing_ok=True)
 
     def load_predictions(self, round_number: int) -> np.ndarray | None:
@@ -312,17 +320,11 @@ class StateStore:
         return np.load(path) if path.exists() else None
 
     def _atomic_write(self, target: Path, data: bytes) -> None:
-        make_private_dir(self.dir)
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{target.name}.")
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-        dir_fd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        atomic_write(target, data, what="state")
+
+
+def _cut_short(exc: Exception) -> bool:
+    """True when the JSON ends before it is complete (what a short write leaves), not when it is malformed."""
+    if isinstance(exc, ValidationError):
+        return any(error["type"] == "json_invalid" and "EOF" in error.get("msg", "") for error in exc.errors())
+    return False

@@ -70,12 +70,18 @@ class FakeGateway:
                     submitted=submitted,
                     discarded=any(status == "discarded" for status, _ in given.values()),
                     relabel=record.relabel,
+                    batch_id=record.batch_id,
+                    round=record.round,
+                    text=record.text,
                 )
             )
         return views
 
     def max_batch_id(self) -> int | None:
         return max((r.batch_id for r in self.records.values()), default=None)
+
+    def batch_record_ids(self, batch_id: int) -> list[str]:
+        return [r.record_id for r in self.records.values() if r.batch_id == batch_id]
 
     # -- the annotator's side --
     def batch(self, batch_id: int) -> list[OutRecord]:

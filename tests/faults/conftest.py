@@ -1,9 +1,13 @@
-"""The fault suite: kill -9 at each step of a round, Argilla outages, bad inputs. Every fault's outcome is
-audited against Argilla and collected into a table, printed and written to tests/faults/RESULTS.md."""
+"""The fault suite: kill -9 and a full disk at each step of a round, Argilla outages, bad inputs. Every fault's
+outcome is audited against Argilla and collected into a table, printed and written to tests/output/RESULTS.md;
+`make faults` (AL_FAULTS_RECORD=1) also records it in the tracked tests/faults/RESULTS.md, row by row, so
+`make test` leaves tracked files alone."""
 
 from __future__ import annotations
 
 import datetime
+import os
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +17,28 @@ from daemon.state import StateStore
 from tests.e2e.conftest import trec_data, trec_env  # noqa: F401 - fixtures shared with the e2e tests
 
 RESULTS: list[dict] = []
-RESULTS_FILE = Path(__file__).parent / "RESULTS.md"
+RESULTS_FILE = Path(__file__).parent / "RESULTS.md"  # tracked: written by `make faults` only
+RUN_FILE = Path(__file__).parents[1] / "output" / "RESULTS.md"  # this run's table, every run
+HEADER = [
+    "# Fault suite results",
+    "",
+    "Recorded by `make faults` (rows of the faults it ran replace their earlier rows). Every run is audited against",
+    "Argilla after the fault: records, duplicates, batch ids, labels lost / changed / used twice, discards trained on.",
+    "",
+    "| fault | outcome | records | duplicate records | batch ids contiguous | labels lost | labels used twice "
+    "| trained on discards | labels trained | rounds |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+]
+COLUMNS = (
+    "records",
+    "duplicate_records",
+    "batch_ids_contiguous",
+    "labels_lost",
+    "labels_used_twice",
+    "trained_on_discards",
+    "labels",
+    "rounds",
+)
 
 
 def audit(stack: dict, dataset: str, state_dir: Path) -> dict:
@@ -68,37 +93,38 @@ def assert_clean(checks: dict) -> None:
     assert checks["labels_used_twice"] == 0 and checks["trained_on_discards"] == 0, checks
 
 
+def stable(text: str) -> str:
+    """A table cell without what differs from run to run: pids, ports, times, test dataset suffixes."""
+    text = re.sub(r"pid \d+ on \S+ since [0-9T:+-]+", "pid <pid> on <host> since <time>", text)
+    text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", text)
+    return re.sub(r"(t-test_[\w-]*?)-[0-9a-f]{6}\b", r"\1-<id>", text)
+
+
+def row(result: dict) -> str:
+    cells = [stable(str(result["fault"])), stable(str(result["outcome"]))]
+    cells += [str(result.get(key, "—")) for key in COLUMNS]
+    return "| " + " | ".join(cells) + " |"
+
+
+def merged(lines: list[str], new: list[str]) -> list[str]:
+    """The recorded table with this run's rows replacing the rows of the same faults (new faults at the end)."""
+    fault = lambda line: line.split(" | ")[0]  # noqa: E731
+    fresh = {fault(line): line for line in new}
+    kept = [fresh.pop(fault(line), line) for line in lines if line.startswith("| ") and not line.startswith("| fault")]
+    return kept + list(fresh.values())
+
+
 def pytest_sessionfinish(session, exitstatus):
     if not RESULTS:
         return
-    lines = [
-        "# Fault suite results",
-        "",
-        f"Written by `pytest tests/faults` on {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}.",
-        "Every run is audited against Argilla after the fault: records, duplicates, batch ids, labels lost /",
-        "changed / used twice, discards trained on.",
-        "",
-        "| fault | outcome | records | duplicate records | batch ids contiguous | labels lost | labels used twice "
-        "| trained on discards | labels trained | rounds |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in RESULTS:
-        cells = [
-            r.get(k, "—")
-            for k in (
-                "records",
-                "duplicate_records",
-                "batch_ids_contiguous",
-                "labels_lost",
-                "labels_used_twice",
-                "trained_on_discards",
-                "labels",
-                "rounds",
-            )
-        ]
-        lines.append(f"| {r['fault']} | {r['outcome']} | " + " | ".join(str(c) for c in cells) + " |")
-    RESULTS_FILE.write_text("\n".join(lines) + "\n")
-    print("\n" + "\n".join(lines[6:]))
+    rows = [row(result) for result in RESULTS]
+    stamp = f"This run: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}."
+    RUN_FILE.parent.mkdir(parents=True, exist_ok=True)
+    RUN_FILE.write_text("\n".join([*HEADER[:4], stamp, *HEADER[4:], *rows]) + "\n")
+    if os.environ.get("AL_FAULTS_RECORD") == "1":
+        recorded = RESULTS_FILE.read_text().splitlines() if RESULTS_FILE.exists() else []
+        RESULTS_FILE.write_text("\n".join([*HEADER, *merged(recorded, rows)]) + "\n")
+    print("\n" + "\n".join(HEADER[-2:] + rows))
 
 
 @pytest.fixture

@@ -34,3 +34,56 @@ def test_text_lines_and_settings_without_the_key(capsys, monkeypatch):
     logging.getLogger("daemon").info("settings: %s", json.dumps(Settings(_env_file=None).public()))
     out = capsys.readouterr().out
     assert " INFO daemon: settings: " in out and "very-secret-key" not in out
+
+
+@pytest.fixture
+def fresh_format(monkeypatch):
+    import daemon.logs
+
+    monkeypatch.setattr(daemon.logs, "_format", None)
+    monkeypatch.setattr("sys.excepthook", __import__("sys").excepthook)
+    monkeypatch.setattr("threading.excepthook", __import__("threading").excepthook)
+
+
+def test_json_mode_puts_warnings_in_json(capsys, fresh_format):
+    import warnings
+
+    setup_logging("INFO", "json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("a library complains", UserWarning, stacklevel=1)
+    lines = capsys.readouterr().out.strip().splitlines()
+    record = json.loads(lines[-1])
+    assert record["logger"] == "py.warnings" and "a library complains" in record["message"]
+    assert record["level"] == "WARNING"
+
+
+def test_a_refused_start_ends_with_one_json_line_in_json_mode(capsys, monkeypatch, fresh_format):
+    from daemon.cli import main
+
+    monkeypatch.setenv("AL_LOG_FORMAT", "json")
+    assert main(["run", "--poll-interval", "inf"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    record = json.loads(err[0])
+    assert record["level"] == "CRITICAL" and record["exit_code"] == 2 and record["logger"] == "daemon"
+    assert record["message"].startswith("invalid settings: poll_interval (AL_POLL_INTERVAL): Input should be a finite")
+
+
+def test_a_refused_start_is_one_plain_line_by_default(capsys, fresh_format):
+    from daemon.cli import main
+
+    assert main(["run", "--poll-interval", "1e12", "--dataset", ""]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("al-daemon: invalid settings: "), err
+    assert "dataset (AL_DATASET): Value error, must not be empty" in err[0]
+    assert "poll_interval (AL_POLL_INTERVAL): Input should be less than or equal to 86400" in err[0]
+
+
+def test_version(capsys):
+    from daemon import __version__
+    from daemon.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"al-daemon {__version__}"
