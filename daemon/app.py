@@ -7,89 +7,29 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from daemon.config import Settings
-from daemon.errors import EXIT_TEMPORARY, ArgillaRefused, ArgillaUnavailable, DataError, DiskError, StateError
-from daemon.files import check_writable
+from daemon.errors import EXIT_TEMPORARY, ArgillaRefused, ArgillaUnavailable, DiskError, StateError
 from daemon.gateway import ArgillaGateway
-from daemon.learner import Learner
-from daemon.loop import Daemon, Phase
-from daemon.models import build_features, check_model_input, model_name
+from daemon.inputs import Data, load_data, preflight
 from daemon.notify import Notifier, watchdog_interval
+from daemon.phases import Phase
 from daemon.plot import render_curve
-from daemon.pool import TextTable, check_test_labels, drop_duplicate_texts, load_table, resolve_labels
 from daemon.report import Live, status_view
 from daemon.status import StatusServer, create_app
 from daemon.stopping import StoppingSignals
 from daemon.webhooks import EVENTS, TooLarge, WebhookReceiver
 
+if TYPE_CHECKING:  # the loop, the learner and the models import small-text and torch (~10 s): only when needed,
+    from daemon.loop import Daemon  # so that a refused start is quick
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Data:
-    pool: TextTable
-    test: TextTable | None
-    labels: list[str]
-    y_test: np.ndarray | None
-
-
-def load_data(settings: Settings) -> Data:
-    """Read and validate the pool and test files and settle the label set (nothing contacts Argilla)."""
-    cache = datasets_cache(settings)
-    check_writable(cache, "the cache folder (AL_CACHE_DIR)")
-    pool = drop_duplicate_texts(
-        load_table(
-            settings.pool_file,
-            settings.text_column,
-            settings.label_column,
-            settings.id_column,
-            settings.max_text_chars,
-            cache_dir=cache,
-        )
-    )
-    if len(pool) < settings.batch_size:
-        raise DataError(
-            f"{settings.pool_file}: the pool has {len(pool)} usable texts, fewer than one batch "
-            f"(AL_BATCH_SIZE={settings.batch_size})"
-        )
-    test = None
-    if settings.test_file is not None:
-        test = load_table(
-            settings.test_file,
-            settings.text_column,
-            settings.label_column,
-            settings.id_column,
-            settings.max_text_chars,
-            cache_dir=cache,
-        )
-    labels = resolve_labels(settings.labels, test, pool)
-    y_test = None
-    if test is not None:
-        check_test_labels(test, labels)
-        y_test = np.array([labels.index(label) for label in test.gold], dtype=np.int64)
-    check_model_input(settings, pool)
-    return Data(pool=pool, test=test, labels=labels, y_test=y_test)
-
-
-def datasets_cache(settings: Settings) -> Path:
-    """Where `datasets` keeps the Arrow copies of the pool and test files: beside the embedding cache (inside the
-    state dir by default, so a service that may only write there can read its files)."""
-    return settings.cache_path / "datasets"
-
-
-def preflight(settings: Settings) -> Data:
-    """Everything that can be checked on this machine, before anything contacts Argilla: the state dir, the
-    cache, the pool and test files, the label set and the model's needs. A problem is one DaemonError."""
-    check_writable(settings.state_dir, "the state folder (AL_STATE_DIR)")
-    return load_data(settings)
 
 
 def connect(settings: Settings, timeout: float) -> ArgillaGateway:
@@ -135,9 +75,7 @@ class Service:
             if self.webhooks is not None:
                 status["webhooks"] = {"url": self.settings.webhook_url, **self.webhooks.counts}
             return status
-        live = Live(
-            phase=Phase.starting.value, reason="loading data and connecting to Argilla", model=model_name(self.settings)
-        )
+        live = Live(phase=Phase.starting.value, reason="loading data and connecting to Argilla", model=self._model_name)
         return status_view(self.settings, None, live, StoppingSignals(self.settings, 2).thresholds())
 
     def ready(self) -> tuple[bool, str]:
@@ -232,9 +170,19 @@ class Service:
             line += f", batch {batch['batch_id']} {batch.get('done', 0)}/{batch.get('total', '?')}"
         return line
 
+    @property
+    def _model_name(self) -> str:
+        from daemon.models import model_name
+
+        return model_name(self.settings)
+
     def build(self) -> Daemon:
         settings = self.settings
-        data = self.data or preflight(settings)
+        data = self.data or preflight(settings)  # local problems first: no model library loaded, Argilla not asked
+        from daemon.learner import Learner
+        from daemon.loop import Daemon
+        from daemon.models import build_features
+
         log.info(
             "pool %s: %d texts; labels %s; test %s",
             settings.pool_file,
@@ -283,10 +231,12 @@ class Service:
                 self._start_webhooks(daemon)
             self.notifier.ready(self.status_line())
             self._supervise(scheduler)
+            scheduler.shutdown(wait=True)  # a running step finishes (bounded by the stop timer)
+            scheduler = None
             return self._leave()
         finally:
             if scheduler is not None:
-                scheduler.shutdown(wait=True)  # a running step finishes (bounded by the stop timer)
+                scheduler.shutdown(wait=True)
             self._stop_webhooks()
             if self.status_server is not None:
                 self.status_server.stop()
@@ -295,7 +245,7 @@ class Service:
                 # its model would be thrown away (nothing it does is journaled), and an interpreter exit under a
                 # running torch thread aborts: leave at once; the next start retrains from the journal
                 log.info("a model was still training in the background: abandoned, the next start retrains it")
-                _flush_and_exit(0)
+                _flush_and_exit(EXIT_TEMPORARY if self.daemon.store.unsaved else 0)
 
     def _leave(self) -> int:
         """The exit code once the loop is over: 0, unless the journal in memory could not be written (then the
@@ -328,6 +278,8 @@ class Service:
 def export_now(settings: Settings, target: Path | None = None, connect_timeout: float = 10.0) -> Path:
     """``al-daemon export``: retrain from the journal and write the export, without a running daemon."""
     from daemon.export import export_run
+    from daemon.learner import Learner
+    from daemon.models import build_features
     from daemon.state import StateStore
 
     state = StateStore(settings.state_dir).load()

@@ -26,10 +26,10 @@ def load_settings(argv: list[str]):
 
 
 def cmd_run(argv: list[str]) -> int:
+    settings = load_settings(argv)  # before the heavy imports: a bad setting is refused at once
+    setup_logging(settings.log_level, settings.log_format)
     from daemon.app import Service
 
-    settings = load_settings(argv)
-    setup_logging(settings.log_level, settings.log_format)
     log.info("settings: %s", json.dumps(settings.public()))
     return Service(settings).run()
 

@@ -7,13 +7,11 @@ A restart resumes at the first step whose result is not in the state.
 
 from __future__ import annotations
 
-import enum
 import logging
 import random
 import re
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -25,6 +23,7 @@ from daemon.errors import ArgillaRefused, ArgillaUnavailable, DiskError, SchemaE
 from daemon.files import remove_leftovers
 from daemon.gateway import DatasetSpec, Gateway, OutRecord
 from daemon.learner import Evaluation, Learner, QueryResult
+from daemon.phases import Phase, Snapshot
 from daemon.pool import TextTable
 from daemon.report import Live, annotation_view, status_view
 from daemon.state import Batch, RoundMetrics, RunState, StateStore, acquire_lock, now
@@ -32,16 +31,6 @@ from daemon.stopping import Inputs, StoppingSignals, project_kappa
 from daemon.trainer import BackgroundTrainer, Job
 
 log = logging.getLogger(__name__)
-
-
-class Phase(enum.StrEnum):
-    starting = "starting"
-    waiting = "waiting-for-annotators"
-    training = "training"
-    querying = "querying"
-    logging = "logging"
-    stopped = "stopped"
-    degraded = "degraded"
 
 
 OWN_RECORD = re.compile(r"pool-\d+(-relabel-\d+)?")  # the ids the daemon gives its records
@@ -83,17 +72,6 @@ def label_list(labels: list[str]) -> str:
 
 class Abandoned(Exception):
     """Raised at a step boundary when a stop was requested; the message says where."""
-
-
-@dataclass
-class Snapshot:
-    """What the status endpoint shows; replaced whole under a lock."""
-
-    phase: Phase = Phase.starting
-    reason: str | None = None
-    progress: dict = field(default_factory=dict)
-    last_error: str | None = None
-    warning: str | None = None  # e.g. a stuck batch
 
 
 class Daemon:

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from daemon.config import ModelKind, Settings
-from daemon.errors import DataError
 from daemon.learner import Features, PooledClassifierFactory, logistic_regression_factory, unlabelled_targets
 from daemon.pool import TextTable, default_model_path, embed
 
@@ -94,21 +93,6 @@ def fit_ngrams(texts: list[str]):
         except ValueError:  # "after pruning, no terms remain"
             continue
     raise ValueError("the pool's texts have no words TF-IDF can use")
-
-
-def check_model_input(settings: Settings, pool: TextTable) -> None:
-    """Refuse a pool the configured model cannot learn from, before anything contacts Argilla: the TF-IDF models
-    (tfidf, and hybrid's n-gram half) need words of two or more letters or digits in some text."""
-    if settings.model not in (ModelKind.tfidf, ModelKind.hybrid):
-        return
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    analyse = TfidfVectorizer().build_analyzer()
-    if not any(analyse(text) for text in pool.texts):
-        raise DataError(
-            f"{pool.source}: no text has a word of two or more letters or digits (emoji or punctuation only?), "
-            f"which the {settings.model.value} model's TF-IDF needs; use AL_MODEL=embeddings for such texts"
-        )
 
 
 def join_features(dense: np.ndarray, sparse_part):

@@ -56,11 +56,11 @@ def _rows(numbers: list[int]) -> str:
 
 def _read(path: Path, cache_dir: Path | None = None):
     """Read any supported file into a `datasets.Dataset` (its Arrow copy in ``cache_dir``)."""
-    import datasets
-
-    datasets.disable_progress_bars()
     if not path.exists():
         raise DataError(f"{path}: file not found")
+    import datasets  # after the cheap checks: it takes seconds to import (it loads torch)
+
+    datasets.disable_progress_bars()
     suffix = path.suffix.lower()
     try:
         if path.is_dir():

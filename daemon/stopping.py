@@ -23,7 +23,6 @@ import math
 import numpy as np
 from pydantic import BaseModel
 from scipy.stats import entropy
-from small_text import ClassificationChange, DeltaFScore, KappaAverage, MaxIterations
 
 from daemon.config import Criterion, Settings, StopMode
 
@@ -84,6 +83,8 @@ class StoppingSignals:
                 signals[Criterion.classification_change] = self._change(inputs)
             signals[Criterion.overall_uncertainty] = self._uncertainty(inputs)
         if s.max_rounds is not None:
+            from small_text import MaxIterations  # here, not at the top: small-text imports torch (~8 s)
+
             criterion = MaxIterations(s.max_rounds)
             criterion.current_iteration = inputs.rounds_trained - 1
             signals[MAX_ITERATIONS] = Signal(value=inputs.rounds_trained, fired=bool(criterion.stop()))
@@ -95,6 +96,8 @@ class StoppingSignals:
         return {str(name): signal for name, signal in signals.items()}
 
     def _kappa(self, inputs: Inputs, past: list[float]) -> Signal:
+        from small_text import KappaAverage
+
         criterion = KappaAverage(
             self.num_classes, window_size=self.settings.kappa_window, kappa=self.settings.kappa_threshold
         )
@@ -104,6 +107,8 @@ class StoppingSignals:
         return Signal(value=float(criterion.kappa_history[-1]), fired=fired)
 
     def _delta_f(self, inputs: Inputs, past: list[float]) -> Signal:
+        from small_text import DeltaFScore
+
         window, threshold = self.settings.delta_f_window, self.settings.delta_f_threshold
         if self.num_classes == 2:
             views = [(inputs.previous, inputs.predictions)]
@@ -131,6 +136,8 @@ class StoppingSignals:
         return Signal(value=max(deltas), fired=all(fired))
 
     def _change(self, inputs: Inputs) -> Signal:
+        from small_text import ClassificationChange
+
         criterion = ClassificationChange(self.num_classes, threshold=self.settings.classification_change_threshold)
         criterion.last_predictions = inputs.previous
         fired = bool(criterion.stop(predictions=inputs.predictions))

@@ -115,7 +115,18 @@ def test_systemd_verify_would_catch_a_mistake(tmp_path):
     assert result.returncode != 0 or b"notifyy" in result.stderr
 
 
-@pytest.mark.parametrize("name", ["docker/Dockerfile", "docker/docker-compose.yml", "systemd/al-daemon.service"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "docker/Dockerfile",
+        "docker/docker-compose.yml",
+        "systemd/al-daemon.service",
+        "prometheus/prometheus.yml",
+        "prometheus/al-daemon-rules.yml",
+        "prometheus/al-daemon-rules.test.yml",
+        "grafana/al-daemon-dashboard.json",
+    ],
+)
 def test_readme_documents_each_deploy_file(name):
     assert f"deploy/{name}" in (ROOT / "README.md").read_text()
 

@@ -97,3 +97,11 @@ def test_empty_values_unset_optional_settings(monkeypatch):
     monkeypatch.setenv("AL_MAX_ROUNDS", " ")
     settings = Settings(_env_file=None)
     assert settings.test_file is None and settings.max_rounds is None
+
+
+def test_demo_help_says_that_run_flags_are_accepted(capsys):
+    from daemon.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert "Every flag of `al-daemon run` is accepted" in " ".join(capsys.readouterr().out.split())

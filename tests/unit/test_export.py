@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import stat
 
 import datasets
 import joblib
@@ -50,6 +51,21 @@ def test_stop_exports_labels_model_and_report(finished_run):
     assert report["settings"]["argilla_api_key"] == "**********"
     assert report["model"]["format"] == "joblib" and report["annotators"] == {"annotator": len(table)}
     assert (folder / "learning-curve.png").read_bytes().startswith(b"\x89PNG")
+    # the README's promise: the export is the owner's only (files 0600, folders 0700)
+    for path in [folder, *folder.rglob("*")]:
+        assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
+
+
+def test_a_half_built_export_left_by_a_crash_is_removed_at_start(finished_run, tmp_path):
+    world, daemon, _ = finished_run
+    export = daemon.settings.export_path
+    half = export.parent / f".{export.name}.tmp-4242"  # what a crash mid-export leaves beside the export
+    half.mkdir()
+    (half / "labelled.parquet").write_bytes(b"half")
+    old = export.parent / f".{export.name}.old-4242"
+    shutil.copytree(export, old)
+    make_daemon(world, max_rounds=4).start()
+    assert not half.exists() and not old.exists() and (export / "report.json").exists()
 
 
 def test_restart_after_a_stop_without_export_exports(finished_run):

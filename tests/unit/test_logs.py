@@ -87,3 +87,30 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--version"])
     assert done.value.code == 0 and capsys.readouterr().out.strip() == f"al-daemon {__version__}"
+
+
+def test_demo_reads_the_pool_once(capsys, monkeypatch, tmp_path):
+    """`demo --simulate` used to load (and warn about) the pool twice: once for the simulated annotator, once for
+    the daemon. The stack and the run itself are stubbed here: what is counted is the data loading."""
+    import daemon.app
+    import daemon.inputs
+    import daemon.stack
+    from daemon.cli import main
+    from daemon.simulate import SimulatedAnnotator
+
+    loads = []
+    real = daemon.inputs.load_data
+    monkeypatch.setattr(daemon.inputs, "load_data", lambda settings: loads.append(1) or real(settings))
+    monkeypatch.setattr(daemon.stack.Stack, "up", lambda self: None)
+    monkeypatch.setattr(SimulatedAnnotator, "start_thread", lambda self: None)
+    monkeypatch.setattr(SimulatedAnnotator, "stop", lambda self: None)
+    seen = {}
+    monkeypatch.setattr(daemon.app.Service, "run", lambda self: seen.setdefault("data", self.data) and 0)
+    for name in ("AL_ARGILLA_URL", "AL_ARGILLA_API_KEY", "AL_DATASET", "AL_EXIT_ON_STOP"):
+        monkeypatch.delenv(name, raising=False)  # the demo sets them in os.environ: undone after the test
+    monkeypatch.setenv("AL_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("AL_TEST_FILE", "")
+    assert main(["demo", "--simulate"]) == 0
+    out = capsys.readouterr().out
+    assert len(loads) == 1 and seen["data"] is not None  # the daemon got the data the annotator was given
+    assert out.count("skipping 71 duplicate text(s)") == 1, out

@@ -13,7 +13,16 @@ from tests.unit.conftest import LABELS, label_batch, make_daemon
 
 def essentials(state):
     return [
-        (b.batch_id, b.round, sorted(b.pool_indices), b.labels, sorted(b.discarded), b.votes, sorted(b.open), b.complete)
+        (
+            b.batch_id,
+            b.round,
+            sorted(b.pool_indices),
+            b.labels,
+            sorted(b.discarded),
+            b.votes,
+            sorted(b.open),
+            b.complete,
+        )
         for b in state.batches
     ]
 

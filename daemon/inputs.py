@@ -1,0 +1,89 @@
+"""Everything that can be checked on this machine before anything contacts Argilla: the state and cache folders,
+the pool and test files, the label set, and what the model needs from the texts. A problem is one DaemonError
+(exit 2, one line), found even while Argilla is down. Light on purpose: no torch, no small-text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from daemon.config import ModelKind, Settings
+from daemon.errors import DataError
+from daemon.files import check_writable
+from daemon.pool import TextTable, check_test_labels, drop_duplicate_texts, load_table, resolve_labels
+
+
+@dataclass(frozen=True)
+class Data:
+    pool: TextTable
+    test: TextTable | None
+    labels: list[str]
+    y_test: np.ndarray | None
+
+
+def load_data(settings: Settings) -> Data:
+    """Read and validate the pool and test files and settle the label set (nothing contacts Argilla)."""
+    cache = datasets_cache(settings)
+    check_writable(cache, "the cache folder (AL_CACHE_DIR)")
+    pool = drop_duplicate_texts(
+        load_table(
+            settings.pool_file,
+            settings.text_column,
+            settings.label_column,
+            settings.id_column,
+            settings.max_text_chars,
+            cache_dir=cache,
+        )
+    )
+    if len(pool) < settings.batch_size:
+        raise DataError(
+            f"{settings.pool_file}: the pool has {len(pool)} usable texts, fewer than one batch "
+            f"(AL_BATCH_SIZE={settings.batch_size})"
+        )
+    test = None
+    if settings.test_file is not None:
+        test = load_table(
+            settings.test_file,
+            settings.text_column,
+            settings.label_column,
+            settings.id_column,
+            settings.max_text_chars,
+            cache_dir=cache,
+        )
+    labels = resolve_labels(settings.labels, test, pool)
+    y_test = None
+    if test is not None:
+        check_test_labels(test, labels)
+        y_test = np.array([labels.index(label) for label in test.gold], dtype=np.int64)
+    check_model_input(settings, pool)
+    return Data(pool=pool, test=test, labels=labels, y_test=y_test)
+
+
+def datasets_cache(settings: Settings) -> Path:
+    """Where `datasets` keeps the Arrow copies of the pool and test files: beside the embedding cache (inside the
+    state dir by default, so a service that may only write there can read its files)."""
+    return settings.cache_path / "datasets"
+
+
+def preflight(settings: Settings) -> Data:
+    """Everything that can be checked on this machine, before anything contacts Argilla: the state dir, the
+    cache, the pool and test files, the label set and the model's needs. A problem is one DaemonError."""
+    check_writable(settings.state_dir, "the state folder (AL_STATE_DIR)")
+    return load_data(settings)
+
+
+def check_model_input(settings: Settings, pool: TextTable) -> None:
+    """Refuse a pool the configured model cannot learn from: the TF-IDF models (tfidf, and hybrid's n-gram half)
+    need words of two or more letters or digits in some text."""
+    if settings.model not in (ModelKind.tfidf, ModelKind.hybrid):
+        return
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    analyse = TfidfVectorizer().build_analyzer()
+    if not any(analyse(text) for text in pool.texts):
+        raise DataError(
+            f"{pool.source}: no text has a word of two or more letters or digits (emoji or punctuation only?), "
+            f"which the {settings.model.value} model's TF-IDF needs; use AL_MODEL=embeddings for such texts"
+        )
