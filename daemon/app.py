@@ -17,7 +17,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from daemon.config import Settings
 from daemon.errors import EXIT_TEMPORARY, ArgillaRefused, ArgillaUnavailable, DiskError, StateError
 from daemon.gateway import ArgillaGateway
-from daemon.inputs import Data, load_data, preflight
+from daemon.inputs import Data, load_data, model_name, preflight
 from daemon.notify import Notifier, watchdog_interval
 from daemon.phases import Phase
 from daemon.plot import render_curve
@@ -75,7 +75,9 @@ class Service:
             if self.webhooks is not None:
                 status["webhooks"] = {"url": self.settings.webhook_url, **self.webhooks.counts}
             return status
-        live = Live(phase=Phase.starting.value, reason="loading data and connecting to Argilla", model=self._model_name)
+        live = Live(
+            phase=Phase.starting.value, reason="loading data and connecting to Argilla", model=model_name(self.settings)
+        )
         return status_view(self.settings, None, live, StoppingSignals(self.settings, 2).thresholds())
 
     def ready(self) -> tuple[bool, str]:
@@ -169,12 +171,6 @@ class Service:
         if batch.get("batch_id") is not None:
             line += f", batch {batch['batch_id']} {batch.get('done', 0)}/{batch.get('total', '?')}"
         return line
-
-    @property
-    def _model_name(self) -> str:
-        from daemon.models import model_name
-
-        return model_name(self.settings)
 
     def build(self) -> Daemon:
         settings = self.settings

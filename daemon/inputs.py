@@ -12,7 +12,14 @@ import numpy as np
 from daemon.config import ModelKind, Settings
 from daemon.errors import DataError
 from daemon.files import check_writable
-from daemon.pool import TextTable, check_test_labels, drop_duplicate_texts, load_table, resolve_labels
+from daemon.pool import (
+    TextTable,
+    check_test_labels,
+    default_model_path,
+    drop_duplicate_texts,
+    load_table,
+    resolve_labels,
+)
 
 
 @dataclass(frozen=True)
@@ -87,3 +94,12 @@ def check_model_input(settings: Settings, pool: TextTable) -> None:
             f"{pool.source}: no text has a word of two or more letters or digits (emoji or punctuation only?), "
             f"which the {settings.model.value} model's TF-IDF needs; use AL_MODEL=embeddings for such texts"
         )
+
+
+def model_name(settings: Settings) -> str:
+    """A short name for the agent of suggestions, e.g. ``embeddings-all-MiniLM-L6-v2``."""
+    if settings.model is ModelKind.tfidf:
+        return "tfidf-logreg"
+    path = settings.model_path or default_model_path()
+    base = "all-MiniLM-L6-v2" if settings.model_path is None else Path(path).name
+    return f"{settings.model.value}-{base}"

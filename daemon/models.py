@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from daemon.config import ModelKind, Settings
+from daemon.inputs import model_name
 from daemon.learner import Features, PooledClassifierFactory, logistic_regression_factory, unlabelled_targets
 from daemon.pool import TextTable, default_model_path, embed
 
@@ -108,15 +109,6 @@ def join_features(dense: np.ndarray, sparse_part):
         shape=(rows, width),
     )
     return sparse.hstack([wrapped, sparse.csr_matrix(sparse_part, dtype=np.float32)], format="csr")
-
-
-def model_name(settings: Settings) -> str:
-    """A short name for the agent of suggestions, e.g. ``embeddings-all-MiniLM-L6-v2``."""
-    if settings.model is ModelKind.tfidf:
-        return "tfidf-logreg"
-    path = settings.model_path or default_model_path()
-    base = "all-MiniLM-L6-v2" if settings.model_path is None else Path(path).name
-    return f"{settings.model.value}-{base}"
 
 
 def build_features(

@@ -251,10 +251,13 @@ def acquire_lock(state_dir: Path) -> tuple[object, str]:
             "first, or give this one its own AL_STATE_DIR and AL_DATASET"
         ) from None
     holder = f"pid {os.getpid()} on {socket.gethostname()} since {now()}"
-    handle.seek(0)
-    handle.truncate()
-    handle.write(holder)
-    handle.flush()
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(holder)
+        handle.flush()
+    except OSError:  # a full disk: the lock holds all the same, only a second daemon's message names no holder
+        pass
     return handle, holder
 
 

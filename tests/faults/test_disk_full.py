@@ -35,6 +35,11 @@ WHERE = {
 }
 
 
+def run_env(trec_env: dict, **settings: str) -> dict:
+    """The daemon's environment for these faults: TREC-6, batches of 10, caps only, a quick poll."""
+    return trec_env["env"] | {"AL_BATCH_SIZE": "10", "AL_STOP_CRITERIA": "never", "AL_POLL_INTERVAL": "0.3"} | settings
+
+
 def launch(args: list[str], env: dict, log: Path, fsize: int | None = None) -> subprocess.Popen:
     """The daemon with its output through a pipe (as `| cat > log`: the file-size limit must not hit its log)."""
 
@@ -54,6 +59,13 @@ def launch(args: list[str], env: dict, log: Path, fsize: int | None = None) -> s
 
     threading.Thread(target=copy, daemon=True).start()
     return process
+
+
+def clean_up(person, *processes) -> None:
+    person.stop()
+    for process in processes:
+        if process is not None and process.poll() is None:
+            process.kill()
 
 
 def space_back(process: subprocess.Popen) -> None:
@@ -91,14 +103,12 @@ def max_batch_in_argilla(stack: dict, dataset: str) -> int:
 
 def test_disk_full_at_each_step_then_space_back(argilla_stack, dataset_name, trec_env, trec_data, tmp_path, results):
     """One run, the disk full once at each step that writes (a later round each time), the space back after each."""
-    env = trec_env["env"] | {
-        "AL_BATCH_SIZE": "10",
-        "AL_MAX_ROUNDS": "6",
-        "AL_STOP_CRITERIA": "never",
-        "AL_POLL_INTERVAL": "0.3",
-        "AL_FAULT_POINT": ",".join(f"disk_{point}@{round_number}" for point, round_number in POINTS),
-        "AL_FAULT_MARKER": str(tmp_path / "filled"),
-    }
+    env = run_env(
+        trec_env,
+        AL_MAX_ROUNDS="6",
+        AL_FAULT_POINT=",".join(f"disk_{point}@{round_number}" for point, round_number in POINTS),
+        AL_FAULT_MARKER=str(tmp_path / "filled"),
+    )
     state_dir, log, port = trec_env["state_dir"], trec_env["log"], trec_env["port"]
     person = simulated_annotator(argilla_stack, dataset_name, trec_data, discard_rate=0.1, seed=6)
     person.start_thread()
@@ -124,9 +134,7 @@ def test_disk_full_at_each_step_then_space_back(argilla_stack, dataset_name, tre
             assert resumed and daemon.poll() in (None, 0), log.read_text()[-3000:]
         assert daemon.wait(timeout=300) == 0, log.read_text()[-3000:]
     finally:
-        person.stop()
-        if daemon.poll() is None:
-            daemon.kill()
+        clean_up(person, daemon)
     checks = audit(argilla_stack, dataset_name, state_dir)
     for point, round_number in POINTS:
         results(
@@ -158,13 +166,10 @@ def test_file_size_limit_for_the_whole_run(argilla_stack, dataset_name, trec_env
     """The issue's reproduction: `ulimit -f 40` (40 KiB) for the whole run, 200 TREC texts, tfidf, batches of 10,
     the simulated annotator. Before, state.json was cut at 40,960 bytes and the run exited 0, unresumable."""
     pool, test = small_trec(tmp_path, trec_data, 200)
-    env = trec_env["env"] | {
+    env = run_env(trec_env) | {
         "AL_POOL_FILE": str(pool),
         "AL_TEST_FILE": str(test),
         "AL_MODEL": "tfidf",
-        "AL_BATCH_SIZE": "10",
-        "AL_STOP_CRITERIA": "never",
-        "AL_POLL_INTERVAL": "0.3",
         "AL_CACHE_DIR": str(tmp_path / "cache"),
     }
     state_dir, log, port = trec_env["state_dir"], trec_env["log"], trec_env["port"]
@@ -179,9 +184,7 @@ def test_file_size_limit_for_the_whole_run(argilla_stack, dataset_name, trec_env
         space_back(daemon)
         assert daemon.wait(timeout=600) == 0, log.read_text()[-3000:]
     finally:
-        person.stop()
-        if daemon.poll() is None:
-            daemon.kill()
+        clean_up(person, daemon)
     checks = audit(argilla_stack, dataset_name, state_dir)
     results(
         "file-size limit 40 KiB for the whole run (`ulimit -f 40`), then lifted",
@@ -196,14 +199,9 @@ def test_file_size_limit_for_the_whole_run(argilla_stack, dataset_name, trec_env
 def test_sigterm_while_the_disk_is_full(argilla_stack, dataset_name, trec_env, trec_data, tmp_path, results):
     """A stop asked for while the journal cannot be written: exit 75 (not 0: the last step is not saved), and the
     next start resumes from the journal on disk with nothing lost."""
-    env = trec_env["env"] | {
-        "AL_BATCH_SIZE": "10",
-        "AL_MAX_ROUNDS": "3",
-        "AL_STOP_CRITERIA": "never",
-        "AL_POLL_INTERVAL": "0.3",
-        "AL_FAULT_POINT": "disk_after_query@1",
-        "AL_FAULT_MARKER": str(tmp_path / "filled"),
-    }
+    env = run_env(
+        trec_env, AL_MAX_ROUNDS="3", AL_FAULT_POINT="disk_after_query@1", AL_FAULT_MARKER=str(tmp_path / "filled")
+    )
     state_dir, log, port = trec_env["state_dir"], trec_env["log"], trec_env["port"]
     person = simulated_annotator(argilla_stack, dataset_name, trec_data, seed=8)
     person.start_thread()
@@ -216,10 +214,7 @@ def test_sigterm_while_the_disk_is_full(argilla_stack, dataset_name, trec_env, t
         restarted = launch(["tests/faults/crash_at.py"], env, log)  # marker present: runs clean
         assert restarted.wait(timeout=300) == 0, log.read_text()[-3000:]
     finally:
-        person.stop()
-        for process in (daemon, locals().get("restarted")):
-            if process is not None and process.poll() is None:
-                process.kill()
+        clean_up(person, daemon, locals().get("restarted"))
     checks = audit(argilla_stack, dataset_name, state_dir)
     results("SIGTERM while the disk is full", "exit 75 (work unsaved), restarted, finished", checks)
     assert_clean(checks)
@@ -231,7 +226,7 @@ def test_a_journal_cut_short_by_an_older_version_is_recovered(
 ):
     """al-daemon 0.1 on a full disk renamed a short state.json over the good one: the start refuses and says
     how to recover; `al-daemon recover` rebuilds the journal from Argilla and the run goes on, nothing lost."""
-    env = trec_env["env"] | {"AL_BATCH_SIZE": "10", "AL_MAX_ROUNDS": "4", "AL_STOP_CRITERIA": "never"}
+    env = run_env(trec_env, AL_MAX_ROUNDS="4")
     state_dir, log, port = trec_env["state_dir"], trec_env["log"], trec_env["port"]
     person = simulated_annotator(argilla_stack, dataset_name, trec_data, discard_rate=0.1, seed=9)
     thread = person.start_thread()
@@ -265,9 +260,7 @@ def test_a_journal_cut_short_by_an_older_version_is_recovered(
         daemon = launch(["-m", "daemon.cli", "run"], env, log)
         assert daemon.wait(timeout=300) == 0, log.read_text()[-3000:]
     finally:
-        person.stop()
-        if daemon.poll() is None:
-            daemon.kill()
+        clean_up(person, daemon)
     checks = audit(argilla_stack, dataset_name, state_dir)
     results(
         "state cut short by al-daemon 0.1 (full disk)", "start refused (exit 2, says how); `recover`; finished", checks
