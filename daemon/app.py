@@ -16,6 +16,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from daemon.config import Settings
 from daemon.errors import EXIT_TEMPORARY, ArgillaRefused, ArgillaUnavailable, DiskError, StateError
+from daemon.files import check_writable
 from daemon.gateway import ArgillaGateway
 from daemon.inputs import Data, load_data, model_name, preflight
 from daemon.notify import Notifier, watchdog_interval
@@ -305,7 +306,8 @@ def recover_now(settings: Settings, replace: bool = False, connect_timeout: floa
     from daemon.recover import rebuild, summary
     from daemon.state import StateStore, acquire_lock, now
 
-    data = preflight(settings)
+    check_writable(settings.state_dir, "the state folder (AL_STATE_DIR)")
+    data = load_data(settings)  # not preflight: the state is expected to be unreadable
     handle, _ = acquire_lock(settings.state_dir)  # never under a running daemon
     try:
         store = StateStore(settings.state_dir)

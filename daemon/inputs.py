@@ -32,8 +32,7 @@ class Data:
 
 def load_data(settings: Settings) -> Data:
     """Read and validate the pool and test files and settle the label set (nothing contacts Argilla)."""
-    cache = datasets_cache(settings)
-    check_writable(cache, "the cache folder (AL_CACHE_DIR)")
+    check_writable(settings.cache_path, "the cache folder (AL_CACHE_DIR)")  # the embeddings go there
     pool = drop_duplicate_texts(
         load_table(
             settings.pool_file,
@@ -41,7 +40,6 @@ def load_data(settings: Settings) -> Data:
             settings.label_column,
             settings.id_column,
             settings.max_text_chars,
-            cache_dir=cache,
         )
     )
     if len(pool) < settings.batch_size:
@@ -57,7 +55,6 @@ def load_data(settings: Settings) -> Data:
             settings.label_column,
             settings.id_column,
             settings.max_text_chars,
-            cache_dir=cache,
         )
     labels = resolve_labels(settings.labels, test, pool)
     y_test = None
@@ -68,17 +65,25 @@ def load_data(settings: Settings) -> Data:
     return Data(pool=pool, test=test, labels=labels, y_test=y_test)
 
 
-def datasets_cache(settings: Settings) -> Path:
-    """Where `datasets` keeps the Arrow copies of the pool and test files: beside the embedding cache (inside the
-    state dir by default, so a service that may only write there can read its files)."""
-    return settings.cache_path / "datasets"
-
-
 def preflight(settings: Settings) -> Data:
     """Everything that can be checked on this machine, before anything contacts Argilla: the state dir, the
-    cache, the pool and test files, the label set and the model's needs. A problem is one DaemonError."""
+    cache, the pool and test files, the label set, the model's needs, and a state from an earlier start (readable,
+    of this run). A problem is one DaemonError."""
     check_writable(settings.state_dir, "the state folder (AL_STATE_DIR)")
-    return load_data(settings)
+    data = load_data(settings)
+    check_state(settings, data)
+    return data
+
+
+def check_state(settings: Settings, data: Data) -> None:
+    """A state left by an earlier start must be readable and belong to this pool, label set and dataset (it is
+    read again, under the state dir's lock, when the daemon starts)."""
+    from daemon.state import StateStore, check_same_run
+
+    store = StateStore(settings.state_dir)
+    state = store.load()
+    if state is not None:
+        check_same_run(state, settings, data.pool.fingerprint, data.labels, store.path)
 
 
 def check_model_input(settings: Settings, pool: TextTable) -> None:

@@ -26,7 +26,7 @@ from daemon.learner import Evaluation, Learner, QueryResult
 from daemon.phases import Phase, Snapshot
 from daemon.pool import TextTable
 from daemon.report import Live, annotation_view, status_view
-from daemon.state import Batch, RoundMetrics, RunState, StateStore, acquire_lock, now
+from daemon.state import Batch, RoundMetrics, RunState, StateStore, acquire_lock, check_same_run, now
 from daemon.stopping import Inputs, StoppingSignals, project_kappa
 from daemon.trainer import BackgroundTrainer, Job
 
@@ -132,7 +132,7 @@ class Daemon:
         remove_leftovers(export.parent, export.name)  # a half-built export a crash left beside the target
         state = self.store.load()
         if state is not None:
-            self._check_same_run(state)
+            check_same_run(state, self.settings, self.pool.fingerprint, self.labels, self.store.path)
             self.gateway.dataset_id = state.dataset_id  # found by id: a rename in Argilla is followed
         self.gateway.ensure_dataset(self.spec())
         if state is None:
@@ -174,22 +174,6 @@ class Daemon:
         if self.settings.ahead and state.stop_pending is None and done and not state.current.complete:
             # rebuild the model at once, off the poll thread, so it is ready when the batch out completes
             self._submit_training(done[-1].batch_id, {}, restore=True)
-
-    def _check_same_run(self, state: RunState) -> None:
-        # with the dataset's id known, its name is checked after Argilla is asked (it may have been renamed)
-        dataset = state.dataset if state.dataset_id else self.settings.dataset
-        mine = (dataset, self.settings.workspace, self.pool.fingerprint, self.labels)
-        theirs = (state.dataset, state.workspace, state.pool_fingerprint, state.labels)
-        if mine != theirs:
-            what = [
-                n
-                for n, a, b in zip(("dataset", "workspace", "pool file", "labels"), mine, theirs, strict=True)
-                if a != b
-            ]
-            raise StateError(
-                f"{self.store.path} belongs to another run (different {', '.join(what)}: state has dataset "
-                f"{state.dataset!r} in {state.workspace!r}); use another AL_STATE_DIR or restore the original settings"
-            )
 
     def _check_dataset_name(self, state: RunState) -> None:
         """AL_DATASET may name the run's dataset as it is called in Argilla now or as it was called before."""

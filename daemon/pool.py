@@ -1,13 +1,17 @@
 """Loading the unlabelled pool and the test set, validating them, and caching their embeddings.
 
-Files are read with `datasets` (JSONL, JSON, CSV, Parquet, or a ``save_to_disk`` folder). Every problem
-becomes a :class:`~daemon.errors.DataError` that names the file and the rows, never a traceback.
+Files are read with plain Python and pyarrow (JSON Lines, JSON, CSV/TSV, Parquet; `datasets` only for a
+``save_to_disk`` folder): quick, and nothing is written while reading. Every problem becomes a
+:class:`~daemon.errors.DataError` that names the file and the rows, never a traceback.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
+import io
+import json
 import logging
 import os
 from pathlib import Path
@@ -54,50 +58,99 @@ def _rows(numbers: list[int]) -> str:
     return f"row{'s' if len(numbers) > 1 else ''} {shown}{more}"
 
 
-def _read(path: Path, cache_dir: Path | None = None):
-    """Read any supported file into a `datasets.Dataset` (its Arrow copy in ``cache_dir``)."""
+class Columns(dict):
+    """A file's rows as columns: name -> list of values (None where a row lacks the column)."""
+
+    @property
+    def column_names(self) -> list[str]:
+        return list(self)
+
+    @property
+    def row_count(self) -> int:
+        return len(next(iter(self.values()))) if dict.__len__(self) else 0
+
+
+def _read(path: Path) -> Columns:
+    """Read any supported file: JSON Lines (or a JSON array of objects), CSV/TSV, Parquet, or a `datasets`
+    ``save_to_disk`` folder. Plain Python and pyarrow: nothing is written (no cache), no torch is imported."""
     if not path.exists():
         raise DataError(f"{path}: file not found")
-    import datasets  # after the cheap checks: it takes seconds to import (it loads torch)
-
-    datasets.disable_progress_bars()
     suffix = path.suffix.lower()
     try:
         if path.is_dir():
-            loaded = datasets.load_from_disk(str(path))
-            if isinstance(loaded, datasets.DatasetDict):
-                raise DataError(f"{path}: a DatasetDict with splits {list(loaded)}; point at one split's folder")
-            return loaded
+            return _read_saved_dataset(path)
         if os.path.getsize(path) == 0:
             raise DataError(f"{path}: the file is empty")
-        if suffix in (".jsonl", ".json", ".ndjson", ".csv", ".tsv"):
-            _check_utf8(path)
-        cache = str(cache_dir or Path.home() / ".cache" / "al-daemon" / "datasets")
         if suffix in (".jsonl", ".json", ".ndjson"):
-            return datasets.Dataset.from_json(str(path), cache_dir=cache)
+            return _read_json(path, _text(path))
         if suffix in (".csv", ".tsv"):
-            return datasets.Dataset.from_csv(str(path), cache_dir=cache, sep="\t" if suffix == ".tsv" else ",")
+            return _read_csv(path, _text(path), "\t" if suffix == ".tsv" else ",")
         if suffix in (".parquet", ".pq"):
-            return datasets.Dataset.from_parquet(str(path), cache_dir=cache)
+            import pyarrow.parquet as pq
+
+            return Columns(pq.read_table(path).to_pydict())
     except DataError:
         raise
-    except Exception as exc:  # datasets/pyarrow raise many types for unreadable input
+    except Exception as exc:  # pyarrow, csv and datasets raise many types for unreadable input
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        cause = exc.__cause__ or exc.__context__
-        if cause is not None and str(cause).strip():
-            reason += f" ({str(cause).strip().splitlines()[0]})"
         raise DataError(f"{path}: cannot read it as {suffix or 'a dataset folder'}: {reason}") from None
     raise DataError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json, .csv, .tsv, .parquet or a folder")
 
 
-def _check_utf8(path: Path) -> None:
-    """Text files must be UTF-8; name the row of the first bad byte."""
+def _text(path: Path) -> str:
+    """A text file's content; it must be UTF-8 (the row of the first bad byte is named)."""
     data = path.read_bytes()
     try:
-        data.decode("utf-8")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         row = data.count(b"\n", 0, exc.start) + 1
         raise DataError(f"{path}: not valid UTF-8 in row {row} (byte {exc.start}: {exc.reason})") from None
+
+
+def _rows_to_columns(path: Path, records: list) -> Columns:
+    bad = [number for number, record in enumerate(records, 1) if not isinstance(record, dict)]
+    if bad:
+        raise DataError(f'{path}: not a JSON object in {_rows(bad)} (each row must be {{"text": ..., ...}})')
+    names = list(dict.fromkeys(key for record in records for key in record))
+    return Columns({name: [record.get(name) for record in records] for name in names})
+
+
+def _read_json(path: Path, text: str) -> Columns:
+    """JSON Lines (one object per line; blank lines skipped), or one JSON array of objects."""
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            return _rows_to_columns(path, json.loads(stripped))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    records = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: not valid JSON in row {len(records) + 1} ({exc.msg})") from None
+    return _rows_to_columns(path, records)
+
+
+def _read_csv(path: Path, text: str, delimiter: str) -> Columns:
+    """A header row, then one row per text; an empty cell is a missing value."""
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows = [{k: (v if v != "" else None) for k, v in row.items() if k is not None} for row in reader]
+    if reader.fieldnames is None:
+        raise DataError(f"{path}: no header row")
+    return Columns({name: [row.get(name) for row in rows] for name in reader.fieldnames})
+
+
+def _read_saved_dataset(path: Path) -> Columns:
+    import datasets  # only for saved folders: it takes seconds to import (it loads torch)
+
+    datasets.disable_progress_bars()
+    loaded = datasets.load_from_disk(str(path))
+    if isinstance(loaded, datasets.DatasetDict):
+        raise DataError(f"{path}: a DatasetDict with splits {list(loaded)}; point at one split's folder")
+    return Columns({name: loaded[name] for name in loaded.column_names})
 
 
 def load_table(
@@ -106,15 +159,14 @@ def load_table(
     label_column: str | None,
     id_column: str | None,
     max_chars: int | None = None,
-    cache_dir: Path | None = None,
 ) -> TextTable:
     """Read and validate texts: no missing column, no empty or oversized text, no NUL character, no duplicate id."""
     path = Path(path)
-    table = _read(path, cache_dir)
+    table = _read(path)
     columns = table.column_names
     if text_column not in columns:
         raise DataError(f"{path}: no text column {text_column!r}; columns are {columns} (set AL_TEXT_COLUMN)")
-    if len(table) == 0:
+    if table.row_count == 0:
         raise DataError(f"{path}: no rows")
     raw_texts = table[text_column]
     rows = list(range(1, len(raw_texts) + 1))

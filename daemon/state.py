@@ -221,6 +221,23 @@ class RunState(BaseModel):
         return self.discarded() | self.open_indices() | moved
 
 
+def check_same_run(state: RunState, settings, fingerprint: str, labels: list[str], path: Path) -> None:
+    """Refuse a state of another run (dataset, workspace, pool file or labels differ): a local check, done before
+    Argilla is asked. With the dataset's id known, its name is checked later against Argilla (it may have been
+    renamed there)."""
+    dataset = state.dataset if state.dataset_id else settings.dataset
+    mine = (dataset, settings.workspace, fingerprint, labels)
+    theirs = (state.dataset, state.workspace, state.pool_fingerprint, state.labels)
+    if mine != theirs:
+        what = [
+            n for n, a, b in zip(("dataset", "workspace", "pool file", "labels"), mine, theirs, strict=True) if a != b
+        ]
+        raise StateError(
+            f"{path} belongs to another run (different {', '.join(what)}: state has dataset "
+            f"{state.dataset!r} in {state.workspace!r}); use another AL_STATE_DIR or restore the original settings"
+        )
+
+
 LOCK_FILE = "daemon.lock"
 LEGACY_LEFTOVERS = (f".{STATE_FILE}.*", ".learning-curve.png.*", "cache/*.tmp.npy")
 

@@ -125,9 +125,9 @@ CASES = {  # name -> (setup(base) -> extra env, expected message)
         lambda b: {"AL_STATE_DIR": f"{UNWRITABLE}/state"},
         f"the state folder (AL_STATE_DIR) {UNWRITABLE}/state is not writable: [Errno 1] Operation not permitted",
     ),
-    "the cache (datasets, embeddings) not writable": (
+    "the cache (embeddings) not writable": (
         lambda b: {"AL_CACHE_DIR": f"{UNWRITABLE}/cache"},
-        f"the cache folder (AL_CACHE_DIR) {UNWRITABLE}/cache/datasets is not writable",
+        f"the cache folder (AL_CACHE_DIR) {UNWRITABLE}/cache is not writable",
     ),
     "emoji-only texts with the default model": (
         lambda b: {"AL_POOL_FILE": emoji_only(b["dir"]), "AL_MODEL": "hybrid"},
@@ -170,7 +170,7 @@ LOCAL = {
     "status port exposed without a token",
     "AL_STATE_DIR is a file",
     "AL_STATE_DIR not writable",
-    "the cache (datasets, embeddings) not writable",
+    "the cache (embeddings) not writable",
     "emoji-only texts with the default model",
     "AL_POLL_INTERVAL=inf",
     "AL_POLL_INTERVAL=1e12",
@@ -186,7 +186,7 @@ def test_bad_input_is_refused_clearly(base, case, results, argilla_stack, datase
     setup, expected = CASES[case]
     env = base["env"] | setup(base)
     if case in LOCAL:  # Argilla down: a local problem must still be named (exit 2), not "cannot reach Argilla"
-        env |= {"AL_ARGILLA_URL": f"http://127.0.0.1:{free_port()}", "AL_CONNECT_TIMEOUT": "1"}
+        env = argilla_down(env)
     answer = run_cli(env)
     results(f"bad input: {case}", shown(answer, base["dir"]) + (" (Argilla down)" if case in LOCAL else ""))
     results.last.update(nothing_written(argilla_stack, dataset_name, base["dir"] / "state"))
@@ -207,12 +207,17 @@ def test_incompatible_existing_dataset(base, argilla_stack, dataset_name, result
     assert answer.returncode == 2 and "is not compatible" in answer.stderr and "labels" in answer.stderr
 
 
+def argilla_down(env: dict) -> dict:
+    """The same settings with Argilla unreachable: a local problem is still named, with exit 2."""
+    return env | {"AL_ARGILLA_URL": f"http://127.0.0.1:{free_port()}", "AL_CONNECT_TIMEOUT": "1"}
+
+
 def test_corrupt_state_file(base, results, argilla_stack, dataset_name):
     state = base["dir"] / "state"
     state.mkdir()
     (state / "state.json").write_text('{"version": 1, "dataset": x}')
-    answer = run_cli(base["env"])
-    results("bad input: corrupt state file", shown(answer, base["dir"]))
+    answer = run_cli(argilla_down(base["env"]))
+    results("bad input: corrupt state file", shown(answer, base["dir"]) + " (Argilla down)")
     results.last.update(nothing_written(argilla_stack, dataset_name, state, b'{"version": 1, "dataset": x}'))
     assert answer.returncode == 2 and "unreadable state" in answer.stderr and "al-daemon recover" in answer.stderr
     assert (state / "state.json").read_text() == '{"version": 1, "dataset": x}'  # left for the user to inspect
@@ -224,8 +229,8 @@ def test_state_cut_short_by_an_older_version(base, results, argilla_stack, datas
     state.mkdir()
     (state / "state.json").write_text('{"version": 1, "dataset": "d", "workspace": "argilla", "batches": [{"batch_')
     before = (state / "state.json").read_bytes()
-    answer = run_cli(base["env"])
-    results("bad input: state cut short (full disk under 0.1)", shown(answer, base["dir"]))
+    answer = run_cli(argilla_down(base["env"]))
+    results("bad input: state cut short (full disk under 0.1)", shown(answer, base["dir"]) + " (Argilla down)")
     results.last.update(nothing_written(argilla_stack, dataset_name, state, before))
     assert answer.returncode == 2 and "the journal is cut short" in answer.stderr
     assert "`al-daemon recover`" in answer.stderr and "Traceback" not in answer.stderr
@@ -241,8 +246,8 @@ def test_state_of_another_dataset(base, results, argilla_stack, dataset_name):
         )
     )
     before = (base["dir"] / "state" / "state.json").read_bytes()
-    answer = run_cli(base["env"])
-    results("bad input: state of another dataset", shown(answer, base["dir"]))
+    answer = run_cli(argilla_down(base["env"]))
+    results("bad input: state of another dataset", shown(answer, base["dir"]) + " (Argilla down)")
     results.last.update(nothing_written(argilla_stack, dataset_name, base["dir"] / "state", before))
     assert answer.returncode == 2 and "belongs to another run (different dataset" in answer.stderr
 

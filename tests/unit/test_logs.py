@@ -40,9 +40,12 @@ def test_text_lines_and_settings_without_the_key(capsys, monkeypatch):
 def fresh_format(monkeypatch):
     import daemon.logs
 
+    logging.captureWarnings(False)  # an earlier setup_logging in this process left it on, with pytest's hook saved
     monkeypatch.setattr(daemon.logs, "_format", None)
     monkeypatch.setattr("sys.excepthook", __import__("sys").excepthook)
     monkeypatch.setattr("threading.excepthook", __import__("threading").excepthook)
+    yield
+    logging.captureWarnings(False)
 
 
 def test_json_mode_puts_warnings_in_json(capsys, fresh_format):

@@ -92,3 +92,42 @@ def test_label_set_is_derived_or_refused(tmp_path):
     unlabelled = load(write_jsonl(tmp_path / "u.jsonl", [{"text": "a"}]))
     with pytest.raises(DataError, match="set AL_LABELS"):
         resolve_labels(None, unlabelled)
+
+
+def test_json_array_tsv_blank_lines_and_bad_rows(tmp_path):
+    rows = tiny_rows(2)
+    array = tmp_path / "p.json"
+    array.write_text(json.dumps(rows), encoding="utf-8")
+    tsv = tmp_path / "p.tsv"
+    tsv.write_text("id\ttext\tlabel\n" + "".join(f"{r['id']}\t{r['text']}\t{r['label']}\n" for r in rows))
+    spaced = tmp_path / "spaced.jsonl"
+    spaced.write_text("\n".join(json.dumps(r) + "\n" for r in rows))  # a blank line after every row
+    for path in (array, tsv, spaced):
+        table = load(path)
+        assert table.texts == [r["text"] for r in rows] and table.ids == [r["id"] for r in rows], path
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(json.dumps(rows[0]) + "\n" + '{"id": "x", "text": "cut' + "\n")
+    with pytest.raises(DataError, match=r"broken.jsonl: not valid JSON in row 2 \(Unterminated string"):
+        load(broken)
+    listed = tmp_path / "listed.jsonl"
+    listed.write_text(json.dumps(rows[0]) + "\n" + json.dumps(["a", "list"]) + "\n")
+    with pytest.raises(DataError, match=r"listed.jsonl: not a JSON object in row 2"):
+        load(listed)
+
+
+def test_reading_writes_nothing_and_loads_no_torch(tmp_path):
+    """The pool is read without `datasets` (whose Arrow cache once failed a start where the home folder was
+    read-only) and without importing torch (a refused start stays quick)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from daemon.pool import load_table; from tests.conftest import TREC; "
+        "t = load_table(TREC / 'train.jsonl', 'text', 'label', 'id'); "
+        "print(len(t), 'torch' in sys.modules, 'datasets' in sys.modules)"
+    )
+    env = {"HOME": str(tmp_path / "nowhere"), "PATH": "/usr/bin:/bin"}
+    (tmp_path / "nowhere").mkdir(mode=0o500)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=TREC.parents[1])
+    assert done.stdout.split() == ["5452", "False", "False"], done.stderr
+    assert list((tmp_path / "nowhere").iterdir()) == []
