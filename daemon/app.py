@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,14 +18,16 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from daemon.config import Settings
-from daemon.errors import EXIT_TEMPORARY, ArgillaRefused, ArgillaUnavailable, DiskError, StateError
+from daemon.errors import EXIT_TEMPORARY, ArgillaError, ArgillaUnavailable, DiskError, StateError
 from daemon.files import check_writable
-from daemon.gateway import ArgillaGateway
+from daemon.gateway import ArgillaGateway, DatasetSpec
 from daemon.inputs import Data, load_data, model_name, preflight
 from daemon.notify import Notifier, watchdog_interval
 from daemon.phases import Phase
 from daemon.plot import render_curve
+from daemon.recover import rebuild, summary
 from daemon.report import Live, status_view
+from daemon.state import StateStore, acquire_lock, now
 from daemon.status import StatusServer, create_app
 from daemon.stopping import StoppingSignals
 from daemon.webhooks import EVENTS, TooLarge, WebhookReceiver
@@ -62,7 +67,7 @@ class Service:
         self.data = data  # already loaded and checked (the demo's simulated annotators read it first)
         self.connect_timeout = settings.connect_timeout if connect_timeout is None else connect_timeout
         self.daemon: Daemon | None = None
-        self.stop_requested = threading.Event()
+        self.shutdown_requested = threading.Event()
         self.status_server: StatusServer | None = None
         self.notifier = Notifier()
         self._plot_cache: tuple[tuple, bytes] | None = None
@@ -106,7 +111,7 @@ class Service:
             self.daemon.tick()
             if self.webhooks is not None:
                 self.webhooks.flush_log()  # the tail of a flood of refused deliveries reaches the log
-            if not self._woken.is_set() or self.stop_requested.is_set():
+            if not self._woken.is_set() or self.shutdown_requested.is_set():
                 return
 
     def _wake(self) -> None:
@@ -124,7 +129,7 @@ class Service:
         url = self.settings.webhook_url
         try:
             secret = daemon.gateway.register_webhook(url, EVENTS, f"al-daemon: {self.settings.dataset}")
-        except (ArgillaUnavailable, ArgillaRefused) as exc:
+        except ArgillaError as exc:
             log.warning("webhook not registered (%s): polling every %.1f s only", exc, self.settings.poll_interval)
             return
         self.webhooks = WebhookReceiver(secret, lambda: daemon.gateway.dataset_id, self._wake)
@@ -135,12 +140,12 @@ class Service:
             return
         try:
             self.daemon.gateway.remove_webhook(self.settings.webhook_url)
-        except (ArgillaUnavailable, ArgillaRefused) as exc:
+        except ArgillaError as exc:
             log.warning("could not remove the webhook from Argilla: %s", exc)
 
-    def request_stop(self, signum: int | None = None, _frame=None) -> None:
+    def request_shutdown(self, signum: int | None = None, _frame=None) -> None:
         """First SIGTERM/SIGINT: finish or abandon the current step, within ``stop_timeout``. Second: exit now."""
-        if self.stop_requested.is_set():
+        if self.shutdown_requested.is_set():
             log.warning("second signal: exiting at once")
             _flush_and_exit(128 + (signum or signal.SIGINT))
         log.info(
@@ -148,9 +153,9 @@ class Service:
             f" (signal {signum})" if signum else "",
             self.settings.stop_timeout,
         )
-        self.stop_requested.set()
+        self.shutdown_requested.set()
         if self.daemon is not None:
-            self.daemon.stopping.set()
+            self.daemon.shutdown_requested.set()
         self.notifier.stopping()
         timer = threading.Timer(self.settings.stop_timeout, self._abandon)
         timer.daemon = True
@@ -193,56 +198,84 @@ class Service:
         return Daemon(settings, gateway, learner, data.pool, data.labels, data.y_test)
 
     def run(self, install_signals: bool = True) -> int:
-        """Run until stopped by the stopping rule or a signal; the exit code."""
+        """Run until stopped by the stopping rule or a signal; the exit code. Three named phases (uvicorn's
+        ``Server.serve`` habit): :meth:`startup`, :meth:`main_loop`, :meth:`shutdown`; the signal handlers this
+        installs are restored on the way out."""
+        with capture_signals(self.request_shutdown) if install_signals else contextlib.nullcontext():
+            try:
+                if not self.startup():
+                    return 0
+                self.main_loop()
+                self._stop_scheduler()  # a running step finishes (bounded by the stop timer)
+                return self._leave()
+            finally:
+                self.shutdown()
+
+    def startup(self) -> bool:
+        """The status server first, then the slow part: data, model, Argilla, the journal's batch logged, the
+        polling job started. False when a stop was asked for meanwhile."""
         settings = self.settings
-        if install_signals:
-            signal.signal(signal.SIGTERM, self.request_stop)
-            signal.signal(signal.SIGINT, self.request_stop)
         token = settings.status_token.get_secret_value() if settings.status_token else None
         self.status_server = StatusServer(create_app(self, token), settings.status_host, settings.status_port)
         self.status_server.start()
         self.notifier.status("starting: loading data and connecting to Argilla")
-        scheduler = None
-        try:
-            daemon = self.build()
-            if self.stop_requested.is_set():
-                return 0
-            self.daemon = daemon
-            daemon.start()
-            if self.stop_requested.is_set():
-                return 0
-            scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(1)})
-            self._scheduler = scheduler
-            scheduler.add_job(
-                self._poll,
-                "interval",
-                seconds=settings.poll_interval,
-                id="poll",
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=None,
-                next_run_time=_now(),
-            )
-            scheduler.start()
-            if settings.webhook_url:
-                self._start_webhooks(daemon)
-            self.notifier.ready(self.status_line())
-            self._supervise(scheduler)
-            scheduler.shutdown(wait=True)  # a running step finishes (bounded by the stop timer)
-            scheduler = None
-            return self._leave()
-        finally:
-            if scheduler is not None:
-                scheduler.shutdown(wait=True)
-            self._stop_webhooks()
-            if self.status_server is not None:
-                self.status_server.stop()
-            log.info("daemon stopped")
-            if self.daemon is not None and self.daemon.trainer.busy:
-                # its model would be thrown away (nothing it does is journaled), and an interpreter exit under a
-                # running torch thread aborts: leave at once; the next start retrains from the journal
-                log.info("a model was still training in the background: abandoned, the next start retrains it")
-                _flush_and_exit(EXIT_TEMPORARY if self.daemon.store.unsaved else 0)
+        daemon = self.build()
+        if self.shutdown_requested.is_set():
+            return False
+        self.daemon = daemon
+        daemon.start()
+        if self.shutdown_requested.is_set():
+            return False
+        self._scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(1)})
+        self._scheduler.add_job(
+            self._poll,
+            "interval",
+            seconds=settings.poll_interval,
+            id="poll",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+            next_run_time=_now(),
+        )
+        self._scheduler.start()
+        if settings.webhook_url:
+            self._start_webhooks(daemon)
+        self.notifier.ready(self.status_line())
+        return True
+
+    def main_loop(self) -> None:
+        """The main thread while the scheduler polls: systemd STATUS and WATCHDOG, until a stop."""
+        interval = watchdog_interval()
+        next_ping = 0.0
+        while not self.shutdown_requested.is_set():
+            if self.daemon.finished.is_set() and self.settings.exit_on_stop:
+                self.notifier.stopping(self.status_line())
+                return
+            if interval is not None and time.monotonic() >= next_ping and self._scheduler.running:
+                self.notifier.watchdog()
+                next_ping = time.monotonic() + interval
+            self.notifier.status(self.status_line())
+            self.shutdown_requested.wait(min(0.2, interval or 0.2))
+
+    def shutdown(self) -> None:
+        """Whatever startup got to, undone: the polling job, the webhook, the status server, the state's lock."""
+        self._stop_scheduler()
+        self._stop_webhooks()
+        if self.status_server is not None:
+            self.status_server.stop()
+        log.info("daemon stopped")
+        if self.daemon is not None and self.daemon.rounds.busy:
+            # its model would be thrown away (nothing it does is journaled), and an interpreter exit under a
+            # running torch thread aborts: leave at once; the next start retrains from the journal
+            log.info("a model was still training in the background: abandoned, the next start retrains it")
+            _flush_and_exit(EXIT_TEMPORARY if self.daemon.store.unsaved else 0)
+        if self.daemon is not None:
+            self.daemon.close()
+
+    def _stop_scheduler(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+            self._scheduler = None
 
     def _leave(self) -> int:
         """The exit code once the loop is over: 0, unless the journal in memory could not be written (then the
@@ -257,19 +290,17 @@ class Service:
             return EXIT_TEMPORARY
         return 0
 
-    def _supervise(self, scheduler: BackgroundScheduler) -> None:
-        """The main thread: systemd STATUS and WATCHDOG while the scheduler runs, until a stop."""
-        interval = watchdog_interval()
-        next_ping = 0.0
-        while not self.stop_requested.is_set():
-            if self.daemon.finished.is_set() and self.settings.exit_on_stop:
-                self.notifier.stopping(self.status_line())
-                return
-            if interval is not None and time.monotonic() >= next_ping and scheduler.running:
-                self.notifier.watchdog()
-                next_ping = time.monotonic() + interval
-            self.notifier.status(self.status_line())
-            self.stop_requested.wait(min(0.2, interval or 0.2))
+
+@contextlib.contextmanager
+def capture_signals(handler) -> Iterator[None]:
+    """SIGTERM and SIGINT go to ``handler`` while inside; the handlers found are put back on the way out (uvicorn's
+    ``Server.capture_signals``), so an embedding program or a test runner keeps its own."""
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def export_now(settings: Settings, target: Path | None = None, connect_timeout: float = 10.0) -> Path:
@@ -277,7 +308,6 @@ def export_now(settings: Settings, target: Path | None = None, connect_timeout: 
     from daemon.export import export_run
     from daemon.learner import Learner
     from daemon.models import build_features
-    from daemon.state import StateStore
 
     state = StateStore(settings.state_dir).load()
     if state is None:
@@ -290,7 +320,7 @@ def export_now(settings: Settings, target: Path | None = None, connect_timeout: 
     user_names: dict[str, str] = {}
     try:
         user_names = connect(settings, connect_timeout).user_names()
-    except (ArgillaUnavailable, ArgillaRefused) as exc:
+    except ArgillaError as exc:
         log.warning("annotator names unavailable (%s): the export lists user ids", exc)
     live = Live(
         phase=Phase.stopped.value if state.stopped else "exported", model=features.name, pool_size=len(data.pool)
@@ -302,10 +332,6 @@ def export_now(settings: Settings, target: Path | None = None, connect_timeout: 
 def recover_now(settings: Settings, replace: bool = False, connect_timeout: float = 30.0) -> str:
     """``al-daemon recover``: rebuild ``state.json`` from the run's dataset in Argilla (see :mod:`daemon.recover`).
     A readable state is kept unless ``replace``; the file replaced is kept beside it. Returns what was done."""
-    from daemon.gateway import DatasetSpec
-    from daemon.recover import rebuild, summary
-    from daemon.state import StateStore, acquire_lock, now
-
     check_writable(settings.state_dir, "the state folder (AL_STATE_DIR)")
     data = load_data(settings)  # not preflight: the state is expected to be unreadable
     handle, _ = acquire_lock(settings.state_dir)  # never under a running daemon
@@ -343,7 +369,5 @@ def _flush_and_exit(code: int) -> None:
     os._exit(code)
 
 
-def _now():
-    from datetime import datetime
-
+def _now() -> datetime:
     return datetime.now()

@@ -1,4 +1,5 @@
-"""Batch completeness: pure rules over what Argilla reports for a batch's records.
+"""Batches as data: what a query chose, the batch journaled from it, the records logged for it, and the pure rules
+over what Argilla reports for them.
 
 A record is done when Argilla marks it ``completed`` (it has ``min_submitted`` submitted responses) or
 someone discarded it. A discard leaves the record ``pending`` in Argilla; we count it as done for the batch
@@ -8,12 +9,134 @@ and never train on it. A record that vanished from Argilla (deleted by a person)
 from __future__ import annotations
 
 import dataclasses
+import re
+from collections import Counter
 from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
 
 from daemon.config import StuckAction
+from daemon.consensus import Pick
 from daemon.consensus import majority_of as consensus  # a text's label from its submitted answers
-from daemon.gateway import RecordView
+from daemon.errors import StateError
+from daemon.gateway import OutRecord, RecordView
 from daemon.state import Batch, Change, now
+
+OWN_RECORD = re.compile(r"pool-\d+(-relabel-\d+)?")  # the ids the daemon gives its records
+
+
+def record_id(pool_index: int) -> str:
+    """Deterministic Argilla record id of a pool item: re-logging the same item is an idempotent upsert."""
+    return f"pool-{pool_index}"
+
+
+def relabel_id(pool_index: int, number: int) -> str:
+    """The record asking a ``number``-th time for a label of a text labelled before (ActiveLab)."""
+    return f"{record_id(pool_index)}-relabel-{number}"
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryResult:
+    """The next batch: pool indices, the strategy's score for each, and the model's suggestion."""
+
+    indices: list[int]
+    scores: list[float | None]
+    predicted: list[int | None]
+    confidence: list[float | None]
+
+    @classmethod
+    def unscored(cls, indices: Sequence[int]) -> QueryResult:
+        """Items chosen without a model (random, cold start): no score, no suggestion."""
+        size = len(indices)
+        return cls([int(i) for i in indices], [None] * size, [None] * size, [None] * size)
+
+    @classmethod
+    def guessed(cls, indices: Sequence[int], proba: np.ndarray | None, scores: Sequence | None = None) -> QueryResult:
+        """Items with the model's guess (the most probable label of ``proba``'s row) and the strategy's scores."""
+        indices = [int(i) for i in indices]
+        return cls(
+            indices=indices,
+            scores=list(scores) if scores is not None else [None] * len(indices),
+            predicted=[None if proba is None else int(proba[i].argmax()) for i in indices],
+            confidence=[None if proba is None else float(proba[i].max()) for i in indices],
+        )
+
+    @classmethod
+    def of_batch(cls, batch: Batch, labels: list[str], size: int) -> QueryResult:
+        """A batch journaled ahead (its first ``size`` items), as the query that chose it."""
+        return cls(
+            indices=batch.pool_indices[:size],
+            scores=batch.scores[:size],
+            predicted=[None if s is None else labels.index(s) for s in batch.suggestions[:size]],
+            confidence=batch.confidences[:size],
+        )
+
+    def __add__(self, other: QueryResult) -> QueryResult:
+        return QueryResult(
+            self.indices + other.indices,
+            self.scores + other.scores,
+            self.predicted + other.predicted,
+            self.confidence + other.confidence,
+        )
+
+
+def new_batch(
+    batch_id: int,
+    round_number: int,
+    result: QueryResult,
+    labels: list[str],
+    carried: Sequence[int] = (),
+    relabels: Sequence[Pick] = (),
+    requested: Counter[int] | None = None,
+) -> Batch:
+    """The batch to journal for a query's ``result``. ``carried``: records a stuck batch moved on (they are in
+    ``result`` already); ``relabels``: texts asked once more (ActiveLab), numbered after the ``requested`` before."""
+    moved = set(carried)
+    batch = Batch(
+        batch_id=batch_id,
+        round=round_number,
+        pool_indices=result.indices,
+        record_ids=[record_id(i) for i in result.indices],
+        scores=result.scores,
+        suggestions=[None if p is None else labels[p] for p in result.predicted],
+        confidences=result.confidence,
+        carried=[i for i in result.indices if i in moved],
+    )
+    requested = requested or Counter()
+    for pick in relabels:
+        number = requested[pick.index] + 1
+        batch.relabels.append(pick.index)
+        batch.relabel_ids.append(relabel_id(pick.index, number))
+        batch.relabel_numbers.append(number)
+        batch.relabel_scores.append(pick.score)
+    return batch
+
+
+def records_to_log(batch: Batch, texts: Sequence[str], model: str) -> list[OutRecord]:
+    """The batch's records as Argilla gets them: its own (with the model's guess as a suggestion by
+    ``<model>:round-<n>``), then its relabel requests (a second opinion: no suggestion, nothing of the earlier
+    answers)."""
+    agent = f"{model}:round-{batch.round}"
+    own = zip(batch.pool_indices, batch.record_ids, batch.scores, batch.suggestions, batch.confidences, strict=True)
+    again = zip(batch.relabels, batch.relabel_ids, batch.relabel_scores, batch.relabel_numbers, strict=True)
+    rows = [(*row, 0) for row in own] + [(i, rid, score, None, None, k) for i, rid, score, k in again]
+    return [
+        OutRecord(
+            record_id=rid,
+            pool_index=index,
+            batch_id=batch.batch_id,
+            round=batch.round,
+            text=texts[index],
+            al_score=score,
+            suggestion=suggestion,
+            suggestion_score=confidence,
+            agent=None if suggestion is None else agent,
+            relabel=number,
+        )
+        for index, rid, score, suggestion, confidence, number in rows
+    ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,3 +322,64 @@ def refresh_votes(batches: Sequence[Batch], views: dict[str, RecordView]) -> int
                     batch.votes[rid] = new
                 changed += 1
     return changed
+
+
+@dataclasses.dataclass(frozen=True)
+class Overdue:
+    """A batch waiting longer than AL_STUCK_AFTER: close it early with ``action`` (None: keep waiting) and say
+    ``message``; ``lapse``: only relabel requests were waiting, and they lapse."""
+
+    action: StuckAction | None
+    message: str
+    lapse: bool = False
+
+
+def overdue(batch: Batch, progress: BatchProgress, limit: float | None, action: StuckAction, at) -> Overdue | None:
+    """Whether ``batch`` is stuck at time ``at``. A batch with some answers but waiting longer than ``limit`` seconds
+    is, and closes early unless ``action`` is ``wait``. A batch nobody has touched is not (the annotators are away;
+    a new batch from the same labels would not help). Relabel requests alone never hold a batch longer than
+    ``limit``: the workspace may count members who never annotate, so they lapse whatever ``action`` says (an
+    answer that comes later still joins the text's votes)."""
+    waited = (at - datetime.fromisoformat(batch.logged_at or batch.created_at)).total_seconds()
+    if limit is not None and waited >= limit and set(progress.pending_indices) <= set(batch.relabels):
+        return Overdue(
+            StuckAction.proceed,
+            f"batch {batch.batch_id}: {progress.pending} relabel request(s) unanswered after {waited / 60:.0f} min "
+            "lapse; the batch closes without them",
+            lapse=True,
+        )
+    if limit is None or waited < limit or progress.done == 0:
+        return None
+    return Overdue(
+        None if action is StuckAction.wait else action,
+        f"batch {batch.batch_id} is stuck: {progress.pending} of {progress.total} records unanswered after "
+        f"{waited / 60:.0f} min (AL_STUCK_ACTION={action.value})",
+    )
+
+
+def unknown_batches(dataset: str, present: int, last: int, ids: list[str], path: Path) -> StateError:
+    """The refusal when the dataset holds batch ``present`` but the state knows batches up to ``last`` (-1: none).
+    Records the daemon did not log (added by hand with a ``batch_id``; ``ids`` are batch ``present``'s) are told
+    apart from an older or missing state."""
+    foreign = [rid for rid in ids if not OWN_RECORD.fullmatch(rid)]
+    if foreign and len(foreign) == len(ids):
+        shown = ", ".join(repr(rid) for rid in foreign[:3]) + (
+            f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        )
+        return StateError(
+            f"dataset {dataset!r} holds {len(foreign)} record(s) with metadata batch_id={present} that al-daemon "
+            f"did not log ({shown}; its records are called pool-<n>), while the run's state knows batches up to "
+            f"{last}: records added by hand? Delete them or clear their batch_id metadata in Argilla (batch_id is "
+            "the daemon's), then start again"
+        )
+    if last < 0:
+        return StateError(
+            f"dataset {dataset!r} already holds batches up to {present} but {path} has no state for "
+            "it; point AL_STATE_DIR at that run's state, rebuild the state from Argilla with `al-daemon recover`, "
+            "or use a new AL_DATASET"
+        )
+    return StateError(
+        f"Argilla holds batch {present} but the state only knows batches up to {last}: the state is older "
+        "than the dataset; restore the matching state dir, rebuild it from Argilla with `al-daemon recover`, "
+        "or use a new AL_DATASET"
+    )

@@ -6,13 +6,14 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from daemon import __version__
-from daemon.errors import EXIT_TEMPORARY, ArgillaUnavailable, DaemonError, DiskError
+from daemon.errors import EXIT_TEMPORARY, ArgillaUnavailable, DaemonError, DataError, DiskError, SimulationError
 from daemon.logs import fatal, setup_logging
 
 log = logging.getLogger("daemon")
@@ -81,8 +82,8 @@ def _annotators(settings, args: argparse.Namespace, data=None) -> list:
     if args.annotators > 1 or args.from_annotations:
         try:
             source = AnnotationSource(load_annotations(settings.pool_file, settings.text_column), seed=settings.seed)
-        except ValueError as exc:
-            raise DaemonError(f"--annotators/--from-annotations need recorded annotations: {exc}") from None
+        except DataError as exc:
+            raise DataError(f"--annotators/--from-annotations need recorded annotations: {exc}") from None
         if args.annotators > 1:
             import httpx
 
@@ -93,8 +94,8 @@ def _annotators(settings, args: argparse.Namespace, data=None) -> list:
                     settings.workspace,
                     args.annotators,
                 )
-            except (ValueError, httpx.HTTPError) as exc:
-                raise DaemonError(
+            except (SimulationError, httpx.HTTPError) as exc:
+                raise SimulationError(
                     f"--annotators {args.annotators}: could not set up the simulated users ({exc}); it needs Argilla "
                     "reachable at AL_ARGILLA_URL and an owner's key in AL_ARGILLA_API_KEY"
                 ) from None
@@ -122,7 +123,6 @@ def cmd_simulate(args: argparse.Namespace, rest: list[str]) -> int:
     settings = load_settings(rest)
     setup_logging(settings.log_level, settings.log_format)
     annotators = _annotators(settings, args)
-    import signal
 
     def stop(*_) -> None:
         for annotator in annotators:

@@ -6,6 +6,7 @@ flag of ``al-daemon run`` (``--batch-size 20``); flags win over the environment,
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -355,8 +356,6 @@ class Settings(BaseSettings):
 
 def is_loopback(host: str) -> bool:
     """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
-    import ipaddress
-
     if host.lower() == "localhost":
         return True
     try:

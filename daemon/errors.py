@@ -13,16 +13,28 @@ class DataError(DaemonError):
     """The pool or test file cannot be used; the message names the file and rows."""
 
 
-class SchemaError(DaemonError):
+class ArgillaError(DaemonError):
+    """Anything Argilla made go wrong: catch this one name where any of the four kinds below is handled alike."""
+
+
+class SchemaError(ArgillaError):
     """An existing Argilla dataset does not fit what the daemon needs."""
 
 
-class ArgillaUnavailable(DaemonError):
+class ArgillaUnavailable(ArgillaError):
     """Argilla could not be reached or answered with a server error (retryable)."""
 
 
-class ArgillaRefused(DaemonError):
+class ArgillaRefused(ArgillaError):
     """Argilla answered, but refused: wrong key, missing workspace, missing dataset (not retryable)."""
+
+
+class StackError(DaemonError):
+    """The local Argilla stack (``al-daemon stack``) could not be installed, started or stopped."""
+
+
+class SimulationError(DaemonError):
+    """The simulated annotators cannot run: no recorded answers for the pool's texts, a bad option."""
 
 
 class StateError(DaemonError):

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from daemon.config import ModelKind, Settings
+from daemon.errors import DiskError
 from daemon.files import atomic_dir
 from daemon.learner import Learner
 from daemon.plot import render_curve
@@ -125,6 +126,28 @@ def load_model(folder: Path):
     if (model_dir / ENCODER_DIR).is_dir():
         pipeline.set_params(features__model_path=str(model_dir / ENCODER_DIR))
     return pipeline
+
+
+def export_or_explain(
+    settings: Settings,
+    state: RunState,
+    pool: TextTable,
+    labels: list[str],
+    learner: Learner,
+    status: dict,
+    user_names: dict[str, str],
+) -> dict:
+    """The export of a stopped run for the status: ``{"path": ...}`` when written, ``{"path": None, "error": ...}``
+    when it cannot be (logged; ``al-daemon export`` retries). A temporary DiskError (space may come back) is raised
+    for the caller to retry."""
+    try:
+        path = export_run(settings, state, pool, labels, learner, status, user_names)
+    except Exception as exc:  # noqa: BLE001 - the run is over either way; say why the export failed
+        if isinstance(exc, DiskError) and exc.temporary:
+            raise
+        log.error("export failed: %s (retry with `al-daemon export`)", exc)
+        return {"path": None, "error": str(exc)}
+    return {"path": str(path)}
 
 
 def export_run(

@@ -72,9 +72,24 @@ class RecordView:
 
 
 class Gateway(Protocol):
-    """The Argilla operations the loop needs (the real one below; tests may use a small fake)."""
+    """Every Argilla operation the daemon uses: the real :class:`ArgillaGateway` below, and the unit tests' fake
+    (``tests/fakes.py``); ``tests/integration/test_gateway_contract.py`` runs the same assertions on both.
+
+    Failures are :class:`~daemon.errors.ArgillaError`: ``ArgillaUnavailable`` (retry), ``ArgillaRefused`` (a person
+    must act; ``DatasetGone`` when the run's dataset was deleted), ``SchemaError`` (the dataset does not fit).
+    """
+
+    dataset_id: str | None  # known once the dataset was found or created; set it to follow a run's dataset by id
+    dataset_name: str  # as Argilla calls it now (a rename is followed)
+    errors: collections.Counter[str]  # failed calls by kind ("unavailable", "refused"), for /metrics
+
+    def ping(self) -> None: ...
 
     def ensure_dataset(self, spec: DatasetSpec) -> None: ...
+
+    def check_dataset(self, spec: DatasetSpec) -> None: ...
+
+    def forget_dataset(self) -> None: ...
 
     def log_records(self, records: Sequence[OutRecord]) -> None: ...
 
@@ -82,21 +97,19 @@ class Gateway(Protocol):
 
     def read_all(self) -> list[RecordView]: ...
 
-    def check_dataset(self, spec: DatasetSpec) -> None: ...
-
     def max_batch_id(self) -> int | None: ...
 
     def batch_record_ids(self, batch_id: int) -> list[str]: ...
-
-    def ping(self) -> None: ...
-
-    def forget_dataset(self) -> None: ...
 
     def set_guidelines(self, text: str) -> None: ...
 
     def user_names(self) -> dict[str, str]: ...
 
     def team(self) -> set[str]: ...
+
+    def register_webhook(self, url: str, events: Sequence[str], description: str) -> str: ...
+
+    def remove_webhook(self, url: str) -> int: ...
 
 
 def _translate(call: Callable[..., T]) -> Callable[..., T]:
@@ -441,17 +454,27 @@ def check_schema(settings, spec: DatasetSpec) -> None:
     question = questions.get(LABEL_QUESTION)
     if question is None or type(question).__name__ != "LabelQuestion":
         problems.append(f"needs a single-label question named {LABEL_QUESTION!r} (has questions {sorted(questions)})")
-    elif sorted(question.labels) != sorted(spec.labels):
-        problems.append(
-            f"question {LABEL_QUESTION!r} has labels {sorted(question.labels)}, the daemon expects {sorted(spec.labels)}"
-        )
+    elif problem := label_problem(question.labels, spec):
+        problems.append(problem)
     metadata = {m.name: type(m).__name__ for m in settings.metadata}
     for name in ("batch_id", "pool_index"):
         if metadata.get(name) != "IntegerMetadataProperty":
             problems.append(f"needs integer metadata {name!r}")
     if problems:
-        raise SchemaError(
-            f"existing Argilla dataset {spec.name!r} in workspace {spec.workspace!r} is not compatible: "
-            + "; ".join(problems)
-            + ". Use another AL_DATASET name, or delete the dataset."
-        )
+        raise incompatible(spec, problems)
+
+
+def incompatible(spec: DatasetSpec, problems: list[str]) -> SchemaError:
+    """The refusal for an existing dataset that does not fit ``spec``."""
+    return SchemaError(
+        f"existing Argilla dataset {spec.name!r} in workspace {spec.workspace!r} is not compatible: "
+        + "; ".join(problems)
+        + ". Use another AL_DATASET name, or delete the dataset."
+    )
+
+
+def label_problem(have: Sequence[str], spec: DatasetSpec) -> str | None:
+    """What is wrong with a label question offering ``have`` (None: the daemon's labels)."""
+    if sorted(have) == sorted(spec.labels):
+        return None
+    return f"question {LABEL_QUESTION!r} has labels {sorted(have)}, the daemon expects {sorted(spec.labels)}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -31,6 +32,7 @@ from small_text.base import LABEL_IGNORED, LABEL_UNLABELED
 from small_text.classifiers import Classifier
 from small_text.classifiers.factories import AbstractClassifierFactory
 
+from daemon.batches import QueryResult
 from daemon.config import ColdStart, QueryStrategyName
 
 
@@ -80,8 +82,6 @@ class IntegerLabelsLearner(PoolBasedActiveLearner):
 def _coreset() -> GreedyCoreset:
     """Euclidean on L2-normalised vectors (cosine's ranking): small-text's cosine takes arccos of similarities
     that rounding pushes past 1, which gives NaN distances; its euclidean warns about a changed default."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return GreedyCoreset(distance_metric="euclidean", normalize=True)
@@ -195,16 +195,6 @@ class Features:
     name: str
     encoder: Any = None  # texts -> features (sklearn transformer) for exporting a model that takes raw text
     vectors: Callable[[], np.ndarray] | None = None  # dense pool vectors for diversity strategies and cold start
-
-
-@dataclasses.dataclass(frozen=True)
-class QueryResult:
-    """The next batch: pool indices, the strategy's score for each, and the model's suggestion."""
-
-    indices: list[int]
-    scores: list[float | None]
-    predicted: list[int | None]
-    confidence: list[float | None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -335,28 +325,22 @@ class Learner:
         extra = np.setdiff1d(np.fromiter(set(exclude), dtype=np.int64), self.taken_indices())
         size = min(size, self.unlabelled_count() - len(extra))
         if size <= 0:
-            return QueryResult([], [], [], [])
+            return QueryResult.unscored([])
         if not self.trained:
             # no model yet (one class so far): keep exploring at random, without suggestions
             candidates = np.setdiff1d(self.unlabelled_indices(), extra)
             with seeded(self.seed + 1000 * round_number + 1):
                 picked = np.random.choice(candidates, size=size, replace=False)
-            return QueryResult([int(i) for i in picked], [None] * size, [None] * size, [None] * size)
+            return QueryResult.unscored(picked)
         ignored = self._active.indices_ignored
         self._active.indices_ignored = np.concatenate([np.asarray(ignored, dtype=np.int64), extra])
         try:
             picked = self._query(size, round_number)
         finally:
             self._active.indices_ignored = ignored
-        proba = self.pool_proba()
         raw_scores = getattr(self._active.query_strategy, "scores_", None)
         scores = [float(raw_scores[i]) if raw_scores is not None else None for i in picked]
-        return QueryResult(
-            indices=[int(i) for i in picked],
-            scores=scores,
-            predicted=[int(proba[i].argmax()) for i in picked],
-            confidence=[float(proba[i].max()) for i in picked],
-        )
+        return QueryResult.guessed(picked, self.pool_proba(), scores)
 
     def _query(self, size: int, round_number: int) -> np.ndarray:
         kwargs = {}

@@ -114,16 +114,8 @@ def join_features(dense: np.ndarray, sparse_part):
 def build_features(
     settings: Settings, pool: TextTable, test: TextTable | None, y_test: np.ndarray | None, num_classes: int
 ) -> Features:
-    """Turn the pool and test texts into small-text datasets for the configured model."""
-    if settings.model is ModelKind.embeddings:
-        return _embedding_features(settings, pool, test, y_test, num_classes)
-    if settings.model is ModelKind.hybrid:
-        return _hybrid_features(settings, pool, test, y_test, num_classes)
-    if settings.model is ModelKind.tfidf:
-        return _tfidf_features(settings, pool, test, y_test, num_classes)
-    if settings.model is ModelKind.setfit:
-        return _setfit_features(settings, pool, test, y_test, num_classes)
-    return _transformer_features(settings, pool, test, y_test, num_classes)
+    """Turn the pool and test texts into small-text datasets for the configured model (see :data:`MODELS`)."""
+    return MODELS[settings.model](settings, pool, test, y_test, num_classes)
 
 
 def _embedding_features(settings, pool, test, y_test, num_classes) -> Features:
@@ -278,6 +270,16 @@ def _setfit_features(settings, pool, test, y_test, num_classes) -> Features:
         name=model_name(settings),
         vectors=vectors,
     )
+
+
+# AL_MODEL -> the function that builds its features (as learner.STRATEGIES maps AL_STRATEGY to a query strategy)
+MODELS = {
+    ModelKind.embeddings: _embedding_features,
+    ModelKind.hybrid: _hybrid_features,
+    ModelKind.tfidf: _tfidf_features,
+    ModelKind.transformer: _transformer_features,
+    ModelKind.setfit: _setfit_features,
+}
 
 
 @functools.cache

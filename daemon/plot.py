@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from daemon.files import atomic_write
+
 STYLE = {  # criterion -> (label, colour)
     "kappa_average": ("KappaAverage", "tab:purple"),
     "classification_change": ("ClassificationChange", "tab:orange"),
@@ -67,6 +69,4 @@ def render_curve(status: dict) -> bytes:
 
 def write_curve(status: dict, path: Path) -> Path:
     """Render and write atomically (readers never see half a PNG; a failed write leaves no temporary file)."""
-    from daemon.files import atomic_write
-
     return atomic_write(path, render_curve(status))

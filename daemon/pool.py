@@ -297,11 +297,11 @@ def embed(texts: list[str], model_path: Path, cache_dir: Path, fingerprint: str)
     from sentence_transformers import SentenceTransformer
 
     log.info("embedding %d texts with %s (cached afterwards in %s)", len(texts), model_path, cached)
-    from daemon.progress import progress
+    from daemon.bars import bar
 
     encoder = SentenceTransformer(str(model_path), device="cpu")
     parts = []
-    with progress(len(texts), "embedding") as bar:
+    with bar(len(texts), "embedding") as shown:
         for start in range(0, len(texts), _EMBED_CHUNK):
             chunk = texts[start : start + _EMBED_CHUNK]
             parts.append(
@@ -309,7 +309,7 @@ def embed(texts: list[str], model_path: Path, cache_dir: Path, fingerprint: str)
                     chunk, batch_size=64, show_progress_bar=False, normalize_embeddings=True, convert_to_numpy=True
                 ).astype(np.float32)
             )
-            bar.update(len(chunk))
+            shown.update(len(chunk))
     vectors = np.concatenate(parts) if parts else np.zeros((0, encoder.get_sentence_embedding_dimension()), np.float32)
     try:
         atomic_write(cached, lambda handle: np.save(handle, vectors))

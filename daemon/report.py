@@ -7,11 +7,16 @@ terminal ``al-daemon status`` and the export report all tell the same story.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from daemon import __version__
-from daemon.config import Settings
-from daemon.state import JOURNALED, RoundMetrics, RunState
+from daemon.config import Settings, StuckAction
+from daemon.consensus import agreement
+from daemon.state import JOURNALED, Batch, Change, RoundMetrics, RunState
 from daemon.stopping import LABEL_BUDGET, MAX_ITERATIONS, SIGNALS
+
+if TYPE_CHECKING:
+    from daemon.batches import BatchProgress
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,8 +150,6 @@ def annotation_view(settings: Settings, state: RunState | None, user_names: dict
     """Several annotators: how the training labels are reached, how much annotators agree with them (per
     annotator: labels given, share equal to the consensus where someone else labelled the text too, and
     CROWDLAB's quality estimate when it ran) and how many relabel requests ActiveLab made."""
-    from daemon.consensus import agreement
-
     votes = state.votes() if state else {}
     view = agreement(votes, state.consensus_labels() if state else {})
     quality = state.consensus.get("annotator_quality", {}) if state else {}
@@ -189,3 +192,132 @@ def curve(rounds: list[RoundMetrics]) -> list[dict]:
         }
         for m in sorted(rounds, key=lambda m: m.round)
     ]
+
+
+GUIDELINES = """# Active-learning batches
+
+Records arrive in **batches** (metadata `batch_id`). Batch 0 is a random sample; each later batch is chosen by
+a model trained on every label submitted so far, so the texts it is least sure about come first.
+
+- Pick the one label that fits the text and **Submit**. The model's guess is pre-selected as a suggestion:
+  check it, don't trust it.
+- **Discard** a text that fits no label or cannot be read; it is never used for training.
+- A record with metadata `relabel` 1, 2, ... asks for one more opinion on a text someone labelled before
+  (the texts whose label is most in doubt). If you labelled that text yourself, leave it for a colleague:
+  Argilla cannot hide it from you, and only your latest answer to a text counts.
+- The next batch appears a few seconds after the last record of a batch is submitted or discarded.
+
+Labels: {labels}
+"""
+
+
+LABELS_SHOWN_CHARS = 6_000  # Argilla refuses guidelines over 10,000 characters; the progress note needs < 1,000
+
+
+def label_list(labels: list[str]) -> str:
+    """The label set for the guidelines, cut short when it would make them longer than Argilla accepts."""
+    text = ", ".join(labels)
+    if len(text) <= LABELS_SHOWN_CHARS:
+        return text
+    shown = text[:LABELS_SHOWN_CHARS].rsplit(", ", 1)[0]
+    return f"{shown}, ... ({len(labels)} labels in all)"
+
+
+def guidelines(labels: list[str]) -> str:
+    """The dataset's guidelines: how the batches work, and the labels."""
+    return GUIDELINES.format(labels=label_list(labels))
+
+
+def guidelines_note(status: dict) -> str:
+    """The run's progress as a guidelines section annotators see in the Argilla UI."""
+    accuracy, kappa = status["accuracy"], status["signals"]["kappa_average"]
+    lines = [
+        "",
+        "## Progress (updated by the daemon after every round)",
+        "",
+        f"- Round {status['round']}: {status['labels']} labels in hand, {status['discarded']} discarded.",
+    ]
+    if status.get("run_by"):
+        lines.append(f"- Run by al-daemon, {status['run_by']}: one daemon per dataset.")
+    if accuracy["last"] is not None:
+        lines.append(f"- Test accuracy {accuracy['last']:.3f} (best {accuracy['best']:.3f}).")
+    if kappa["value"] is not None:
+        lines.append(
+            f"- Agreement with the previous model (kappa) {kappa['value']:.3f}; stops at {kappa['threshold']}."
+        )
+    if status["stop"]["reason"]:
+        lines.append(f"- **Labelling is finished**: {status['stop']['reason']}.")
+    elif status["stop"]["projected_round"] is not None:
+        lines.append(f"- Projected to stop around round {status['stop']['projected_round']}.")
+    return "\n".join(lines) + "\n"
+
+
+def round_summary(
+    round_number: int,
+    metrics: RoundMetrics | None,
+    batch_id: int,
+    settings: Settings,
+    seconds: float | None,
+    outcome: str,
+) -> str:
+    """The log line of a round: without training (AL_RETRAIN_EVERY), trained in the background after the next batch
+    was logged (``seconds`` None; ``outcome`` says what comes next), or trained before batch ``batch_id`` was logged."""
+    if metrics is None:
+        return (
+            f"round {round_number}: no training (AL_RETRAIN_EVERY={settings.retrain_every}); batch {batch_id} chosen "
+            f"by the model in hand, logged ({seconds:.2f} s)"
+        )
+    scores = (
+        f"{metrics.labels} labels, accuracy {_fmt(metrics.accuracy)}, macro-F1 {_fmt(metrics.macro_f1)}, "
+        f"kappa {_fmt(metrics.kappa)} (projected to stop at round "
+        f"{metrics.projected_stop_round if metrics.projected_stop_round is not None else '-'})"
+    )
+    if seconds is None:
+        took = metrics.seconds.get("train", 0.0) + metrics.seconds.get("evaluate", 0.0)
+        return f"round {round_number} trained in the background ({took:.1f} s): {scores}; {outcome}"
+    handover = metrics.seconds.get("handover", 0.0)
+    return f"round {round_number}: {scores}; batch {batch_id} logged ({handover:.2f} s from complete to logged)"
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def closed_lines(batch: Batch, progress: BatchProgress, early: StuckAction | None) -> list[tuple[bool, str]]:
+    """The log lines of a batch just closed, each with whether it is a warning."""
+    lines = []
+    if early is not None:
+        rest = (
+            "left open: a late label joins the next round"
+            if early is StuckAction.proceed
+            else "move into the next batch"
+        )
+        lines.append(
+            (
+                True,
+                f"batch {batch.batch_id} closed early ({early.value}): {len(batch.labels)} labels in hand, "
+                f"{progress.pending} record(s) {rest}",
+            )
+        )
+    if progress.missing:
+        lines.append(
+            (True, f"batch {batch.batch_id}: {progress.missing} record(s) are gone from Argilla; treated as discarded")
+        )
+    answered = sum(1 for rid in batch.relabel_ids if rid in batch.votes)
+    relabels = f", {answered} of {len(batch.relabels)} relabel requests answered" if batch.relabels else ""
+    lines.append(
+        (
+            False,
+            f"batch {batch.batch_id} complete: {len(batch.labels)} labelled, {len(batch.discarded)} discarded{relabels}",
+        )
+    )
+    return lines
+
+
+def change_line(change: Change, round_number: int) -> str:
+    """The log line of a label people changed in Argilla after its batch closed."""
+    return (
+        f"pool item {change.pool_index} (batch {change.batch_id}) {change.kind} in Argilla: "
+        f"{change.old or '(not trained on)'} -> {change.new or '(not trained on)'}; round {round_number} trains "
+        + ("on the new label" if change.new else "without it")
+    )

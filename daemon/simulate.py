@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 
+from daemon.errors import DataError, SimulationError
+
 log = logging.getLogger(__name__)
 
 
@@ -204,12 +206,12 @@ def load_annotations(path: Path, text_column: str = "text", column: str = "annot
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: row {number} is not JSON ({exc.msg})") from None
+                raise DataError(f"{path}: row {number} is not JSON ({exc.msg})") from None
             if not isinstance(row, dict) or not isinstance(row.get(text_column), str):
-                raise ValueError(f"{path}: row {number} has no text in {text_column!r}")
+                raise DataError(f"{path}: row {number} has no text in {text_column!r}")
             given = row.get(column)
             if not isinstance(given, list) or not all(isinstance(a, dict) and "label" in a for a in given):
-                raise ValueError(f"{path}: row {number} has no {column!r} list of {{'label': ...}} objects")
+                raise DataError(f"{path}: row {number} has no {column!r} list of {{'label': ...}} objects")
             pairs = [(str(a.get("annotator", f"annotator-{k}")), str(a["label"])) for k, a in enumerate(given)]
             found.setdefault(row[text_column], []).extend(pairs)
     return found
@@ -221,7 +223,7 @@ def team(argilla_url: str, owner_key: str, workspace: str, size: int, prefix: st
     with httpx.Client(base_url=argilla_url, headers={"X-Argilla-Api-Key": owner_key}, timeout=30) as http:
         spaces = {w["name"]: w["id"] for w in http.get("/api/v1/me/workspaces").raise_for_status().json()["items"]}
         if workspace not in spaces:
-            raise ValueError(f"workspace {workspace!r} does not exist in Argilla at {argilla_url}")
+            raise SimulationError(f"workspace {workspace!r} does not exist in Argilla at {argilla_url}")
         users = {u["username"]: u for u in http.get("/api/v1/users").raise_for_status().json()["items"]}
         members = http.get(f"/api/v1/workspaces/{spaces[workspace]}/users").raise_for_status().json()["items"]
         inside = {u["username"] for u in members}

@@ -7,7 +7,9 @@ journaled before training, so a restart trains on exactly the same labels.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import socket
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,8 +17,10 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
+from daemon.consensus import majority
 from daemon.errors import StateError
 from daemon.files import atomic_write, make_private_dir, remove_leftovers
+from daemon.steps import reached
 from daemon.stopping import Signal
 
 STATE_FILE = "state.json"
@@ -32,7 +36,7 @@ class Batch(BaseModel):
     """One batch of records in front of annotators."""
 
     batch_id: int
-    round: int  # the model round that chose it (0 = random initial batch)
+    round: int  # N+1 when chosen after round N (0 = the random first batch); Argilla's `round` metadata
     pool_indices: list[int]
     record_ids: list[str]
     scores: list[float | None] = Field(default_factory=list)  # the query strategy's score per record
@@ -127,6 +131,16 @@ class RunState(BaseModel):
         self.dataset = name
         return True
 
+    def check_dataset_name(self, configured: str, current: str, path: Path) -> None:
+        """AL_DATASET (``configured``) may name the run's dataset as Argilla calls it now (``current``) or as it
+        was called before; StateError otherwise (the state at ``path`` is another run's)."""
+        if configured not in (self.dataset, current, *self.former_names):
+            raise StateError(
+                f"{path} belongs to another run (different dataset: state has dataset {self.dataset!r}, called "
+                f"{current!r} in Argilla now; AL_DATASET is {configured!r}); use another AL_STATE_DIR or restore "
+                "the original settings"
+            )
+
     changes: list[Change] = Field(default_factory=list)
     # AL_TRAINING=ahead: the next batch, chosen while annotators label the current one; logged when it completes
     prepared: Batch | None = None
@@ -140,15 +154,13 @@ class RunState(BaseModel):
         return self.batches[-1] if self.batches else None
 
     @property
-    def round(self) -> int:
-        """Number of trained rounds so far."""
+    def rounds_trained(self) -> int:
+        """How many rounds trained a model so far (the status's ``round``)."""
         return len(self.rounds)
 
     def training_labels(self) -> dict[int, str]:
         """The label of every labelled text of the complete batches (each pool index appears in exactly one
         batch): the majority of its votes once it has relabel answers, else the label its batch closed with."""
-        from daemon.consensus import majority
-
         merged = self.training_labels_closed()
         relabelled = {i for batch in self.batches if batch.complete for i in batch.relabels}
         if relabelled & merged.keys():
@@ -249,9 +261,6 @@ def acquire_lock(state_dir: Path) -> tuple[object, str]:
     StateError naming the holder. POSIX locks vanish when the holder closes *any* descriptor of the file, so
     the holder must never open it again (hence no reader function here).
     """
-    import fcntl
-    import socket
-
     state_dir = Path(state_dir)
     make_private_dir(state_dir)
     fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
@@ -323,7 +332,9 @@ class StateStore:
     def save(self, state: RunState) -> None:
         """Journal ``state``; DiskError when it cannot be written (the journal on disk is then the last good one)."""
         self.unsaved = True
-        self._atomic_write(self.path, state.model_dump_json(indent=1).encode())
+        data = state.model_dump_json(indent=1).encode()
+        reached("saving-state", path=self.path, data=data)
+        self._atomic_write(self.path, data)
         self.unsaved = False
         self.saves += 1
 
@@ -338,6 +349,15 @@ class StateStore:
     def load_predictions(self, round_number: int) -> np.ndarray | None:
         path = self.dir / f"predictions-{round_number}.npy"
         return np.load(path) if path.exists() else None
+
+    def previous_predictions(self, rounds: list[RoundMetrics], round_number: int) -> np.ndarray | None:
+        """The pool predictions of the latest round before ``round_number`` that saved any."""
+        for metrics in reversed(rounds):
+            if metrics.round < round_number:
+                found = self.load_predictions(metrics.round)
+                if found is not None:
+                    return found
+        return None
 
     def _atomic_write(self, target: Path, data: bytes) -> None:
         atomic_write(target, data, what="state")

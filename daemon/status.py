@@ -28,6 +28,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
+from daemon.errors import DaemonError
 from daemon.metrics import CONTENT_TYPE, render_metrics
 from daemon.report import number, signal_digits
 from daemon.webhooks import MAX_WEBHOOK_BODY, TooLarge
@@ -218,9 +219,15 @@ class StatusServer:
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # signals belong to the daemon's main thread
-        self._thread = threading.Thread(target=self._server.run, name="status-http", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="status-http", daemon=True)
         self.host = host
         self.port = port
+
+    def _serve(self) -> None:
+        try:
+            self._server.run()
+        except SystemExit:  # uvicorn leaves this way when it cannot bind: start() says so, in one line
+            pass
 
     def start(self, timeout: float = 10.0) -> None:
         self._thread.start()
@@ -229,7 +236,10 @@ class StatusServer:
             threading.Event().wait(0.05)
             waited += 0.05
         if not self._server.started:
-            raise RuntimeError(f"status endpoint could not bind {self.host}:{self.port}")
+            raise DaemonError(
+                f"the status endpoint could not bind {self.host}:{self.port} (in use by another program? set "
+                "AL_STATUS_PORT, or 0 for any free port)"
+            )
         sockets = [s for server in self._server.servers for s in server.sockets]
         if sockets:
             self.port = sockets[0].getsockname()[1]

@@ -1,11 +1,17 @@
-"""A small in-memory stand-in for the Argilla gateway (unit tests only; integration tests use the real server)."""
+"""A small in-memory stand-in for the Argilla gateway (unit tests only; integration tests use the real server).
+
+It keeps the :class:`daemon.gateway.Gateway` contract: ``tests/integration/test_gateway_contract.py`` runs the
+same assertions against it and against the real gateway on the real local Argilla."""
 
 from __future__ import annotations
 
+import base64
+import os
 from collections import Counter
 from collections.abc import Sequence
 
-from daemon.gateway import DatasetSpec, OutRecord, RecordView
+from daemon.errors import ArgillaRefused
+from daemon.gateway import DatasetSpec, OutRecord, RecordView, incompatible, label_problem
 
 
 class FakeGateway:
@@ -20,8 +26,9 @@ class FakeGateway:
         self.guidelines: list[str] = []
         self.errors: Counter[str] = Counter()
         self.dataset_id: str | None = None
-        self.dataset_name: str | None = None
+        self.dataset_name: str = ""
         self.members = {"u1", "u2", "u3", "u4"}  # the workspace's annotators
+        self.webhooks: dict[str, tuple[list[str], str]] = {}  # url -> (events, secret)
 
     def ping(self) -> None:
         return None
@@ -30,6 +37,8 @@ class FakeGateway:
         return None
 
     def ensure_dataset(self, spec: DatasetSpec) -> None:
+        if self.spec is not None and (problem := label_problem(self.spec.labels, spec)):
+            raise incompatible(spec, [problem])
         self.spec = spec
         self.dataset_id, self.dataset_name = "fake-id", self.dataset_name or spec.name
 
@@ -51,7 +60,10 @@ class FakeGateway:
             self.records[record.record_id] = record
 
     def check_dataset(self, spec: DatasetSpec) -> None:
-        assert spec.labels == self.spec.labels
+        if self.spec is None:
+            raise ArgillaRefused(f"dataset {spec.name!r} not found in workspace {spec.workspace!r}")
+        if problem := label_problem(self.spec.labels, spec):
+            raise incompatible(spec, [problem])
 
     def read_batch(self, batch_id: int) -> list[RecordView]:
         return [view for view in self.read_all() if self.records[view.record_id].batch_id == batch_id]
@@ -82,6 +94,14 @@ class FakeGateway:
 
     def batch_record_ids(self, batch_id: int) -> list[str]:
         return [r.record_id for r in self.records.values() if r.batch_id == batch_id]
+
+    def register_webhook(self, url: str, events: Sequence[str], description: str) -> str:
+        secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()  # Argilla's form: Standard Webhooks
+        self.webhooks[url] = (list(events), secret)
+        return secret
+
+    def remove_webhook(self, url: str) -> int:
+        return 1 if self.webhooks.pop(url, None) is not None else 0
 
     # -- the annotator's side --
     def batch(self, batch_id: int) -> list[OutRecord]:

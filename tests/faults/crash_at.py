@@ -58,61 +58,67 @@ def fill_disk(point: str, round_number: int) -> None:
 
 
 def install() -> None:
-    from daemon.gateway import ArgillaGateway
-    from daemon.learner import Learner
-    from daemon.loop import Daemon
-    from daemon.state import StateStore
+    """Hooks on the daemon's named steps (daemon/steps.py): a step that is renamed or dropped fails here at once."""
+    from daemon.steps import on_step
 
-    close_batch, fit, journal = Daemon._close_batch, Learner.fit, Daemon._journal_batch
-    log_records, atomic_write, export = ArgillaGateway.log_records, StateStore._atomic_write, Daemon._export
-
-    def _close_batch(self, batch, progress, *early):
+    def closing_batch(batch) -> None:
         fill_disk("after_read", batch.batch_id)
-        close_batch(self, batch, progress, *early)
+
+    def batch_closed(batch) -> None:
         if batch.batch_id >= ROUND:
             reached["round"] = True
         if POINT == "after_read" and armed(batch.batch_id):
             die()
 
-    def _fit(self, labelled, ignored, round_number):
-        if POINT == "training" and armed(round_number):
+    def training(round) -> None:  # noqa: A002 - the step's detail is called round
+        if POINT == "training" and armed(round):
             die()
-        trained = fit(self, labelled, ignored, round_number)
-        fill_disk("after_training", round_number)
-        return trained
 
-    def _journal(self, batch_id, round_number, result, *relabels):
+    def trained(round) -> None:  # noqa: A002
+        fill_disk("after_training", round)
+
+    def journaling(batch_id) -> None:
         fill_disk("after_query", batch_id - 1)
-        journal(self, batch_id, round_number, result, *relabels)
+
+    def journaled(batch_id) -> None:
         if POINT == "after_query" and armed(batch_id - 1):
             die()
 
-    def _log_records(self, records):
-        hit = records and POINT in ("mid_log", "after_log") and armed(records[0].batch_id - 1)
-        if hit and POINT == "mid_log":
-            log_records(self, records[: len(records) // 2])
+    def logging(records, gateway) -> None:
+        if records and POINT == "mid_log" and armed(records[0].batch_id - 1):
+            gateway.log_records(records[: len(records) // 2])
             die()
-        log_records(self, records)
-        if hit:
+
+    def logged(records) -> None:
+        if records and POINT == "after_log" and armed(records[0].batch_id - 1):
             die()
         if records:
             fill_disk("after_log", records[0].batch_id - 1)
 
-    def _atomic_write(self, target, data):
-        if POINT == "state_save" and reached["round"] and armed(ROUND) and target.name == "state.json":
+    def saving(path, data) -> None:
+        if POINT == "state_save" and reached["round"] and armed(ROUND):
             import tempfile
 
-            fd, _ = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.tmp-")  # as daemon.files names them
+            fd, _ = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")  # as daemon.files names them
             os.write(fd, data[: len(data) // 2])  # what a crash mid-write leaves behind
             die()
-        atomic_write(self, target, data)
 
-    def _export(self):
-        fill_disk("export", self.state.round)
-        export(self)
+    def exporting(state) -> None:
+        fill_disk("export", state.rounds_trained)
 
-    Daemon._close_batch, Learner.fit, Daemon._journal_batch = _close_batch, _fit, _journal
-    ArgillaGateway.log_records, StateStore._atomic_write, Daemon._export = _log_records, _atomic_write, _export
+    for step, hook in (
+        ("closing-batch", closing_batch),
+        ("batch-closed", batch_closed),
+        ("training", training),
+        ("trained", trained),
+        ("journaling-batch", journaling),
+        ("batch-journaled", journaled),
+        ("logging", logging),
+        ("batch-logged", logged),
+        ("saving-state", saving),
+        ("exporting", exporting),
+    ):
+        on_step(step, hook)
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ def run(argilla_stack, dataset_name, tmp_path):
     first.start()
     assert label(6) == 6
     first.tick()
-    assert first.state.round == 1
+    assert first.state.rounds_trained == 1
     return {
         "daemon": first,
         "new": daemon,
@@ -105,7 +105,7 @@ def test_answers_edited_discarded_or_deleted_after_training(run, results, caplog
     daemon.tick()
     state = daemon.state
     labels = state.training_labels()
-    assert state.round == 2
+    assert state.rounds_trained == 2
     assert labels[edited] == other(trained[edited]) and labels[undone] == trained[undone]
     assert withdrawn not in labels and deleted not in labels and {withdrawn, deleted} <= state.discarded()
     assert {(c.pool_index, c.kind) for c in state.changes} == {
@@ -130,10 +130,10 @@ def test_a_stuck_batch_is_closed_early_and_its_stragglers_are_not_lost(run, resu
     assert len(pending) == 2
     argilla.answer(pending[0], None, status="draft", values_for_discard={})  # someone started on one
     daemon.tick()
-    assert daemon.state.round == 1  # not stuck yet
+    assert daemon.state.rounds_trained == 1  # not stuck yet
     batch.logged_at = (datetime.now(UTC) - timedelta(minutes=2)).isoformat()
     daemon.tick()
-    assert daemon.state.round == 2
+    assert daemon.state.rounds_trained == 2
     records = argilla.records()
     if action == "requeue":
         assert [records[i]["metadata"]["batch_id"] for i in pending] == [2, 2]  # moved into batch 2
@@ -151,7 +151,9 @@ def test_a_stuck_batch_is_closed_early_and_its_stragglers_are_not_lost(run, resu
         assert set(pending) <= labels.keys() and [c.kind for c in daemon.state.changes] == ["late-label"] * 2
     # batches of 6: 6 + 4 in hand when batch 1 closed early; then a full batch 2 (proceed) and the 2 late
     # labels, or batch 2 = the 2 moved + 4 new (requeue)
-    assert daemon.state.round == 3 and len(daemon.state.training_labels()) == (18 if action == "proceed" else 16)
+    assert daemon.state.rounds_trained == 3 and len(daemon.state.training_labels()) == (
+        18 if action == "proceed" else 16
+    )
     checks = audit(run["stack"], run["name"], run["state_dir"])
     assert_clean(checks)
     results(f"stuck batch, AL_STUCK_ACTION={action}", "closed early; stragglers' labels used later", checks)
@@ -168,9 +170,9 @@ def test_dataset_renamed_while_running_is_followed(run, results, caplog):
     assert response.status_code == 200, response.text
     assert run["label"](6, renamed) == 6
     daemon.tick()
-    assert daemon.state.round == 2 and daemon.state.dataset == renamed
+    assert daemon.state.rounds_trained == 2 and daemon.state.dataset == renamed
     assert daemon.status()["dataset"] == renamed and f"was renamed to {renamed!r}" in caplog.text
-    daemon._lock_file.close()  # the "restart": release the state dir's lock
+    daemon.close()  # the "restart": release the state dir's lock
     again = run["new"]()  # still AL_DATASET=<old name>: found by id
     again.start()
     assert again.state.current.batch_id == 2 and again.gateway.max_batch_id() == 2
@@ -191,7 +193,7 @@ def test_dataset_deleted_while_running_degrades_without_a_crash_loop(run, result
     assert not daemon.ready()[0]
     journal = daemon.store.load().training_labels()
     assert journal == labels_before  # every label stays in the journal
-    daemon._lock_file.close()
+    daemon.close()
     with pytest.raises(DatasetGone, match="start a new run"):
         run["new"]().start()  # a restart refuses clearly (exit code 2; systemd does not restart on 2)
     checks = {"labels": len(journal), "labels_lost": len(labels_before.keys() - journal.keys()), "rounds": 1}
@@ -216,7 +218,7 @@ def test_question_changes_argilla_refuses_and_those_it_allows(run, results):
     assert allowed.status_code == 200, allowed.text
     assert run["label"](6) == 6
     daemon.tick()
-    assert daemon.state.round == 2
+    assert daemon.state.rounds_trained == 2
     # deleting the metadata the batches are found by: degraded with the schema problem, not a crash
     meta = owner.get(f"/api/v1/me/datasets/{argilla.id}/metadata-properties").json()["items"]
     batch_id = next(m for m in meta if m["name"] == "batch_id")

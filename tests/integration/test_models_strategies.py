@@ -86,7 +86,7 @@ def test_a_short_run_with_each_model_and_strategy(
         person = annotator_for(argilla_stack, dataset_name, dict(zip(pool.texts, pool.gold, strict=True)), LABELS)
         assert person.run(max_records=6).submitted == 6
         daemon.tick()
-        assert daemon.state.round == batch_id + 1, daemon.status()["reason"]
+        assert daemon.state.rounds_trained == batch_id + 1, daemon.status()["reason"]
 
     owner = httpx.Client(base_url=argilla_stack["url"], headers={"X-Argilla-Api-Key": argilla_stack["owner_key"]})
     records = owner.get(

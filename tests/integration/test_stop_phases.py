@@ -45,7 +45,7 @@ def test_stop_in_each_phase_then_resume(argilla_stack, dataset_name, tmp_path, m
     daemon.start()
     person = annotator_for(argilla_stack, dataset_name, dict(zip(pool.texts, pool.gold, strict=True)), LABELS)
     assert person.run(max_records=6).submitted == 6
-    stop = daemon.stopping.set
+    stop = daemon.shutdown_requested.set
     if phase == "waiting":
         stop()
     elif phase == "training":
@@ -72,7 +72,7 @@ def test_stop_in_each_phase_then_resume(argilla_stack, dataset_name, tmp_path, m
     restarted = make(argilla_stack, dataset_name, pool, tmp_path / "state")
     restarted.start()
     restarted.tick()
-    assert restarted.gateway.max_batch_id() == 1 and restarted.state.round == 1
+    assert restarted.gateway.max_batch_id() == 1 and restarted.state.rounds_trained == 1
     batch_one = sorted(v.pool_index for v in restarted.gateway.read_batch(1))
     assert len(batch_one) == 6 and not set(batch_one) & set(restarted.state.batches[0].pool_indices)
     if phase in ("querying", "logging"):

@@ -17,7 +17,7 @@ def test_rounds_log_new_batches_with_suggestions_and_never_repeat(world):
     gateway = world["gateway"]
     assert len(gateway.batch(0)) == 6 and gateway.spec.labels == LABELS
     daemon.tick()
-    assert daemon.status()["state"] == Phase.waiting.value and daemon.state.round == 0
+    assert daemon.status()["state"] == Phase.waiting.value and daemon.state.rounds_trained == 0
     for batch_id in range(3):
         first = gateway.batch(batch_id)[0].pool_index
         label_batch(world, batch_id, discard={first})
@@ -48,7 +48,7 @@ def test_restart_resumes_at_the_same_batch(world):
     assert len(world["gateway"].records) == 12  # nothing logged again on restart
     label_batch(world, 1)
     restarted.tick()
-    assert restarted.state.round == 2 and len(world["gateway"].batch(2)) == 6
+    assert restarted.state.rounds_trained == 2 and len(world["gateway"].batch(2)) == 6
     assert {r.pool_index for r in before} == set(restarted.state.batches[1].pool_indices)
 
 
@@ -64,7 +64,7 @@ def test_crash_while_logging_relogs_the_journaled_indices(world):
     restarted = make_daemon(world, stop_criteria=[])
     restarted.start()
     assert [r.pool_index for r in world["gateway"].batch(1)] == journaled.current.pool_indices
-    assert restarted.state.round == 1
+    assert restarted.state.rounds_trained == 1
 
 
 def test_max_rounds_stops_without_a_new_batch(world):
@@ -93,7 +93,7 @@ def test_argilla_outage_degrades_then_recovers(world, monkeypatch):
     daemon._next_try = 0
     label_batch(world, 0)
     daemon.tick()
-    assert daemon.status()["state"] == "waiting-for-annotators" and daemon.state.round == 1
+    assert daemon.status()["state"] == "waiting-for-annotators" and daemon.state.rounds_trained == 1
 
 
 def test_state_of_another_pool_is_refused(world, tmp_path):
@@ -120,13 +120,15 @@ def test_a_stop_leaves_the_round_at_a_step_boundary_and_a_restart_resumes(world,
     gateway = world["gateway"]
     if where == "training":  # the stop arrives while the model trains: the round stops before the query
         fit = daemon.learner.fit
-        monkeypatch.setattr(daemon.learner, "fit", lambda *a: (daemon.stopping.set(), fit(*a))[1])
+        monkeypatch.setattr(daemon.learner, "fit", lambda *a: (daemon.shutdown_requested.set(), fit(*a))[1])
     elif where == "query":  # ... while querying: the batch is journaled, not logged
         query = daemon.learner.query
-        monkeypatch.setattr(daemon.learner, "query", lambda *a, **k: (daemon.stopping.set(), query(*a, **k))[1])
+        monkeypatch.setattr(
+            daemon.learner, "query", lambda *a, **k: (daemon.shutdown_requested.set(), query(*a, **k))[1]
+        )
     else:  # ... while journaling the next batch: it is journaled but not logged
-        journal = daemon._journal_batch
-        monkeypatch.setattr(daemon, "_journal_batch", lambda *a: (journal(*a), daemon.stopping.set())[0])
+        journal = daemon.journal_batch
+        monkeypatch.setattr(daemon, "journal_batch", lambda *a: (journal(*a), daemon.shutdown_requested.set())[0])
     daemon.tick()
     saved = StateStore(world["dir"]).load()
     assert saved.current.batch_id == (0 if where == "training" else 1) and gateway.max_batch_id() == 0
@@ -134,7 +136,7 @@ def test_a_stop_leaves_the_round_at_a_step_boundary_and_a_restart_resumes(world,
     restarted = make_daemon(world, stop_criteria=[])
     restarted.start()
     restarted.tick()
-    assert gateway.max_batch_id() == 1 and restarted.state.round == 1
+    assert gateway.max_batch_id() == 1 and restarted.state.rounds_trained == 1
     if where != "training":
         assert [r.pool_index for r in gateway.batch(1)] == saved.current.pool_indices  # the journaled batch
     assert len(gateway.batch(1)) == 6
@@ -144,9 +146,9 @@ def test_tick_does_nothing_once_stopping(world):
     daemon = make_daemon(world, stop_criteria=[])
     daemon.start()
     label_batch(world, 0)
-    daemon.stopping.set()
+    daemon.shutdown_requested.set()
     daemon.tick()
-    assert daemon.state.round == 0 and world["gateway"].max_batch_id() == 0
+    assert daemon.state.rounds_trained == 0 and world["gateway"].max_batch_id() == 0
 
 
 # ---- people's changes in Argilla and stuck batches ---------------------------------------------------------
@@ -211,7 +213,7 @@ def _age(daemon, batch, seconds):
 def test_a_stuck_batch_warns_then_waits_proceeds_or_requeues(world, caplog, action):
     daemon, batch, pending = _stuck_daemon(world, action)
     daemon.tick()  # not stuck yet
-    assert daemon.state.round == 1 and not daemon.status()["warnings"]
+    assert daemon.state.rounds_trained == 1 and not daemon.status()["warnings"]
     _age(daemon, batch, 61)
     daemon.tick()
     assert "batch 1 is stuck: 2 of 6 records unanswered after 1 min" in caplog.text
@@ -220,10 +222,10 @@ def test_a_stuck_batch_warns_then_waits_proceeds_or_requeues(world, caplog, acti
         warnings = daemon.status()["warnings"]
         assert warnings and "batch 1 is stuck: 2 of 6 records unanswered" in warnings[0], warnings
         daemon.tick()
-        assert daemon.state.round == 1 and 2 not in {r.batch_id for r in gateway.records.values()}
+        assert daemon.state.rounds_trained == 1 and 2 not in {r.batch_id for r in gateway.records.values()}
         assert caplog.text.count("is stuck") == 1  # logged once, shown on status all along
         return
-    assert daemon.state.round == 2 and not daemon.status()["warnings"]  # closed early: the warning is done
+    assert daemon.state.rounds_trained == 2 and not daemon.status()["warnings"]  # closed early: the warning is done
     assert f"batch 1 closed early ({action}): 4 labels in hand, 2 record(s)" in caplog.text
     assert len(daemon.state.training_labels()) == 6 + 4
     nxt = daemon.state.current
@@ -256,4 +258,4 @@ def test_an_untouched_batch_is_never_stuck(world):
     daemon.start()
     _age(daemon, daemon.state.current, 3600)
     daemon.tick()
-    assert daemon.state.round == 0 and not daemon.status()["warnings"]
+    assert daemon.state.rounds_trained == 0 and not daemon.status()["warnings"]

@@ -1,6 +1,6 @@
 """The status document: fields move as rounds go by, from the state alone."""
 
-from daemon.loop import progress_note
+from daemon.report import guidelines_note
 from tests.unit.conftest import label_batch, make_daemon
 
 
@@ -43,7 +43,7 @@ def test_batch_progress_counts_each_status(world):
     assert (batch["completed"], batch["discarded"], batch["pending"]) == (1, 1, 4)
 
 
-def test_progress_note_is_published_to_the_guidelines(world):
+def test_guidelines_note_is_published_to_the_guidelines(world):
     daemon = make_daemon(world, stop_criteria=[])
     daemon.start()
     for batch_id in range(2):
@@ -52,7 +52,7 @@ def test_progress_note_is_published_to_the_guidelines(world):
     notes = world["gateway"].guidelines
     assert len(notes) == 2 and "Round 2: 12 labels in hand" in notes[-1]
     assert notes[-1].startswith(daemon.spec().guidelines)
-    assert "Labelling is finished" in progress_note(
+    assert "Labelling is finished" in guidelines_note(
         daemon.status() | {"stop": daemon.status()["stop"] | {"reason": "kappa_average fired"}}
     )
 

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from daemon.errors import DataError
 from daemon.simulate import AnnotationSource, load_annotations
 from tests.conftest import ROOT
 
@@ -26,10 +27,10 @@ def test_load_annotations_reads_the_politeness_layout_and_refuses_other_rows(tmp
     assert len(some) >= 4 and all(label in ("polite", "impolite") for _, label in some)
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"text": "a", "annotations": [{"annotator": "x"}]}) + "\n")
-    with pytest.raises(ValueError, match="row 1"):
+    with pytest.raises(DataError, match="row 1"):
         load_annotations(bad)
     bad.write_text(json.dumps({"body": "a", "annotations": []}) + "\n")
-    with pytest.raises(ValueError, match="row 1 has no text in 'text'"):
+    with pytest.raises(DataError, match="row 1 has no text in 'text'"):
         load_annotations(bad)
 
 

@@ -67,7 +67,7 @@ def test_the_next_batch_never_waits_for_training(world, monkeypatch):
     gate.open.clear()
     label_batch(world, 0)
     daemon.tick()
-    assert gateway.max_batch_id() == 1 and daemon.trainer.busy
+    assert gateway.max_batch_id() == 1 and daemon.rounds.busy
     gate.reached(1)
     assert all(r.suggestion is None for r in gateway.batch(1))
     assert daemon.status()["training"]["background"]["round"] == 0
@@ -103,7 +103,7 @@ def test_the_next_batch_never_waits_for_training(world, monkeypatch):
     gate.reached(4)
     label_batch(world, 4)
     daemon.tick()
-    assert gateway.max_batch_id() == 5 and daemon.trainer.busy
+    assert gateway.max_batch_id() == 5 and daemon.rounds.busy
     assert all(r.agent == "tfidf-logreg:round-3" and r.suggestion for r in gateway.batch(5))  # round 2's model
     gate.open.set()
     assert daemon.settle(SETTLE)
@@ -170,7 +170,7 @@ def test_the_last_round_waits_for_the_training_running_then_uses_every_label(wor
         if daemon.state.current.batch_id == batch_id:  # nothing left to hand out
             break
         batch_id += 1
-    assert batch_id == pool_size // 6 - 1 and daemon.trainer.busy
+    assert batch_id == pool_size // 6 - 1 and daemon.rounds.busy
     # the pool is used up while a model trains: the final round waits for it instead of training two at once
     assert not daemon.finished.is_set() and daemon.status()["state"] == "training"
     daemon.tick()  # skipped: the worker is still busy
@@ -207,7 +207,7 @@ def test_switching_to_inline_drops_the_prepared_batch(world):
     inline = make_daemon(world, stop_criteria=[], training=Training.inline)
     inline.start()
     assert inline.state.prepared is None and StateStore(world["dir"]).load().prepared is None
-    assert not inline.trainer.busy  # inline never trains in the background
+    assert not inline.rounds.busy  # inline never trains in the background
     label_batch(world, 1)
     inline.tick()
     assert inline.state.round == 2 and len(world["gateway"].batch(2)) == 6

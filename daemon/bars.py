@@ -1,4 +1,5 @@
-"""Progress of long local work (embedding the pool, fine-tuning): a tqdm bar on a terminal, log lines otherwise."""
+"""Bars for long local work (embedding the pool, fine-tuning): a tqdm bar on a terminal, log lines otherwise.
+(Not the batch's answer counts: those are :class:`daemon.batches.BatchProgress`.)"""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 
 from tqdm.auto import tqdm
 
-log = logging.getLogger("daemon.progress")
+log = logging.getLogger("daemon.bars")
 
 
 class _LogStream:
@@ -22,7 +23,7 @@ class _LogStream:
         return None
 
 
-def progress(total: int, desc: str, unit: str = "text") -> tqdm:
+def bar(total: int, desc: str, unit: str = "text") -> tqdm:
     """A progress bar for ``total`` items; without a terminal it logs at most every 10 s."""
     if sys.stderr.isatty():
         return tqdm(total=total, desc=desc, unit=unit, leave=False)

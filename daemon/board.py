@@ -1,0 +1,82 @@
+"""The status board: what the daemon is doing now, published as one finished document (``/status``, the status
+page, ``/metrics`` and the systemd STATUS line read it; the document's shape is :mod:`daemon.report`'s).
+
+The daemon's thread writes (:meth:`StatusBoard.set_phase`, :meth:`StatusBoard.publish`); the status server's
+threads only ever read the last document published, so they never see one half-built.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from daemon.phases import Phase, Snapshot
+from daemon.report import Live, annotation_view, status_view
+
+if TYPE_CHECKING:
+    from daemon.loop import Daemon
+
+
+class StatusBoard:
+    """The phase, its reason, the batch's answer counts and warnings of one daemon, and the document built from
+    them and the journal."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.snapshot = Snapshot()
+        self.user_names: dict[str, str] = {}  # Argilla user id -> username, refreshed after each round
+        self._annotation: tuple | None = None  # (journal revision, the status's annotation section)
+        self._published: dict | None = None
+
+    def set_phase(self, phase: Phase, reason: str | None = None, progress: dict | None = None) -> None:
+        snapshot = self.snapshot
+        snapshot.phase = phase
+        snapshot.reason = reason
+        if progress is not None:
+            snapshot.progress = progress
+        self.publish()
+
+    def set_user_names(self, names: dict[str, str]) -> None:
+        self.user_names = names
+        self._annotation = None  # shown by name from now on
+
+    def publish(self) -> dict:
+        """Rebuild the status document on the daemon's thread; readers only ever see a finished one."""
+        daemon, snapshot = self.daemon, self.snapshot
+        live = Live(
+            phase=snapshot.phase.value,
+            reason=snapshot.reason,
+            last_error=snapshot.last_error,
+            progress=snapshot.progress,
+            model=daemon.learner.features.name,
+            pool_size=len(daemon.pool),
+            export=daemon.export,
+            warnings=tuple(w for w in (snapshot.warning,) if w),
+            annotation=self._annotation_view(),
+        )
+        self._published = status_view(daemon.settings, daemon.state, live, daemon.signals.thresholds())
+        return self._published
+
+    def _annotation_view(self) -> dict:
+        """The status's annotation section, recomputed only when the journal is saved or the user names are
+        refreshed: it walks every vote (~40 ms at 10,000 labelled texts), too much for every poll."""
+        daemon = self.daemon
+        key = (daemon.store.saves, daemon.state is None)
+        if self._annotation is None or self._annotation[0] != key:
+            self._annotation = (key, annotation_view(daemon.settings, daemon.state, self.user_names))
+        return self._annotation[1]
+
+    def status(self) -> dict:
+        """The latest status document (JSON-safe); the Argilla error counts and the training are read live."""
+        daemon = self.daemon
+        published = self._published or self.publish()
+        return published | {
+            "training": published["training"] | {"background": daemon.rounds.describe()},
+            "warnings": published["warnings"] + [w for w in (daemon.rounds.last_error,) if w],
+            "argilla_errors": dict(daemon.gateway.errors),
+            # unix time of the last successful exchange with Argilla (monotonic inside, wall clock here)
+            "argilla_last_contact": None
+            if daemon.last_contact is None
+            else round(time.time() - (time.monotonic() - daemon.last_contact), 3),
+            "run_by": daemon.run_by,
+        }

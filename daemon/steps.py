@@ -1,0 +1,53 @@
+"""Named points of a round: a public seam for the fault suite and tests, instead of patching private methods.
+
+The daemon calls :func:`reached` at each point below, in this order within a round; :func:`on_step` registers a
+hook for one of them (``hook(**details)``). Both refuse a name that is not a step, so a refactor that renames or
+drops a step breaks the fault suite loudly instead of silently moving a kill point, and a test checks that a
+round reaches every step.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+STEPS = (
+    "closing-batch",  # batch: complete in Argilla, its labels about to be journaled
+    "batch-closed",  # batch: its labels are journaled
+    "training",  # round: about to fit the model (on the poll thread, or the background trainer's)
+    "trained",  # round: fitted, about to be evaluated
+    "journaling-batch",  # batch_id: the next batch is chosen, about to be journaled
+    "batch-journaled",  # batch_id: journaled, not logged yet
+    "logging",  # records, gateway: about to be sent to Argilla
+    "batch-logged",  # records: in Argilla, before the journal says so
+    "saving-state",  # path, data: state.json about to be written
+    "exporting",  # state: the run stopped; the export is about to be written
+)
+
+_hooks: dict[str, list[Callable[..., None]]] = {}
+_lock = threading.Lock()
+
+
+def on_step(step: str, hook: Callable[..., None]) -> None:
+    """Call ``hook(**details)`` each time the daemon reaches ``step``."""
+    _check(step)
+    with _lock:
+        _hooks.setdefault(step, []).append(hook)
+
+
+def reached(step: str, **details) -> None:
+    """The daemon is at ``step``: run its hooks (none outside tests and the fault launcher)."""
+    _check(step)
+    for hook in list(_hooks.get(step, ())):
+        hook(**details)
+
+
+def clear() -> None:
+    """Forget every hook (tests)."""
+    with _lock:
+        _hooks.clear()
+
+
+def _check(step: str) -> None:
+    if step not in STEPS:
+        raise ValueError(f"no step {step!r}; the steps are {', '.join(STEPS)}")
