@@ -210,7 +210,7 @@ def test_switching_to_inline_drops_the_prepared_batch(world):
     assert not inline.rounds.busy  # inline never trains in the background
     label_batch(world, 1)
     inline.tick()
-    assert inline.state.round == 2 and len(world["gateway"].batch(2)) == 6
+    assert inline.state.rounds_trained == 2 and len(world["gateway"].batch(2)) == 6
 
 
 @pytest.mark.parametrize("training", [Training.inline, Training.ahead])
