@@ -17,8 +17,9 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from daemon.config import Settings
+from daemon.config import ColdStart, Settings
 from daemon.errors import EXIT_TEMPORARY, ArgillaError, ArgillaUnavailable, DiskError, StateError
+from daemon.features import FeatureBuilder, Report
 from daemon.files import check_writable
 from daemon.gateway import ArgillaGateway, DatasetSpec
 from daemon.inputs import Data, load_data, model_name, preflight
@@ -33,7 +34,8 @@ from daemon.stopping import StoppingSignals
 from daemon.webhooks import EVENTS, TooLarge, WebhookReceiver
 
 if TYPE_CHECKING:  # the loop, the learner and the models import small-text and torch (~10 s): only when needed,
-    from daemon.loop import Daemon  # so that a refused start is quick
+    from daemon.learner import Learner  # so that a refused start is quick
+    from daemon.loop import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -179,11 +181,12 @@ class Service:
         return line
 
     def build(self) -> Daemon:
+        """The daemon, connected; its learner waits for the features (built once batch 0 is out, see
+        :meth:`start_features`) unless batch 0 itself needs them (``AL_COLD_START=kmeans``: built here, first)."""
         settings = self.settings
-        data = self.data or preflight(settings)  # local problems first: no model library loaded, Argilla not asked
-        from daemon.learner import Learner
+        data = self.data = self.data or preflight(settings)  # local problems first: no model library, no Argilla
+        from daemon.learner import PendingLearner
         from daemon.loop import Daemon
-        from daemon.models import build_features
 
         log.info(
             "pool %s: %d texts; labels %s; test %s",
@@ -193,9 +196,27 @@ class Service:
             "none" if data.test is None else f"{len(data.test)} texts",
         )
         gateway = connect(settings, self.connect_timeout)
-        features = build_features(settings, data.pool, data.test, data.y_test, len(data.labels))
-        learner = Learner.from_settings(features, len(data.labels), settings)
+        if settings.cold_start is ColdStart.random:
+            learner = PendingLearner(len(data.pool), model_name(settings), settings.seed)
+        else:
+            log.info("AL_COLD_START=%s: batch 0 waits for the pool's features", settings.cold_start.value)
+            learner = self.learner()
         return Daemon(settings, gateway, learner, data.pool, data.labels, data.y_test)
+
+    def learner(self, report: Report | None = None) -> Learner:
+        """Build the model's features (embedding the pool: the slow part) and a learner over them."""
+        from daemon.learner import Learner
+        from daemon.models import build_features
+
+        data, settings = self.data, self.settings
+        features = build_features(settings, data.pool, data.test, data.y_test, len(data.labels), report)
+        return Learner.from_settings(features, len(data.labels), settings)
+
+    def start_features(self, daemon: Daemon) -> None:
+        """Build the features on a background thread; the daemon adopts the learner once they exist."""
+        builder = FeatureBuilder(self.learner, daemon.adopt)
+        daemon.builder = builder
+        builder.start()
 
     def run(self, install_signals: bool = True) -> int:
         """Run until stopped by the stopping rule or a signal; the exit code. Three named phases (uvicorn's
@@ -226,6 +247,8 @@ class Service:
         daemon.start()
         if self.shutdown_requested.is_set():
             return False
+        if not daemon.learner.ready:
+            self.start_features(daemon)
         self._scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(1)})
         self._scheduler.add_job(
             self._poll,
@@ -268,6 +291,11 @@ class Service:
             # its model would be thrown away (nothing it does is journaled), and an interpreter exit under a
             # running torch thread aborts: leave at once; the next start retrains from the journal
             log.info("a model was still training in the background: abandoned, the next start retrains it")
+            _flush_and_exit(EXIT_TEMPORARY if self.daemon.store.unsaved else 0)
+        builder = self.daemon.builder if self.daemon is not None else None
+        if builder is not None and builder.busy:  # the same for the features: the embedding resumes at its last part
+            builder.stop()
+            log.info("the model's features were still being built: the next start resumes the embedding")
             _flush_and_exit(EXIT_TEMPORARY if self.daemon.store.unsaved else 0)
         if self.daemon is not None:
             self.daemon.close()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from daemon.errors import ArgillaError
+from daemon.features import ready_view
 from daemon.phases import Phase, Snapshot
 from daemon.report import Live, annotation_view, status_view
 
@@ -48,7 +50,7 @@ class StatusBoard:
             reason=snapshot.reason,
             last_error=snapshot.last_error,
             progress=snapshot.progress,
-            model=daemon.learner.features.name,
+            model=daemon.learner.name,
             pool_size=len(daemon.pool),
             export=daemon.export,
             warnings=tuple(w for w in (snapshot.warning,) if w),
@@ -72,6 +74,7 @@ class StatusBoard:
         published = self._published or self.publish()
         return published | {
             "training": published["training"] | {"background": daemon.rounds.describe()},
+            "features": daemon.builder.view() if daemon.builder is not None else ready_view(),
             "warnings": published["warnings"] + [w for w in (daemon.rounds.last_error,) if w],
             "argilla_errors": dict(daemon.gateway.errors),
             # unix time of the last successful exchange with Argilla (monotonic inside, wall clock here)
@@ -80,3 +83,20 @@ class StatusBoard:
             else round(time.time() - (time.monotonic() - daemon.last_contact), 3),
             "run_by": daemon.run_by,
         }
+
+    def ready(self) -> tuple[bool, str]:
+        """Ready = state loaded, not degraded, and Argilla answered recently (pinged when it has been a while)."""
+        daemon = self.daemon
+        if daemon.state is None:
+            return False, "state not loaded yet"
+        snapshot = self.snapshot
+        if snapshot.phase is Phase.degraded:
+            return False, f"degraded: {snapshot.reason}"
+        horizon = max(30.0, 3 * daemon.settings.poll_interval)
+        if daemon.last_contact is None or time.monotonic() - daemon.last_contact > horizon:
+            try:
+                daemon.gateway.ping()
+            except ArgillaError as exc:
+                return False, f"Argilla not answering: {exc}"
+            daemon.last_contact = time.monotonic()
+        return True, snapshot.phase.value

@@ -134,6 +134,13 @@ class Settings(BaseSettings):
         description="seconds after which a batch with some but not all answers counts as stuck",
     )
     stuck_action: StuckAction = Field(StuckAction.wait, description="wait | proceed | requeue: what a stuck batch gets")
+    features_wait: float = Field(
+        30.0,
+        ge=0,
+        le=DAY,
+        description="seconds a complete batch waits for the model's features (built after batch 0) before the next "
+        "batch is drawn at random",
+    )
     model: ModelKind = Field(ModelKind.hybrid, description="hybrid | embeddings | transformer | tfidf | setfit")
     model_path: Path | None = Field(None, description="local HF model dir; default: the bundled all-MiniLM-L6-v2")
     query_strategy: QueryStrategyName = Field(

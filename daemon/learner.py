@@ -206,6 +206,8 @@ class Evaluation:
 class Learner:
     """One active-learning run over a fixed pool. Feed it labels with :meth:`fit`, then :meth:`query`."""
 
+    ready = True  # its features exist (see PendingLearner)
+
     def __init__(
         self,
         features: Features,
@@ -258,6 +260,10 @@ class Learner:
     @property
     def pool_size(self) -> int:
         return len(self.features.pool)
+
+    @property
+    def name(self) -> str:
+        return self.features.name
 
     def initial_batch(self, size: int) -> list[int]:
         """Round 0: a seeded random draw (small-text's random_initialization), or with ``cold_start=kmeans`` the
@@ -391,6 +397,38 @@ class Learner:
                 f1_score(y_test, predicted, average="macro", labels=np.arange(self.num_classes), zero_division=0)
             ),
         )
+
+
+class PendingLearner:
+    """The learner while its features are still being built (the pool embedded in the background): it draws the
+    same random batch 0 as :class:`Learner` and, like an untrained one, picks later batches at random; it never
+    trains. The daemon swaps in the real learner once the features exist."""
+
+    ready = False
+    trained = False
+
+    def __init__(self, pool_size: int, name: str, seed: int = 0, cold_start: ColdStart = ColdStart.random) -> None:
+        if cold_start is not ColdStart.random:
+            raise ValueError(f"cold start {cold_start.value} needs the pool's features first")
+        self.pool_size = pool_size
+        self.name = name
+        self.seed = seed
+
+    def initial_batch(self, size: int) -> list[int]:
+        """Learner.initial_batch's seeded random draw (small-text's random_initialization), without features."""
+        with seeded(self.seed):
+            drawn = np.random.choice(self.pool_size, size=min(size, self.pool_size), replace=False)
+        return [int(i) for i in drawn]
+
+    def query(self, size: int, round_number: int, exclude: Iterable[int] = ()) -> QueryResult:
+        """An untrained Learner's query: a seeded random draw among the pool items not in ``exclude``."""
+        candidates = np.setdiff1d(np.arange(self.pool_size), np.fromiter(set(exclude), dtype=np.int64))
+        size = min(size, len(candidates))
+        if size <= 0:
+            return QueryResult.unscored([])
+        with seeded(self.seed + 1000 * round_number + 1):
+            picked = np.random.choice(candidates, size=size, replace=False)
+        return QueryResult.unscored(picked)
 
 
 def unlabelled_targets(size: int) -> np.ndarray:

@@ -33,9 +33,10 @@ from daemon.config import Settings, StuckAction
 from daemon.consensus import Pick
 from daemon.errors import ArgillaError, ArgillaUnavailable, DiskError, StateError
 from daemon.export import export_or_explain
+from daemon.features import FeatureBuilder
 from daemon.files import remove_leftovers
 from daemon.gateway import DatasetSpec, Gateway
-from daemon.learner import Learner
+from daemon.learner import Learner, PendingLearner
 from daemon.phases import Phase
 from daemon.plot import write_curve
 from daemon.policy import ActiveLabPolicy, ConsensusPolicy
@@ -61,7 +62,7 @@ class Daemon:
         self,
         settings: Settings,
         gateway: Gateway,
-        learner: Learner,
+        learner: Learner | PendingLearner,
         pool: TextTable,
         labels: list[str],
         y_test: np.ndarray | None = None,
@@ -91,6 +92,7 @@ class Daemon:
         self.consensus = ConsensusPolicy(settings, labels)
         self.activelab = ActiveLabPolicy(settings)
         self.rounds = strategy_for(self)  # inline or ahead, chosen once (AL_TRAINING)
+        self.builder: FeatureBuilder | None = None  # builds the features off the start-up path (daemon/features.py)
 
     # ---- start-up ------------------------------------------------------------------------------------
     def spec(self) -> DatasetSpec:
@@ -234,6 +236,9 @@ class Daemon:
         assert state is not None
         if state.stopped:
             if state.exported_at is None and self.export is None:  # the export failed for want of space: again
+                if not self.learner.ready:  # a restart after the stop: the export needs the model's features
+                    self.set_phase(Phase.stopped, reason=f"{state.stopped}; the export waits for the features")
+                    return
                 self._export()
             self.set_phase(Phase.stopped, reason=state.stopped)
             self.finished.set()
@@ -249,6 +254,11 @@ class Daemon:
             if not progress.complete and early is None:
                 return
             self._close_batch(batch, progress, early)
+        if not self.learner.ready and self.builder is not None:  # hold the round a while for the features
+            held = self.builder.hold(batch.batch_id, self.settings.features_wait)
+            if held is not None:
+                self.set_phase(Phase.training, reason=held)
+                return
         self._reconcile(batch.batch_id)
         self._read_seconds = time.perf_counter() - mark
         self.checkpoint(f"{batch.batch_id} before training (its labels are journaled)")
@@ -305,10 +315,22 @@ class Daemon:
         return self.rounds.settle(timeout)
 
     def trains(self, round_number: int) -> bool:
-        """Whether this round trains a new model: every AL_RETRAIN_EVERY-th batch, and whenever there is no
-        model yet or the run is about to stop (the final model sees every label)."""
+        """Whether this round trains a new model: never before the features exist, then every AL_RETRAIN_EVERY-th
+        batch, and whenever there is no model yet or the run is about to stop (the final model sees every label)."""
+        if not self.learner.ready:  # the features are still being built (daemon/features.py): nothing to train
+            return False
         every = self.settings.retrain_every
         return not self.learner.trained or self.state.stop_pending is not None or (round_number + 1) % every == 0
+
+    def adopt(self, learner: Learner) -> None:
+        """The learner whose features were built in the background replaces the pending one: from the next round
+        on, the daemon trains (on every label in hand)."""
+        with self.lock:
+            self.learner = learner
+            if self.state is not None and not self.state.stopped:
+                self.rounds.resume(self.state)
+            self.publish()
+        log.info("the model's features are ready: the next complete batch trains %s", learner.name)
 
     def take_read_seconds(self) -> dict[str, float]:
         seconds: dict[str, float] = {}
@@ -337,7 +359,8 @@ class Daemon:
             else "nothing left to prepare"
         )
         since = None if started is None else time.perf_counter() - started
-        log.info("%s", round_summary(round_number, metrics, state.current.batch_id, self.settings, since, outcome))
+        why = None if self.learner.ready else "the model's features are still being built"
+        log.info("%s", round_summary(round_number, metrics, state.current.batch_id, self.settings, since, outcome, why))
 
     def stop_run(self, round_number: int, reason: str) -> None:
         state = self.state
@@ -370,6 +393,8 @@ class Daemon:
                 log.warning("could not publish progress to the dataset's guidelines: %s", exc)
 
     def _export(self) -> None:
+        if not self.learner.ready:
+            return  # the tick exports once the features exist
         reached("exporting", state=self.state)
         try:
             user_names = self.gateway.user_names()
@@ -412,7 +437,7 @@ class Daemon:
         if batch is None or batch.logged:
             return
         self.set_phase(Phase.logging)
-        records = records_to_log(batch, self.pool.texts, self.learner.features.name)
+        records = records_to_log(batch, self.pool.texts, self.learner.name)
         reached("logging", records=records, gateway=self.gateway)
         self.gateway.log_records(records)
         reached("batch-logged", records=records)
@@ -433,17 +458,5 @@ class Daemon:
         return self.board.status()
 
     def ready(self) -> tuple[bool, str]:
-        """Ready = state loaded, not degraded, and Argilla answered recently (pinged when it has been a while)."""
-        if self.state is None:
-            return False, "state not loaded yet"
-        snapshot = self.board.snapshot
-        if snapshot.phase is Phase.degraded:
-            return False, f"degraded: {snapshot.reason}"
-        horizon = max(30.0, 3 * self.settings.poll_interval)
-        if self.last_contact is None or time.monotonic() - self.last_contact > horizon:
-            try:
-                self.gateway.ping()
-            except ArgillaError as exc:
-                return False, f"Argilla not answering: {exc}"
-            self.last_contact = time.monotonic()
-        return True, snapshot.phase.value
+        """Ready = state loaded, not degraded, Argilla answering (see StatusBoard.ready)."""
+        return self.board.ready()

@@ -143,6 +143,23 @@ class StatusCollector(Collector):
             s.get("argilla_last_contact"),
         )
 
+        features = s.get("features")
+        if features:  # built off the start-up path: how far the embedding is (daemon/features.py)
+            yield _gauge(
+                "al_features_ready",
+                "1 once the model's features exist (0: batches are drawn at random)",
+                1.0 if features.get("state") == "ready" else 0.0,
+            )
+            texts = GaugeMetricFamily(
+                "al_features_texts", "Texts embedded so far and in all (the current stage)", labels=["status"]
+            )
+            for key in ("done", "total"):
+                if features.get(key) is not None:
+                    texts.add_metric([key], float(features[key]))
+            yield texts
+            yield _gauge("al_features_texts_per_second", "Embedding throughput", features.get("rate"))
+            yield _gauge("al_features_eta_seconds", "Seconds until the features are ready", features.get("eta_seconds"))
+
 
 def _unix_time(value) -> float | None:
     """An ISO-8601 time (the state's ``finished_at``; naive means UTC) as unix seconds; None if absent or bad."""

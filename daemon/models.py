@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from daemon.config import ModelKind, Settings
+from daemon.features import Report
 from daemon.inputs import model_name
 from daemon.learner import Features, PooledClassifierFactory, logistic_regression_factory, unlabelled_targets
 from daemon.pool import TextTable, default_model_path, embed
@@ -112,21 +114,31 @@ def join_features(dense: np.ndarray, sparse_part):
 
 
 def build_features(
-    settings: Settings, pool: TextTable, test: TextTable | None, y_test: np.ndarray | None, num_classes: int
+    settings: Settings,
+    pool: TextTable,
+    test: TextTable | None,
+    y_test: np.ndarray | None,
+    num_classes: int,
+    progress: Report | None = None,
 ) -> Features:
-    """Turn the pool and test texts into small-text datasets for the configured model (see :data:`MODELS`)."""
-    return MODELS[settings.model](settings, pool, test, y_test, num_classes)
+    """Turn the pool and test texts into small-text datasets for the configured model (see :data:`MODELS`);
+    ``progress(stage, done, total)`` follows the embedding (``stage``: "pool" or "test")."""
+    return MODELS[settings.model](settings, pool, test, y_test, num_classes, progress)
 
 
-def _embedding_features(settings, pool, test, y_test, num_classes) -> Features:
+def _stage(progress: Report | None, stage: str) -> Callable[[int, int], None] | None:
+    return None if progress is None else functools.partial(progress, stage)
+
+
+def _embedding_features(settings, pool, test, y_test, num_classes, progress=None) -> Features:
     from small_text import SklearnDataset
 
     model_path = Path(settings.model_path or default_model_path())
     cache = settings.cache_path
-    x_pool = embed(pool.texts, model_path, cache, pool.fingerprint)
+    x_pool = embed(pool.texts, model_path, cache, pool.fingerprint, _stage(progress, "pool"))
     test_ds = None
     if test is not None:
-        x_test = embed(test.texts, model_path, cache, test.fingerprint)
+        x_test = embed(test.texts, model_path, cache, test.fingerprint, _stage(progress, "test"))
         test_ds = SklearnDataset(x_test, y_test, target_labels=np.arange(num_classes))
     pool_ds = SklearnDataset(x_pool, unlabelled_targets(len(pool)), target_labels=np.arange(num_classes))
     factory = logistic_regression_factory(num_classes, settings.seed, c=10.0)
@@ -140,7 +152,7 @@ def _embedding_features(settings, pool, test, y_test, num_classes) -> Features:
     )
 
 
-def _hybrid_features(settings, pool, test, y_test, num_classes) -> Features:
+def _hybrid_features(settings, pool, test, y_test, num_classes, progress=None) -> Features:
     """Embeddings and TF-IDF side by side, C=100 with balanced class weights: picked on a validation split carved
     from TREC-6's training file (bench/defaults.py; the test set was not looked at): +0.07-0.10 accuracy over
     embeddings alone at 100-400 labels."""
@@ -148,14 +160,17 @@ def _hybrid_features(settings, pool, test, y_test, num_classes) -> Features:
 
     model_path = Path(settings.model_path or default_model_path())
     cache = settings.cache_path
-    x_emb = embed(pool.texts, model_path, cache, pool.fingerprint)
+    x_emb = embed(pool.texts, model_path, cache, pool.fingerprint, _stage(progress, "pool"))
     vectorizer, ngrams = fit_ngrams(pool.texts)
     x_pool = join_features(x_emb, ngrams)
     del ngrams
     pool_ds = SklearnDataset(x_pool, unlabelled_targets(len(pool)), target_labels=np.arange(num_classes))
     test_ds = None
     if test is not None:
-        x_test = join_features(embed(test.texts, model_path, cache, test.fingerprint), vectorizer.transform(test.texts))
+        x_test = join_features(
+            embed(test.texts, model_path, cache, test.fingerprint, _stage(progress, "test")),
+            vectorizer.transform(test.texts),
+        )
         test_ds = SklearnDataset(x_test, y_test, target_labels=np.arange(num_classes))
     return Features(
         pool=pool_ds,
@@ -170,7 +185,7 @@ def _hybrid_features(settings, pool, test, y_test, num_classes) -> Features:
     )
 
 
-def _tfidf_features(settings, pool, test, y_test, num_classes) -> Features:
+def _tfidf_features(settings, pool, test, y_test, num_classes, progress=None) -> Features:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from small_text import SklearnDataset
 
@@ -201,7 +216,7 @@ def _svd_rows(x, seed: int, dims: int = 100) -> np.ndarray:
     return TruncatedSVD(n_components=dims, random_state=seed).fit_transform(x)
 
 
-def _transformer_features(settings, pool, test, y_test, num_classes) -> Features:
+def _transformer_features(settings, pool, test, y_test, num_classes, progress=None) -> Features:
     from small_text import TransformerModelArguments, TransformersDataset
     from small_text.utils.logging import VERBOSITY_MORE_VERBOSE
     from transformers import AutoTokenizer
@@ -241,7 +256,7 @@ def _transformer_features(settings, pool, test, y_test, num_classes) -> Features
     )
 
 
-def _setfit_features(settings, pool, test, y_test, num_classes) -> Features:
+def _setfit_features(settings, pool, test, y_test, num_classes, progress=None) -> Features:
     """SetFit through small-text's integration: each round fine-tunes the sentence encoder contrastively on pairs
     of labelled texts, then fits a logistic-regression head on its embeddings."""
     from small_text.integrations.transformers.classifiers.base import ModelLoadingStrategy

@@ -14,17 +14,20 @@ import io
 import json
 import logging
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from daemon.errors import DataError, DiskError
-from daemon.files import atomic_write
+from daemon.files import atomic_write, remove_leftovers
 
 log = logging.getLogger(__name__)
 
 _SHOWN_ROWS = 5  # rows listed in one error message
 _EMBED_CHUNK = 512  # texts per progress update while embedding
+_EMBED_PART = 1024  # texts per part written while embedding (what a restart resumes from); a multiple of the chunk
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,38 +287,118 @@ def check_test_labels(test: TextTable, labels: list[str]) -> None:
         raise DataError(f"{test.source}: label not in the label set {labels} in {_rows(unknown)} (e.g. {examples})")
 
 
-def embed(texts: list[str], model_path: Path, cache_dir: Path, fingerprint: str) -> np.ndarray:
-    """Sentence embeddings of ``texts`` (L2-normalised), computed once per model and pool and cached on disk."""
+def embedding_cache(model_path: Path, cache_dir: Path, fingerprint: str) -> Path:
+    """Where the embeddings of a pool (by fingerprint) under a model (by path) are cached."""
     model_key = hashlib.sha256(str(Path(model_path).resolve()).encode()).hexdigest()[:12]
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    cached = cache_dir / f"emb-{model_key}-{fingerprint[:16]}.npy"
+    return Path(cache_dir) / f"emb-{model_key}-{fingerprint[:16]}.npy"
+
+
+def embed(
+    texts: list[str],
+    model_path: Path,
+    cache_dir: Path,
+    fingerprint: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Sentence embeddings of ``texts`` (L2-normalised), computed once per model and pool and cached on disk.
+
+    Computed in parts of ``_EMBED_PART`` texts, each written atomically beside the cache as it is done (a
+    ``.parts`` folder), so an interrupted embedding (a crash, a stop, a full disk) resumes at the last part written
+    instead of starting over; once every text is embedded the parts become the one cache file. ``progress(done,
+    total)`` is called as texts are embedded (and once at the start, with what the parts already hold)."""
+    cached = embedding_cache(model_path, cache_dir, fingerprint)
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
     if cached.exists():
         vectors = np.load(cached)
         if vectors.shape[0] == len(texts):
+            if progress is not None:
+                progress(len(texts), len(texts))
             return vectors
         log.warning("embedding cache %s has %d rows, expected %d: recomputing", cached, vectors.shape[0], len(texts))
+    parts_dir = cached.with_suffix(".parts")
+    vectors, done = _read_parts(parts_dir, len(texts))
+    if done:
+        log.info(
+            "embedding %d texts with %s: resuming at %d (%.0f %%), the parts in %s",
+            len(texts),
+            model_path,
+            done,
+            100 * done / len(texts),
+            parts_dir,
+        )
+    else:
+        log.info("embedding %d texts with %s (cached afterwards in %s)", len(texts), model_path, cached)
+    if progress is not None:
+        progress(done, len(texts))
     from sentence_transformers import SentenceTransformer
 
-    log.info("embedding %d texts with %s (cached afterwards in %s)", len(texts), model_path, cached)
     from daemon.bars import bar
 
     encoder = SentenceTransformer(str(model_path), device="cpu")
-    parts = []
+    if vectors is None:  # one array, filled in place: the parts are never held twice
+        vectors = np.empty((len(texts), encoder.get_sentence_embedding_dimension()), dtype=np.float32)
+    keep_parts = True
     with bar(len(texts), "embedding") as shown:
-        for start in range(0, len(texts), _EMBED_CHUNK):
-            chunk = texts[start : start + _EMBED_CHUNK]
-            parts.append(
-                encoder.encode(
+        shown.update(done)
+        for part_start in range(done, len(texts), _EMBED_PART):
+            part_end = min(part_start + _EMBED_PART, len(texts))
+            for start in range(part_start, part_end, _EMBED_CHUNK):
+                chunk = texts[start : min(start + _EMBED_CHUNK, part_end)]
+                vectors[start : start + len(chunk)] = encoder.encode(
                     chunk, batch_size=64, show_progress_bar=False, normalize_embeddings=True, convert_to_numpy=True
-                ).astype(np.float32)
-            )
-            shown.update(len(chunk))
-    vectors = np.concatenate(parts) if parts else np.zeros((0, encoder.get_sentence_embedding_dimension()), np.float32)
+                )
+                shown.update(len(chunk))
+                if progress is not None:
+                    progress(start + len(chunk), len(texts))
+            if keep_parts:
+                keep_parts = _save_part(parts_dir, part_start, vectors[part_start:part_end])
     try:
         atomic_write(cached, lambda handle: np.save(handle, vectors))
     except DiskError as exc:  # the vectors are in hand: only the next start pays for the embedding again
         log.warning("embedding cache not written (%s): the next start embeds the pool again", exc)
+    else:
+        shutil.rmtree(parts_dir, ignore_errors=True)
     return vectors
+
+
+def _part_name(start: int) -> str:
+    return f"{start:012d}.npy"
+
+
+def _read_parts(parts_dir: Path, total: int) -> tuple[np.ndarray | None, int]:
+    """What an interrupted embedding left: the vectors of its parts, in order from text 0 up to the first part
+    missing or unreadable (each was written whole; a later one is recomputed), in an array for all ``total`` texts
+    (None when there is no part), and how many texts they cover."""
+    if not parts_dir.is_dir():
+        return None, 0
+    remove_leftovers(parts_dir)  # a part whose write was cut short
+    vectors, done = None, 0
+    while done < total:
+        try:
+            part = np.load(parts_dir / _part_name(done))
+        except (OSError, ValueError):
+            break
+        if (
+            part.ndim != 2
+            or not 0 < len(part) <= total - done
+            or (vectors is not None and part.shape[1] != vectors.shape[1])
+        ):
+            break
+        if vectors is None:
+            vectors = np.empty((total, part.shape[1]), dtype=np.float32)
+        vectors[done : done + len(part)] = part
+        done += len(part)
+    return vectors, done
+
+
+def _save_part(parts_dir: Path, start: int, part: np.ndarray) -> bool:
+    """Write one part; False (and a warning) when the disk refuses: the embedding goes on in memory."""
+    try:
+        atomic_write(parts_dir / _part_name(start), lambda handle: np.save(handle, part), what="an embedding part")
+    except DiskError as exc:
+        log.warning("%s: the embedding goes on, but a restart would start it over", exc)
+        return False
+    return True
 
 
 def default_model_path() -> Path:

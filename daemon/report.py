@@ -259,10 +259,14 @@ def round_summary(
     settings: Settings,
     seconds: float | None,
     outcome: str,
+    why: str | None = None,
 ) -> str:
-    """The log line of a round: without training (AL_RETRAIN_EVERY), trained in the background after the next batch
-    was logged (``seconds`` None; ``outcome`` says what comes next), or trained before batch ``batch_id`` was logged."""
+    """The log line of a round: without training (AL_RETRAIN_EVERY, or ``why``), trained in the background after the
+    next batch was logged (``seconds`` None; ``outcome`` says what comes next), or trained before batch ``batch_id``
+    was logged."""
     if metrics is None:
+        if why is not None:
+            return f"round {round_number}: no training ({why}); batch {batch_id} chosen at random, logged"
         return (
             f"round {round_number}: no training (AL_RETRAIN_EVERY={settings.retrain_every}); batch {batch_id} chosen "
             f"by the model in hand, logged ({seconds:.2f} s)"

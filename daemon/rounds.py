@@ -109,6 +109,10 @@ class InlineRounds(RoundStrategy):
             seconds["query"] = time.perf_counter() - mark
             if not result.indices and not batch.moved and not relabels:
                 reason = POOL_EXHAUSTED
+        if reason is not None and not daemon.learner.ready:
+            # the last model sees every label: the run stops once the features exist (the next polls come back)
+            daemon.set_phase(Phase.training, reason="the last round waits for the model's features")
+            return
         if reason is not None:
             daemon.stop_run(round_number, reason)
             return
@@ -169,6 +173,8 @@ class AheadRounds(RoundStrategy):
 
     def resume(self, state: RunState) -> None:
         done = [b for b in state.batches if b.complete]
+        if not self.daemon.learner.ready:
+            return  # called again once the features are built (Daemon.adopt)
         if state.stop_pending is None and done and not state.current.complete:
             # rebuild the model at once, off the poll thread, so it is ready when the batch out completes
             self._submit(done[-1].batch_id, {}, restore=True)
@@ -217,7 +223,9 @@ class AheadRounds(RoundStrategy):
             log.info(
                 "batch %d: nothing prepared (%s); queried with the model in hand",
                 batch.batch_id + 1,
-                "no model yet" if self.model_round is None else f"round {self.model_round}'s",
+                ("no model yet" if daemon.learner.ready else "the model's features are still being built")
+                if self.model_round is None
+                else f"round {self.model_round}'s",
             )
         daemon.journal_batch(batch.batch_id + 1, chosen_by, daemon.with_carried(result, batch.moved))
         daemon.checkpoint(f"{round_number} after journaling batch {batch.batch_id + 1}, before logging it")
@@ -316,6 +324,8 @@ class AheadRounds(RoundStrategy):
         """A round without training (AL_RETRAIN_EVERY): choose the batch after the current one with the model in
         hand, journaled but not logged."""
         daemon, state = self.daemon, self.daemon.state
+        if not daemon.learner.ready:
+            return  # nothing prepared: the next batch is drawn when this one completes, maybe by a model by then
         daemon.set_phase(Phase.querying)
         mark = time.perf_counter()
         result = daemon.learner.query(daemon.settings.batch_size, round_number + 1, exclude=state.reserved_indices())

@@ -174,6 +174,14 @@ PAGE = _env.from_string(
   <div class="bar"><span style="width:{{ (100 * (s.batch.done or 0) / (s.batch.total or 1))|round(1) }}%"></span></div>
   <span class="muted">{{ s.batch.completed|default(0) }} submitted · {{ s.batch.discarded|default(0) }} discarded ·
    {{ s.batch.pending|default(0) }} pending</span></div>
+ {% set f = s.features %}{% if f and f.state != 'ready' %}
+ <div class="card">model features<b>{{ (100 * (f.done or 0) / (f.total or 1))|round|int }}%</b>
+  <div class="bar"><span style="width:{{ (100 * (f.done or 0) / (f.total or 1))|round(1) }}%"></span></div>
+  <span class="muted">embedding the {{ f.stage or 'pool' }}: {{ f.done|num }}/{{ f.total|num }} texts
+  {%- if f.rate %} · {{ f.rate|num(0) }}/s · {{ f.eta_seconds|num(0) }} s left{% endif %}
+  {%- if f.state == 'failed' %} · failed, retrying: {{ f.error }}{% endif %}; batches are drawn at random until
+  then</span></div>
+ {% endif %}
  <div class="card">accuracy<b>{{ s.accuracy.last|num }}</b><span class="muted">best {{ s.accuracy.best|num }}
   (round {{ s.accuracy.best_round|num }})</span></div>
  <div class="card">macro-F1<b>{{ s.macro_f1.last|num }}</b><span class="muted">best {{ s.macro_f1.best|num }}</span></div>

@@ -1,5 +1,7 @@
 """The daemon as a service: sd_notify on a real datagram socket, and bounded, graceful SIGTERM."""
 
+import json
+import re
 import signal
 import socket
 import time
@@ -67,8 +69,13 @@ def test_sd_notify_ready_watchdog_and_stopping(trec_env, tmp_path):
 
 
 def test_sigterm_during_a_long_step_is_bounded_and_a_second_signal_is_immediate(trec_env, tmp_path):
-    # embedding the 5.4k TREC pool without a cache takes well over 10 s on 2 cores: a long step to interrupt
-    env = trec_env["env"] | {"AL_CACHE_DIR": str(tmp_path / "empty-cache"), "AL_STOP_TIMEOUT": "2"}
+    # embedding the 5.4k TREC pool without a cache takes well over 10 s on 2 cores: a long step to interrupt (with a
+    # k-means batch 0 the start waits for it; otherwise it runs in the background, see the next test)
+    env = trec_env["env"] | {
+        "AL_CACHE_DIR": str(tmp_path / "empty-cache"),
+        "AL_STOP_TIMEOUT": "2",
+        "AL_COLD_START": "kmeans",
+    }
     log = trec_env["log"]
 
     def interrupt(signals: int) -> tuple[int, float]:
@@ -93,6 +100,59 @@ def test_sigterm_during_a_long_step_is_bounded_and_a_second_signal_is_immediate(
     assert code == 0 and 1.5 <= took < 8, (code, took)
     code, took = interrupt(2)
     assert code == 128 + signal.SIGTERM and took < 2, (code, took)
+
+
+def test_batch_0_comes_before_the_embedding_which_a_restart_resumes(trec_env, tmp_path):
+    """The pool is embedded after batch 0 is in Argilla, on a background thread with its progress on /status;
+    SIGTERM leaves at once, and the next start resumes the embedding at the last part written."""
+    from daemon.pool import default_model_path, embedding_cache
+    from daemon.simulate import wait_for
+    from tests.conftest import TREC
+    from tests.e2e.conftest import get_status
+
+    rows = [json.loads(line) for line in (TREC / "train.jsonl").read_text().splitlines()[:3500]]
+    pool = write_jsonl(tmp_path / "pool.jsonl", rows)
+    cache = tmp_path / "empty-cache"
+    env = trec_env["env"] | {"AL_POOL_FILE": str(pool), "AL_CACHE_DIR": str(cache), "AL_BATCH_SIZE": "5"}
+    log, port = trec_env["log"], trec_env["port"]
+    started_embedding = re.compile(r"embedding (\d+) texts with")
+    daemon = start_daemon(env, log)
+    try:
+        assert wait_for(lambda: started_embedding.search(log.read_text(errors="replace")), 120), log.read_text()
+        text = log.read_text(errors="replace")
+        size = int(started_embedding.search(text).group(1))  # the pool without its duplicate texts
+        assert 3400 < size <= 3500
+        assert text.index("batch 0 logged to Argilla: 5 records") < started_embedding.search(text).start()
+        status = get_status(port)
+        assert status["state"] == "waiting-for-annotators" and status["batch"]["batch_id"] == 0
+        assert status["features"]["state"] == "building" and status["features"]["total"] in (size, 500)
+        fingerprint = StateStore(trec_env["state_dir"]).load().pool_fingerprint
+        cached = embedding_cache(default_model_path(), cache, fingerprint)
+        parts = cached.with_suffix(".parts")
+        assert wait_for(lambda: any(parts.glob("*.npy")), 120), log.read_text()[-2000:]
+        features = get_status(port)["features"]
+        assert features["rate"] > 0 and (features["stage"] == "test" or features["done"] >= 1024), features
+        started = time.monotonic()
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0 and time.monotonic() - started < 10
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    written = sorted(p.name for p in parts.glob("*.npy"))
+    assert written and written[0] == "000000000000.npy", written
+    log.write_text("")
+    daemon = start_daemon(env, log)
+    try:
+        assert wait_for(lambda: "resuming at" in log.read_text(errors="replace"), 120), log.read_text()
+        assert int(log.read_text().split("resuming at ")[1].split(" ")[0]) == 1024 * len(written)
+        assert "batch 0 logged" not in log.read_text()  # the journal's batch 0 was already in Argilla
+        assert wait_for(lambda: (get_status(port) or {}).get("features", {}).get("state") == "ready", 300)
+        assert cached.exists() and not parts.exists()  # the parts became the one cache file
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
 
 
 @pytest.mark.parametrize("training", ["inline", "ahead"])
