@@ -1,4 +1,4 @@
-"""The default benchmark set, one command (``make bench``): about 30-35 min on 2 CPU cores.
+"""The default benchmark set, one command (``make bench``): about 35-45 min on 2 CPU cores.
 
     .venv/bin/python bench/all.py                     # TREC-6, everything below
     .venv/bin/python bench/all.py --pool my.parquet --test my-test.parquet --text-column body --label-column topic
@@ -12,9 +12,11 @@
    (bench/wait.py, 10 rounds, ``--merge``: the transformer configurations already in results/wait.json stay).
 3. idle: CPU and RSS of the daemon waiting on annotators for 60 s (bench/idle.py).
 4. scale: one round of the default model on pools of 5k, 50k and 500k synthetic texts (bench/scale.py).
-5. activelab: several noisy annotators per text (data/politeness): ActiveLab against random selection, 25 rounds
+5. first-batch: seconds from `al-daemon run` starting to batch 0 visible in Argilla, empty embedding cache, for
+   the demo pool and 10k / 100k / 1M synthetic texts (bench/first_batch.py, its own local Argilla).
+6. activelab: several noisy annotators per text (data/politeness): ActiveLab against random selection, 25 rounds
    x 25 annotations, 5 seeds (bench/activelab.py -> results/activelab.json/.png; ~5 min).
-6. activelab-noisy: the same on TREC-6 with 20 synthetic annotators wrong 10-50 % of the time
+7. activelab-noisy: the same on TREC-6 with 20 synthetic annotators wrong 10-50 % of the time
    (results/activelab-trec6-noisy.json/.png; ~7 min).
 
 Each step runs as its own process; a failing step is reported and the others still run (exit code 1 at the
@@ -35,7 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-STEPS = ("efficiency", "wait", "idle", "scale", "activelab", "activelab-noisy")
+STEPS = ("efficiency", "wait", "idle", "scale", "first-batch", "activelab", "activelab-noisy")
 
 
 def relative(path: Path) -> str:
@@ -58,6 +60,7 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
         "wait": [python, "bench/wait.py", "--merge", "--configs", "embeddings-inline,hybrid-inline", "--rounds", "10"],
         "idle": [python, "bench/idle.py"],
         "scale": [python, "bench/scale.py", "--sizes", "5000", "50000", "500000"],
+        "first-batch": [python, "bench/first_batch.py"],
         "activelab": [python, "bench/activelab.py"],
         "activelab-noisy": [python, "bench/activelab.py", "--pool", "data/trec6/train.jsonl"]
         + ["--test", "data/trec6/test.jsonl", "--synthetic", "20", "--out", "bench/results/activelab-trec6-noisy.json"],

@@ -124,6 +124,31 @@ def scale(document: dict) -> str:
     return "\n".join(lines)
 
 
+def first_batch(document: dict) -> str:
+    lines = [
+        "| pool | texts | pool checked, model libraries loaded | batch 0 logged | batch 0 visible in Argilla | RSS then | "
+        "embedding in the background, 20 s later | exit on SIGTERM |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in document["sizes"]:
+        name = "TREC-6 (the demo)" if row["size"] == 0 else f"synthetic {row['size']:,}"
+        if "error" in row:
+            lines.append(f"| {name} | error: {row['error'][:80]} |||||||")
+            continue
+        seen = row.get("features_after_watch") or {}
+        embedded = (
+            f"{seen['done']:,}/{seen['total']:,} ({seen['stage']}), {seen['rate']:.0f} texts/s"
+            if seen.get("total") and seen.get("rate")
+            else seen.get("state") or "—"
+        )
+        lines.append(
+            f"| {name} | {row['texts']:,} | {_s(row.get('checked_s'), 1)} | {_s(row.get('batch0_logged_s'), 1)} | "
+            f"**{_s(row.get('batch0_visible_s'), 1)}** | {row['rss_at_batch0_mb'] / 1024:.1f} GB | {embedded} | "
+            f"{_s(row.get('exit_s'), 1)} |"
+        )
+    return "\n".join(lines)
+
+
 def activelab(document: dict) -> str:
     rounds = document["rounds"]
     shown = sorted({0, rounds // 5, 2 * rounds // 5, 3 * rounds // 5, 4 * rounds // 5, rounds})
@@ -176,6 +201,7 @@ TABLES = {
     "wait": ("wait.json", wait),
     "idle": ("idle.json", idle),
     "scale": ("scale.json", scale),
+    "first-batch": ("first-batch.json", first_batch),
     "activelab": ("activelab.json", activelab),
     "activelab-noisy": ("activelab-trec6-noisy.json", activelab),
 }
