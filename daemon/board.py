@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 from daemon.errors import ArgillaError
-from daemon.features import ready_view
+from daemon.features import features_view
 from daemon.phases import Phase, Snapshot
 from daemon.report import Live, annotation_view, status_view
 
@@ -74,7 +74,7 @@ class StatusBoard:
         published = self._published or self.publish()
         return published | {
             "training": published["training"] | {"background": daemon.rounds.describe()},
-            "features": daemon.builder.view() if daemon.builder is not None else ready_view(),
+            "features": daemon.builder.view() if daemon.builder is not None else features_view(),
             "warnings": published["warnings"] + [w for w in (daemon.rounds.last_error,) if w],
             "argilla_errors": dict(daemon.gateway.errors),
             # unix time of the last successful exchange with Argilla (monotonic inside, wall clock here)

@@ -21,6 +21,7 @@ import json
 import logging
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -128,20 +129,12 @@ def load_model(folder: Path):
     return pipeline
 
 
-def export_or_explain(
-    settings: Settings,
-    state: RunState,
-    pool: TextTable,
-    labels: list[str],
-    learner: Learner,
-    status: dict,
-    user_names: dict[str, str],
-) -> dict:
-    """The export of a stopped run for the status: ``{"path": ...}`` when written, ``{"path": None, "error": ...}``
-    when it cannot be (logged; ``al-daemon export`` retries). A temporary DiskError (space may come back) is raised
-    for the caller to retry."""
+def export_or_explain(write: Callable[[], Path]) -> dict:
+    """The export of a stopped run for the status, written by ``write`` (an :func:`export_run` call):
+    ``{"path": ...}`` when written, ``{"path": None, "error": ...}`` when it cannot be (logged; ``al-daemon export``
+    retries). A temporary DiskError (space may come back) is raised for the caller to retry."""
     try:
-        path = export_run(settings, state, pool, labels, learner, status, user_names)
+        path = write()
     except Exception as exc:  # noqa: BLE001 - the run is over either way; say why the export failed
         if isinstance(exc, DiskError) and exc.temporary:
             raise

@@ -89,16 +89,7 @@ class FeatureBuilder:
             if self._since is not None and done > self._since[1]:
                 rate = (done - self._since[1]) / max(time.monotonic() - self._since[0], 1e-9)
                 eta = (total - done) / rate if rate > 0 else None
-            return {
-                "state": self.state,
-                "stage": self._stage,
-                "done": done,
-                "total": total,
-                "rate": None if rate is None else round(rate, 1),
-                "eta_seconds": None if eta is None else round(eta, 1),
-                "error": self.error,
-                "failures": self.failures,
-            }
+            return features_view(self.state, self._stage, done, total, rate, eta, self.error, self.failures)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -121,15 +112,25 @@ class FeatureBuilder:
             return
 
 
-def ready_view() -> dict:
-    """The status's ``features`` section when they were built before the run started (tests, ``cold_start``)."""
+def features_view(
+    state: str = "ready",
+    stage: str | None = None,
+    done: int | None = None,
+    total: int | None = None,
+    rate: float | None = None,
+    eta: float | None = None,
+    error: str | None = None,
+    failures: int = 0,
+) -> dict:
+    """The status's ``features`` section; without arguments, features built before the run started (tests,
+    ``AL_COLD_START=kmeans``)."""
     return {
-        "state": "ready",
-        "stage": None,
-        "done": None,
-        "total": None,
-        "rate": None,
-        "eta_seconds": None,
-        "error": None,
-        "failures": 0,
+        "state": state,
+        "stage": stage,
+        "done": done,
+        "total": total,
+        "rate": None if rate is None else round(rate, 1),
+        "eta_seconds": None if eta is None else round(eta, 1),
+        "error": error,
+        "failures": failures,
     }

@@ -32,7 +32,7 @@ from daemon.board import StatusBoard
 from daemon.config import Settings, StuckAction
 from daemon.consensus import Pick
 from daemon.errors import ArgillaError, ArgillaUnavailable, DiskError, StateError
-from daemon.export import export_or_explain
+from daemon.export import export_or_explain, export_run
 from daemon.features import FeatureBuilder
 from daemon.files import remove_leftovers
 from daemon.gateway import DatasetSpec, Gateway
@@ -401,8 +401,9 @@ class Daemon:
         except ArgillaError as exc:
             log.warning("annotator names unavailable (%s): the export lists user ids", exc)
             user_names = {}
+        status = self.status()
         export = export_or_explain(
-            self.settings, self.state, self.pool, self.labels, self.learner, self.status(), user_names
+            lambda: export_run(self.settings, self.state, self.pool, self.labels, self.learner, status, user_names)
         )
         if export["path"] is not None:
             self.state.exported_at = now()
