@@ -29,14 +29,44 @@ class StatusBoard:
         self.user_names: dict[str, str] = {}  # Argilla user id -> username, refreshed after each round
         self._annotation: tuple | None = None  # (journal revision, the status's annotation section)
         self._published: dict | None = None
+        self._saves_at_failure = 0  # the journal's save count when the last failure was shown
 
     def set_phase(self, phase: Phase, reason: str | None = None, progress: dict | None = None) -> None:
+        """The daemon's phase. After a failure (:meth:`failed`) the status stays ``degraded`` through the retries,
+        so it does not flicker between degraded and training while the disk stays full or Argilla stays down: what
+        a retry is doing is held back until the retry gets somewhere, i.e. the journal is written again or a whole
+        poll succeeds (:meth:`recovered`)."""
         snapshot = self.snapshot
-        snapshot.phase = phase
-        snapshot.reason = reason
         if progress is not None:
             snapshot.progress = progress
+        if snapshot.last_error is not None and self.daemon.store.saves > self._saves_at_failure:
+            self._clear()  # the journal moved on since the failure: the retry got past it
+        if snapshot.last_error is not None and phase is not Phase.degraded:
+            snapshot.held = (phase, reason)
+        else:
+            snapshot.phase, snapshot.reason = phase, reason
         self.publish()
+
+    def failed(self, reason: str) -> None:
+        """A poll failed (Argilla, the disk): degraded with the reason until a retry gets past it."""
+        snapshot = self.snapshot
+        if snapshot.last_error is None:
+            snapshot.held = (snapshot.phase, snapshot.reason)
+        snapshot.last_error = reason
+        self._saves_at_failure = self.daemon.store.saves
+        self.set_phase(Phase.degraded, reason=reason)
+
+    def recovered(self) -> None:
+        """A whole poll succeeded: show what the daemon is doing again (if a failure was being shown)."""
+        if self.snapshot.last_error is not None:
+            phase, reason = self._clear()
+            self.set_phase(phase, reason)
+
+    def _clear(self) -> tuple[Phase, str | None]:
+        snapshot = self.snapshot
+        held = snapshot.held or (Phase.waiting, None)
+        snapshot.last_error, snapshot.held = None, None
+        return held
 
     def set_user_names(self, names: dict[str, str]) -> None:
         self.user_names = names

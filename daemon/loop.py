@@ -188,14 +188,11 @@ class Daemon:
             reason = str(exc) if isinstance(exc, ArgillaUnavailable | DiskError) else self._diagnose(exc)
             kind = "disk" if isinstance(exc, DiskError) else "argilla"
             log.warning("%s problem (attempt %d, retry in %.1f s): %s", kind, self._failures, delay, reason)
-            self.board.snapshot.last_error = reason
-            self.set_phase(Phase.degraded, reason=reason)
+            self.board.failed(reason)
         else:
             self._failures = 0
             self.last_contact = time.monotonic()
-            if self.board.snapshot.last_error is not None:
-                self.board.snapshot.last_error = None
-                self.publish()
+            self.board.recovered()
 
     def close(self) -> None:
         """Release the state dir's lock (the process may go on, e.g. in tests; a new daemon may then start)."""

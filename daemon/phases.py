@@ -25,3 +25,5 @@ class Snapshot:
     progress: dict = field(default_factory=dict)
     last_error: str | None = None
     warning: str | None = None  # e.g. a stuck batch
+    # what a retry after a failure is doing (phase, reason), shown once a whole poll succeeds again
+    held: tuple[Phase, str | None] | None = None

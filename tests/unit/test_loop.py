@@ -96,6 +96,41 @@ def test_argilla_outage_degrades_then_recovers(world, monkeypatch):
     assert daemon.status()["state"] == "waiting-for-annotators" and daemon.state.rounds_trained == 1
 
 
+def test_a_retry_stays_degraded_until_a_whole_poll_succeeds(world, monkeypatch):
+    """The round's journal cannot be written (full disk) after training: each retry trains again, and the
+    status says degraded all along (not training, then degraded again); once a poll succeeds it shows the phase."""
+    from daemon.errors import DiskError
+
+    daemon = make_daemon(world, stop_criteria=[], poll_interval=0.01)
+    daemon.start()
+    label_batch(world, 0)
+    seen = []
+    fit = daemon.learner.fit
+
+    def fit_and_look(*args):
+        seen.append(daemon.status()["state"])
+        return fit(*args)
+
+    def full(*args, **kwargs):
+        raise DiskError("cannot write the journal (state.json): [Errno 27] File too large")
+
+    monkeypatch.setattr(daemon.learner, "fit", fit_and_look)
+    monkeypatch.setattr(daemon, "journal_batch", full)
+    daemon.tick()
+    assert daemon.status()["state"] == "degraded" and "cannot write" in daemon.status()["reason"]
+    for _ in range(2):
+        daemon._next_try = 0
+        daemon.tick()
+        assert daemon.status()["state"] == "degraded"
+    assert seen == ["training", "degraded", "degraded"]  # the first attempt trains before anything failed
+    monkeypatch.setattr(daemon, "journal_batch", type(daemon).journal_batch.__get__(daemon))
+    daemon._next_try = 0
+    daemon.tick()
+    status = daemon.status()
+    assert status["state"] == "waiting-for-annotators" and status["last_error"] is None
+    assert daemon.state.rounds_trained == 1 and len(world["gateway"].batch(1)) == 6
+
+
 def test_state_of_another_pool_is_refused(world, tmp_path):
     make_daemon(world).start()
     other = write_jsonl(tmp_path / "other.jsonl", tiny_rows(21))
