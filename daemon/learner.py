@@ -26,11 +26,13 @@ from small_text import (
     PredictionEntropy,
     RandomSampling,
     SklearnClassifierFactory,
+    SklearnDataset,
     random_initialization,
 )
 from small_text.base import LABEL_IGNORED, LABEL_UNLABELED
 from small_text.classifiers import Classifier
 from small_text.classifiers.factories import AbstractClassifierFactory
+from small_text.data.datasets import SklearnDatasetView
 
 from daemon.batches import QueryResult
 from daemon.config import ColdStart, QueryStrategyName
@@ -96,6 +98,9 @@ STRATEGIES = {
     QueryStrategyName.greedy_coreset: _coreset,
     QueryStrategyName.bald: ScoredBALD,
 }
+# Pool rows scored at a time (PooledClassifier._in_chunks): a joined hybrid chunk is ~100 MB at 32k rows
+SCORE_CHUNK = 32_768
+
 EMBEDDING_STRATEGIES = {QueryStrategyName.embedding_kmeans, QueryStrategyName.greedy_coreset}
 
 
@@ -151,7 +156,7 @@ class PooledClassifier(Classifier):
         if self._cache is not None and self._cache[:2] == key:
             return self._cache[2]
         with self._threads():
-            proba = np.asarray(self.inner.predict_proba(data_set), dtype=np.float64)
+            proba = self._in_chunks(data_set)
         classes = getattr(getattr(self.inner, "model", None), "classes_", None)
         if classes is not None and proba.shape[1] != self.num_classes:
             padded = np.zeros((proba.shape[0], self.num_classes))
@@ -159,6 +164,19 @@ class PooledClassifier(Classifier):
             proba = padded
         self._cache = (*key, proba)
         return proba
+
+    def _in_chunks(self, data_set: Any) -> np.ndarray:
+        """The inner classifier's probabilities, SCORE_CHUNK rows at a time for a feature-matrix dataset: a
+        hybrid pool's rows are joined only a chunk at a time (:class:`daemon.models.JoinedRows`), and no
+        intermediate the size of the whole pool is made but the result."""
+        rows = len(data_set)
+        if not isinstance(data_set, SklearnDataset | SklearnDatasetView) or rows == 0:
+            return np.asarray(self.inner.predict_proba(data_set), dtype=np.float64)
+        parts = [
+            np.asarray(self.inner.predict_proba(data_set[start : start + SCORE_CHUNK]), dtype=np.float64)
+            for start in range(0, rows, SCORE_CHUNK)
+        ]
+        return np.concatenate(parts)
 
     def predict(self, data_set: Any, return_proba: bool = False) -> Any:
         proba = self.predict_proba(data_set)

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.config import ModelKind, Settings
+from daemon.config import EncoderName, ModelKind, Settings
+from daemon.encoders import Encoder
+from daemon.encoders import resolve as resolve_encoder
 from daemon.features import Report
 from daemon.inputs import model_name
 from daemon.learner import Features, PooledClassifierFactory, logistic_regression_factory, unlabelled_targets
@@ -21,8 +23,9 @@ log = logging.getLogger(__name__)
 class SentenceEncoder:
     """A scikit-learn transformer from texts to normalised sentence embeddings (front of the exported pipeline)."""
 
-    def __init__(self, model_path: str) -> None:
+    def __init__(self, model_path: str, onnx_file: str | None = None) -> None:
         self.model_path = model_path
+        self.onnx_file = onnx_file  # the int8 ONNX file in model_path the pool was embedded with (AL_ENCODER)
         self._model = None
 
     def fit(self, texts, y=None) -> SentenceEncoder:
@@ -30,19 +33,22 @@ class SentenceEncoder:
 
     def transform(self, texts) -> np.ndarray:
         if self._model is None:
-            from sentence_transformers import SentenceTransformer
-
-            self._model = SentenceTransformer(self.model_path, device="cpu")
+            name = EncoderName.torch if self.onnx_file is None else EncoderName.onnx_int8
+            self._model = Encoder(name, Path(self.model_path), self.onnx_file).load()
         return self._model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True)
 
     def __getstate__(self) -> dict:
-        return {"model_path": self.model_path, "_model": None}  # pickle the path, not the weights
+        return {"model_path": self.model_path, "onnx_file": self.onnx_file, "_model": None}  # the path, not weights
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["model_path"], state.get("onnx_file"))  # models exported before AL_ENCODER: PyTorch
 
     def get_params(self, deep: bool = True) -> dict:
-        return {"model_path": self.model_path}
+        return {"model_path": self.model_path, "onnx_file": self.onnx_file}
 
     def set_params(self, **params) -> SentenceEncoder:
         self.model_path = params.get("model_path", self.model_path)
+        self.onnx_file = params.get("onnx_file", self.onnx_file)
         return self
 
 
@@ -50,31 +56,33 @@ class HybridEncoder:
     """Texts -> [sentence embedding | TF-IDF word 1-2-grams] as one sparse row: meaning from the encoder, the
     exact words (question words, names, units) from the n-grams. The vectorizer is fitted on the pool."""
 
-    def __init__(self, model_path: str, vectorizer) -> None:
+    def __init__(self, model_path: str, vectorizer, onnx_file: str | None = None) -> None:
         self.model_path = model_path
         self.vectorizer = vectorizer
-        self._sentences = SentenceEncoder(model_path)
+        self.onnx_file = onnx_file
+        self._sentences = SentenceEncoder(model_path, onnx_file)
 
     def fit(self, texts, y=None) -> HybridEncoder:
         return self
 
     def transform(self, texts):
         if self._sentences.model_path != self.model_path:  # moved by set_params (load_model): load from there
-            self._sentences = SentenceEncoder(self.model_path)
+            self._sentences = SentenceEncoder(self.model_path, self.onnx_file)
         return join_features(self._sentences.transform(texts), self.vectorizer.transform(list(texts)))
 
     def __getstate__(self) -> dict:
-        return {"model_path": self.model_path, "vectorizer": self.vectorizer}
+        return {"model_path": self.model_path, "vectorizer": self.vectorizer, "onnx_file": self.onnx_file}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["model_path"], state["vectorizer"])
+        self.__init__(state["model_path"], state["vectorizer"], state.get("onnx_file"))
 
     def get_params(self, deep: bool = True) -> dict:
-        return {"model_path": self.model_path, "vectorizer": self.vectorizer}
+        return {"model_path": self.model_path, "vectorizer": self.vectorizer, "onnx_file": self.onnx_file}
 
     def set_params(self, **params) -> HybridEncoder:
         self.model_path = params.get("model_path", self.model_path)
         self.vectorizer = params.get("vectorizer", self.vectorizer)
+        self.onnx_file = params.get("onnx_file", self.onnx_file)
         return self
 
 
@@ -82,20 +90,46 @@ HYBRID_C = 100.0  # the hybrid model's logistic regression: C and class weights 
 HYBRID_CLASS_WEIGHT = "balanced"  # (bench/defaults.py); balanced weights help while some classes have few labels
 
 
+_NGRAM_CHUNK = 50_000  # texts turned into TF-IDF rows at a time
+
+
 def fit_ngrams(texts: list[str]):
     """The hybrid model's TF-IDF of word 1-2-grams (sublinear term frequency, float32) fitted on ``texts``: the
     fitted vectorizer and the texts' rows. N-grams seen in one text only are dropped (they cannot carry a label
     to another text, and on large pools they are most of the vocabulary); a pool with no n-gram in two texts keeps
-    them all."""
+    them all.
+
+    The same vectorizer and rows as scikit-learn's ``TfidfVectorizer(min_df=2).fit_transform``, built in two
+    passes so that memory stays near the result: the document frequencies first (one count per distinct n-gram),
+    then the rows a chunk of texts at a time with the vocabulary fixed. scikit-learn's single pass holds every
+    n-gram occurrence of the pool as a Python int (~1 GB at 1M short texts, more for long ones) and every pruned
+    n-gram in ``stop_words_``."""
+    from collections import Counter
+
+    from scipy import sparse
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    for min_df in (2, 1):
-        vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=min_df, dtype=np.float32)
-        try:
-            return vectorizer, vectorizer.fit_transform(texts)
-        except ValueError:  # "after pruning, no terms remain"
-            continue
-    raise ValueError("the pool's texts have no words TF-IDF can use")
+    analyze = TfidfVectorizer(ngram_range=(1, 2)).build_analyzer()
+    frequency: Counter = Counter()
+    for text in texts:
+        frequency.update(set(analyze(text)))
+    kept = sorted(term for term, count in frequency.items() if count >= 2) or sorted(frequency)
+    if not kept:
+        raise ValueError("the pool's texts have no words TF-IDF can use")
+    df = np.array([frequency[term] for term in kept], dtype=np.float32)
+    del frequency
+    vectorizer = TfidfVectorizer(
+        ngram_range=(1, 2), sublinear_tf=True, dtype=np.float32, vocabulary={term: i for i, term in enumerate(kept)}
+    )
+    del kept
+    # scikit-learn's smoothed idf, in float32 as TfidfTransformer computes it for float32 counts
+    idf = np.full_like(df, fill_value=len(texts) + 1, dtype=np.float32)
+    idf /= df + 1.0
+    np.log(idf, out=idf)
+    idf += 1.0
+    vectorizer.idf_ = idf
+    rows = [vectorizer.transform(texts[start : start + _NGRAM_CHUNK]) for start in range(0, len(texts), _NGRAM_CHUNK)]
+    return vectorizer, sparse.vstack(rows, format="csr") if len(rows) > 1 else rows[0]
 
 
 def join_features(dense: np.ndarray, sparse_part):
@@ -111,6 +145,40 @@ def join_features(dense: np.ndarray, sparse_part):
         shape=(rows, width),
     )
     return sparse.hstack([wrapped, sparse.csr_matrix(sparse_part, dtype=np.float32)], format="csr")
+
+
+class JoinedRows:
+    """``[dense | sparse]`` rows joined only when asked for: the hybrid model's pool matrix.
+
+    Joined once for the whole pool, the embeddings would be held twice (the dense array the diversity strategies
+    read, and again inside the CSR, with a column index per value: 3 KB a row at 384 dimensions, 3 GB at 1M
+    texts). Here the pool keeps the two blocks as they are; indexing a set of rows (small-text does it for the
+    labelled rows it trains on) returns them joined as one CSR matrix, and the pool is scored in chunks of rows
+    (:class:`daemon.learner.PooledClassifier`)."""
+
+    def __init__(self, dense: np.ndarray, sparse_part) -> None:
+        from scipy import sparse
+
+        if dense.shape[0] != sparse_part.shape[0]:
+            raise ValueError(f"{dense.shape[0]} dense rows but {sparse_part.shape[0]} sparse rows")
+        self.dense = dense
+        self.sparse = sparse.csr_matrix(sparse_part, dtype=np.float32)
+        self.shape = (dense.shape[0], dense.shape[1] + self.sparse.shape[1])
+        self.dtype = np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows):
+        if isinstance(rows, tuple):  # small-text selects one row as (np.newaxis, i)
+            rows = rows[-1]
+        if isinstance(rows, int | np.integer):
+            rows = [rows]
+        return join_features(self.dense[rows], self.sparse[rows])
+
+    @property
+    def nbytes(self) -> int:
+        return self.dense.nbytes + self.sparse.data.nbytes + self.sparse.indices.nbytes + self.sparse.indptr.nbytes
 
 
 def build_features(
@@ -130,15 +198,33 @@ def _stage(progress: Report | None, stage: str) -> Callable[[int, int], None] | 
     return None if progress is None else functools.partial(progress, stage)
 
 
+def _encoder(settings: Settings, pool: TextTable) -> tuple[Path, Encoder]:
+    """The sentence-encoder model folder and how it embeds this pool (AL_ENCODER; an ONNX copy is made here the
+    first time)."""
+    model_path = Path(settings.model_path or default_model_path())
+    return model_path, resolve_encoder(settings.encoder, model_path, settings.cache_path, len(pool))
+
+
+def _pool_vectors(settings: Settings, pool: TextTable) -> Callable[[], np.ndarray]:
+    """The pool's sentence embeddings on first use (cached on disk): what the diversity strategies and the k-means
+    cold start read for the fine-tuned models, instead of a pass of the fine-tuned model over the pool."""
+
+    def vectors() -> np.ndarray:
+        model_path, encoder = _encoder(settings, pool)
+        return embed(pool.texts, model_path, settings.cache_path, pool.fingerprint, encoder=encoder)
+
+    return functools.cache(vectors)
+
+
 def _embedding_features(settings, pool, test, y_test, num_classes, progress=None) -> Features:
     from small_text import SklearnDataset
 
-    model_path = Path(settings.model_path or default_model_path())
+    model_path, encoder = _encoder(settings, pool)
     cache = settings.cache_path
-    x_pool = embed(pool.texts, model_path, cache, pool.fingerprint, _stage(progress, "pool"))
+    x_pool = embed(pool.texts, model_path, cache, pool.fingerprint, _stage(progress, "pool"), encoder)
     test_ds = None
     if test is not None:
-        x_test = embed(test.texts, model_path, cache, test.fingerprint, _stage(progress, "test"))
+        x_test = embed(test.texts, model_path, cache, test.fingerprint, _stage(progress, "test"), encoder)
         test_ds = SklearnDataset(x_test, y_test, target_labels=np.arange(num_classes))
     pool_ds = SklearnDataset(x_pool, unlabelled_targets(len(pool)), target_labels=np.arange(num_classes))
     factory = logistic_regression_factory(num_classes, settings.seed, c=10.0)
@@ -147,7 +233,7 @@ def _embedding_features(settings, pool, test, y_test, num_classes, progress=None
         test=test_ds,
         factory=factory,
         name=model_name(settings),
-        encoder=SentenceEncoder(str(model_path)),
+        encoder=SentenceEncoder(str(encoder.path), encoder.onnx_file),
         vectors=lambda: x_pool,
     )
 
@@ -158,17 +244,17 @@ def _hybrid_features(settings, pool, test, y_test, num_classes, progress=None) -
     embeddings alone at 100-400 labels."""
     from small_text import SklearnDataset
 
-    model_path = Path(settings.model_path or default_model_path())
+    model_path, encoder = _encoder(settings, pool)
     cache = settings.cache_path
-    x_emb = embed(pool.texts, model_path, cache, pool.fingerprint, _stage(progress, "pool"))
+    x_emb = embed(pool.texts, model_path, cache, pool.fingerprint, _stage(progress, "pool"), encoder)
     vectorizer, ngrams = fit_ngrams(pool.texts)
-    x_pool = join_features(x_emb, ngrams)
+    x_pool = JoinedRows(x_emb, ngrams)  # the embeddings held once (the diversity strategies read them too)
     del ngrams
     pool_ds = SklearnDataset(x_pool, unlabelled_targets(len(pool)), target_labels=np.arange(num_classes))
     test_ds = None
     if test is not None:
         x_test = join_features(
-            embed(test.texts, model_path, cache, test.fingerprint, _stage(progress, "test")),
+            embed(test.texts, model_path, cache, test.fingerprint, _stage(progress, "test"), encoder),
             vectorizer.transform(test.texts),
         )
         test_ds = SklearnDataset(x_test, y_test, target_labels=np.arange(num_classes))
@@ -180,7 +266,7 @@ def _hybrid_features(settings, pool, test, y_test, num_classes, progress=None) -
             num_classes, settings.seed, c=HYBRID_C, solver="newton-cg", class_weight=HYBRID_CLASS_WEIGHT
         ),
         name=model_name(settings),
-        encoder=HybridEncoder(str(model_path), vectorizer),
+        encoder=HybridEncoder(str(encoder.path), vectorizer, encoder.onnx_file),
         vectors=lambda: x_emb,  # diversity strategies and the k-means cold start use the embeddings
     )
 
@@ -244,9 +330,7 @@ def _transformer_features(settings, pool, test, y_test, num_classes, progress=No
             "verbosity": VERBOSITY_MORE_VERBOSE,  # one log line per epoch: progress of long fine-tuning
         },
     )
-    # diversity strategies and cold start use the model's frozen sentence embeddings (cached on disk), not a
-    # pass of the fine-tuned model over the pool each query
-    vectors = functools.cache(lambda: embed(pool.texts, Path(model_path), settings.cache_path, pool.fingerprint))
+    vectors = _pool_vectors(settings, pool)
     return Features(
         pool=pool_ds,
         test=test_ds,
@@ -277,7 +361,7 @@ def _setfit_features(settings, pool, test, y_test, num_classes, progress=None) -
             "trainer_kwargs": {"num_iterations": settings.setfit_iterations, "num_epochs": settings.setfit_epochs},
         },
     )
-    vectors = functools.cache(lambda: embed(pool.texts, Path(model_path), settings.cache_path, pool.fingerprint))
+    vectors = _pool_vectors(settings, pool)
     return Features(
         pool=pool_ds,
         test=test_ds,

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from daemon.config import EncoderName
+from daemon.encoders import Encoder
 from daemon.errors import DataError, DiskError
 from daemon.files import atomic_write, remove_leftovers
 
@@ -287,10 +289,12 @@ def check_test_labels(test: TextTable, labels: list[str]) -> None:
         raise DataError(f"{test.source}: label not in the label set {labels} in {_rows(unknown)} (e.g. {examples})")
 
 
-def embedding_cache(model_path: Path, cache_dir: Path, fingerprint: str) -> Path:
-    """Where the embeddings of a pool (by fingerprint) under a model (by path) are cached."""
+def embedding_cache(model_path: Path, cache_dir: Path, fingerprint: str, encoder: Encoder | None = None) -> Path:
+    """Where the embeddings of a pool (by fingerprint) under a model (by path) and encoder are cached (PyTorch's
+    files keep the names earlier versions gave them)."""
     model_key = hashlib.sha256(str(Path(model_path).resolve()).encode()).hexdigest()[:12]
-    return Path(cache_dir) / f"emb-{model_key}-{fingerprint[:16]}.npy"
+    tag = encoder.cache_tag if encoder is not None else ""
+    return Path(cache_dir) / f"emb-{model_key}{tag}-{fingerprint[:16]}.npy"
 
 
 def embed(
@@ -299,14 +303,17 @@ def embed(
     cache_dir: Path,
     fingerprint: str,
     progress: Callable[[int, int], None] | None = None,
+    encoder: Encoder | None = None,
 ) -> np.ndarray:
-    """Sentence embeddings of ``texts`` (L2-normalised), computed once per model and pool and cached on disk.
+    """Sentence embeddings of ``texts`` (L2-normalised), computed once per model, encoder and pool and cached on
+    disk. ``encoder`` is how the model at ``model_path`` runs (:mod:`daemon.encoders`; default PyTorch).
 
     Computed in parts of ``_EMBED_PART`` texts, each written atomically beside the cache as it is done (a
     ``.parts`` folder), so an interrupted embedding (a crash, a stop, a full disk) resumes at the last part written
     instead of starting over; once every text is embedded the parts become the one cache file. ``progress(done,
     total)`` is called as texts are embedded (and once at the start, with what the parts already hold)."""
-    cached = embedding_cache(model_path, cache_dir, fingerprint)
+    encoder = encoder or Encoder(EncoderName.torch, Path(model_path))
+    cached = embedding_cache(model_path, cache_dir, fingerprint, encoder)
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     if cached.exists():
         vectors = np.load(cached)
@@ -319,24 +326,29 @@ def embed(
     vectors, done = _read_parts(parts_dir, len(texts))
     if done:
         log.info(
-            "embedding %d texts with %s: resuming at %d (%.0f %%), the parts in %s",
+            "embedding %d texts with %s (%s): resuming at %d (%.0f %%), the parts in %s",
             len(texts),
             model_path,
+            encoder.name.value,
             done,
             100 * done / len(texts),
             parts_dir,
         )
     else:
-        log.info("embedding %d texts with %s (cached afterwards in %s)", len(texts), model_path, cached)
+        log.info(
+            "embedding %d texts with %s (%s; cached afterwards in %s)",
+            len(texts),
+            model_path,
+            encoder.name.value,
+            cached,
+        )
     if progress is not None:
         progress(done, len(texts))
-    from sentence_transformers import SentenceTransformer
-
     from daemon.bars import bar
 
-    encoder = SentenceTransformer(str(model_path), device="cpu")
+    model = encoder.load()
     if vectors is None:  # one array, filled in place: the parts are never held twice
-        vectors = np.empty((len(texts), encoder.get_sentence_embedding_dimension()), dtype=np.float32)
+        vectors = np.empty((len(texts), model.get_sentence_embedding_dimension()), dtype=np.float32)
     keep_parts = True
     with bar(len(texts), "embedding") as shown:
         shown.update(done)
@@ -344,7 +356,7 @@ def embed(
             part_end = min(part_start + _EMBED_PART, len(texts))
             for start in range(part_start, part_end, _EMBED_CHUNK):
                 chunk = texts[start : min(start + _EMBED_CHUNK, part_end)]
-                vectors[start : start + len(chunk)] = encoder.encode(
+                vectors[start : start + len(chunk)] = model.encode(
                     chunk, batch_size=64, show_progress_bar=False, normalize_embeddings=True, convert_to_numpy=True
                 )
                 shown.update(len(chunk))

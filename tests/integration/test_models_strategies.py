@@ -5,7 +5,7 @@ import httpx
 import numpy as np
 import pytest
 
-from daemon.config import ColdStart, ModelKind, QueryStrategyName, Settings, Training
+from daemon.config import ColdStart, EncoderName, ModelKind, QueryStrategyName, Settings, Training
 from daemon.gateway import ArgillaGateway
 from daemon.learner import Learner
 from daemon.loop import Daemon
@@ -69,6 +69,25 @@ def tiny_daemon(
 def test_a_short_run_with_each_model_and_strategy(
     argilla_stack, dataset_name, tmp_path, cache_dir, model, strategy, cold_start
 ):
+    short_run(argilla_stack, dataset_name, tmp_path, cache_dir, model, strategy, cold_start)
+
+
+def test_a_short_run_with_the_int8_onnx_encoder(argilla_stack, dataset_name, tmp_path, cache_dir):
+    daemon = short_run(
+        argilla_stack,
+        dataset_name,
+        tmp_path,
+        cache_dir,
+        ModelKind.hybrid,
+        QueryStrategyName.breaking_ties,
+        ColdStart.random,
+        encoder=EncoderName.onnx_int8,
+    )
+    assert daemon.learner.features.encoder.onnx_file.startswith("onnx/model_qint8_")
+
+
+def short_run(argilla_stack, dataset_name, tmp_path, cache_dir, model, strategy, cold_start, **options) -> Daemon:
+    """Two rounds of six labels each; checks the three batches in Argilla, their suggestions and scores."""
     daemon = tiny_daemon(
         argilla_stack,
         dataset_name,
@@ -79,6 +98,7 @@ def test_a_short_run_with_each_model_and_strategy(
         cold_start=cold_start,
         training=Training.inline,  # each batch chosen by the freshest model (ahead mode: test_training_ahead.py)
         batch_size=6,
+        **options,
     )
     pool, gateway, learner = daemon.pool, daemon.gateway, daemon.learner
     daemon.start()
@@ -104,3 +124,4 @@ def test_a_short_run_with_each_model_and_strategy(
     if cold_start is ColdStart.kmeans:
         assert sorted(daemon.state.batches[0].pool_indices) == sorted(learner.initial_batch(6))
     assert all(m.accuracy is not None for m in daemon.state.rounds)
+    return daemon

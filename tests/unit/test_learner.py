@@ -117,7 +117,13 @@ def test_pooled_classifier_computes_pool_probabilities_once():
     assert len(calls) == 2
 
 
-def test_hybrid_model_joins_embeddings_and_ngrams_and_its_encoder_reproduces_the_pool(tmp_path, cache_dir):
+def test_hybrid_model_joins_embeddings_and_ngrams_and_its_encoder_reproduces_the_pool(tmp_path, cache_dir, monkeypatch):
+    """The pool keeps the embeddings once (the diversity strategies' vectors are the same array) and joins rows
+    with their n-grams only when asked; scored in chunks, the pool's probabilities are those of the whole joined
+    matrix."""
+    import daemon.learner
+
+    monkeypatch.setattr(daemon.learner, "SCORE_CHUNK", 7)  # 30 rows: five chunks, the last one short
     path = write_jsonl(tmp_path / "pool.jsonl", tiny_rows(10))
     pool = load_table(path, "text", "label", "id")
     gold = np.array([LABELS.index(label) for label in pool.gold])
@@ -126,12 +132,17 @@ def test_hybrid_model_joins_embeddings_and_ngrams_and_its_encoder_reproduces_the
     assert features.name == "hybrid-all-MiniLM-L6-v2"
     x = features.pool.x
     embeddings = features.vectors()
+    assert x.dense is embeddings  # held once
     assert x.shape == (len(pool), embeddings.shape[1] + len(features.encoder.vectorizer.vocabulary_))
-    assert np.allclose(x[:, : embeddings.shape[1]].toarray(), embeddings)  # the embeddings, then the n-grams
-    assert np.allclose(features.encoder.transform(pool.texts[:5]).toarray(), x[:5].toarray(), atol=1e-5)
+    joined = x[np.arange(len(pool))]
+    assert joined.shape == x.shape and x[3].shape == (1, x.shape[1]) and x[slice(2, 5)].shape == (3, x.shape[1])
+    assert np.allclose(joined[:, : embeddings.shape[1]].toarray(), embeddings)  # the embeddings, then the n-grams
+    assert np.allclose(features.encoder.transform(pool.texts[:5]).toarray(), joined[:5].toarray(), atol=1e-5)
     model = learner(features)
     first = [0, 1, 10, 11, 20, 21]
     assert model.fit({i: int(gold[i]) for i in first}, set(), 0)
+    whole = model.classifier.model.predict_proba(joined)
+    assert np.allclose(model.pool_proba(), whole)
     result = model.query(6, 0)
     assert len(set(result.indices)) == 6 and not set(result.indices) & set(first)
     assert model.evaluate(gold).accuracy > 0.8  # three separable topics
@@ -319,3 +330,26 @@ def test_vectorised_strategies_score_and_pick_like_small_text(ours, theirs):
     expected = reference.query(Fixed(), None, unlabelled, np.array([1]), np.array([0]), n=25)
     np.testing.assert_allclose(mine.scores_, reference.scores_, atol=1e-12)
     assert sorted(picked) == sorted(expected)
+
+
+def test_ngrams_in_chunks_are_scikit_learns_min_df_2_tfidf(monkeypatch):
+    """fit_ngrams' two passes give scikit-learn's TfidfVectorizer(min_df=2) exactly: vocabulary, idf, rows (built
+    over several chunks) and the transform of new texts; a pool with no n-gram in two texts keeps them all."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    import daemon.models
+    from tests.conftest import TREC
+
+    monkeypatch.setattr(daemon.models, "_NGRAM_CHUNK", 700)
+    texts = load_table(TREC / "test.jsonl", "text", "label", "id").texts
+    vectorizer, rows = daemon.models.fit_ngrams(texts)
+    reference = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, dtype=np.float32)
+    expected = reference.fit_transform(texts)
+    assert vectorizer.vocabulary_ == reference.vocabulary_ and np.array_equal(vectorizer.idf_, reference.idf_)
+    assert rows.shape == expected.shape and (rows != expected).nnz == 0 and rows.dtype == np.float32
+    new = ["what is the capital of france ?", "who wrote the novel ?"]
+    assert (vectorizer.transform(new) != reference.transform(new)).nnz == 0
+    vectorizer, rows = daemon.models.fit_ngrams(["alpha beta", "gamma delta"])
+    assert rows.shape == (2, 6)  # no n-gram in two texts: all of them kept
+    with pytest.raises(ValueError, match="no words"):
+        daemon.models.fit_ngrams(["!", "?"])
