@@ -11,13 +11,17 @@
 2. wait: the annotator's wait with the default model against a real local Argilla started for the purpose
    (bench/wait.py, 10 rounds, ``--merge``: the transformer configurations already in results/wait.json stay).
 3. idle: CPU and RSS of the daemon waiting on annotators for 60 s (bench/idle.py).
-4. scale: one round of the default model on pools of 5k, 50k and 500k synthetic texts (bench/scale.py).
+4. scale: the daemon end to end (batch 0, features, rounds, peak RSS) on pools of 10k, 100k and 1M synthetic texts
+   (bench/scale.py).
 5. first-batch: seconds from `al-daemon run` starting to batch 0 visible in Argilla, empty embedding cache, for
    the demo pool and 10k / 100k / 1M synthetic texts (bench/first_batch.py, its own local Argilla).
 6. activelab: several noisy annotators per text (data/politeness): ActiveLab against random selection, 25 rounds
    x 25 annotations, 5 seeds (bench/activelab.py -> results/activelab.json/.png; ~5 min).
 7. activelab-noisy: the same on TREC-6 with 20 synthetic annotators wrong 10-50 % of the time
    (results/activelab-trec6-noisy.json/.png; ~7 min).
+
+Not in the default set, chosen with ``--only encoders``: the CPU encoders (PyTorch, ONNX fp32/int8, threads,
+model2vec) for throughput and label efficiency on the six dev sets beside the checkout (bench/encoders.py).
 
 Each step runs as its own process; a failing step is reported and the others still run (exit code 1 at the
 end). The wall time of each step goes to results/bench-all.json. The transformer studies (every model x strategy
@@ -38,6 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 STEPS = ("efficiency", "wait", "idle", "scale", "first-batch", "activelab", "activelab-noisy")
+EXTRA = ("encoders",)  # chosen with --only: needs the dev sets beside the checkout (../shared/data or AL_BENCH_DATA)
 
 
 def relative(path: Path) -> str:
@@ -59,8 +64,9 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
         + data,
         "wait": [python, "bench/wait.py", "--merge", "--configs", "embeddings-inline,hybrid-inline", "--rounds", "10"],
         "idle": [python, "bench/idle.py"],
-        "scale": [python, "bench/scale.py", "--sizes", "5000", "50000", "500000"],
+        "scale": [python, "bench/scale.py"],
         "first-batch": [python, "bench/first_batch.py"],
+        "encoders": [python, "bench/encoders.py"],
         "activelab": [python, "bench/activelab.py"],
         "activelab-noisy": [python, "bench/activelab.py", "--pool", "data/trec6/train.jsonl"]
         + ["--test", "data/trec6/test.jsonl", "--synthetic", "20", "--out", "bench/results/activelab-trec6-noisy.json"],
@@ -69,16 +75,16 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default=",".join(STEPS), help=f"comma list of {', '.join(STEPS)}")
+    parser.add_argument("--only", default=",".join(STEPS), help=f"comma list of {', '.join(STEPS + EXTRA)}")
     parser.add_argument("--pool", type=Path, default=ROOT / "data/trec6/train.jsonl")
     parser.add_argument("--test", type=Path, default=ROOT / "data/trec6/test.jsonl")
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--label-column", default="label")
     args = parser.parse_args()
     chosen = [step for step in args.only.split(",") if step]
-    unknown = set(chosen) - set(STEPS)
+    unknown = set(chosen) - set(STEPS + EXTRA)
     if unknown:
-        parser.error(f"unknown step(s) {', '.join(sorted(unknown))}; choose from {', '.join(STEPS)}")
+        parser.error(f"unknown step(s) {', '.join(sorted(unknown))}; choose from {', '.join(STEPS + EXTRA)}")
     steps = commands(args)
     record = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "steps": {}}
     started = time.perf_counter()

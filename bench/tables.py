@@ -101,25 +101,27 @@ def idle(document: dict) -> str:
 
 def scale(document: dict) -> str:
     lines = [
-        f"| pool ({document.get('model', 'embeddings')}) | load + check file | features | fit (400 labels) | "
-        "pool probabilities | query | round | peak RSS | embedding (estimated) |",
+        "| pool (hybrid) | batch 0 visible | features ready | train | score pool + query | round | log | peak RSS "
+        "| embedding at the measured rate (encoder) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in document["sizes"]:
         if "error" in row:
-            lines.append(f"| {row['size']:,} | error: {row['error']} |||||||| ")
+            lines.append(f"| {row['size']:,} | error: {row['error'][:80]} |||||||| ")
             continue
         lines.append(
-            f"| {row['size']:,} | {row['load_s']:.1f} s | {_s(row.get('ngram_features_s'), 1)} | {row['fit_s']:.2f} s"
-            f" | {row['pool_proba_s']:.2f} s | {row['query_s']:.3f} s | {row['round_s']:.2f} s | "
-            f"{row['peak_rss_mb'] / 1024:.1f} GB | {_minutes(row.get('embed_s_estimated'))} |"
+            f"| {row['size']:,} | {_s(row.get('batch0_visible_s'), 1)} | {_s(row.get('features_ready_s'), 1)} | "
+            f"{_s(row.get('train_s'))} | {_s(row.get('query_s'))} | {_s(row.get('round_s'))} | "
+            f"{_s(row.get('log_s'))} | {row['peak_rss_mb'] / 1024:.1f} GB | {_minutes(row.get('embed_s'))} "
+            f"({row.get('encoder', 'torch')}) |"
         )
-    one_m = document.get("extrapolated_1m") or {}
-    if one_m.get("round_s") is not None:
+    for size, found in (document.get("plan") or {}).get("sizes", {}).items():
+        hours = found.get("embedding_hours") or {}
         lines.append(
-            f"| 1,000,000 (extrapolated) | {_s(one_m.get('load_s'), 0)} | | {_s(one_m.get('fit_s'))} | "
-            f"{_s(one_m.get('pool_proba_s'))} | {_s(one_m.get('query_s'))} | {_s(one_m.get('round_s'))} | "
-            f"{one_m['peak_rss_mb'] / 1024:.1f} GB | {_minutes(one_m.get('embed_s_estimated'))} |"
+            f"| {int(size):,} (extrapolated) | | | {_s(found.get('train_s'))} | {_s(found.get('query_s'))} | "
+            f"{_s(found.get('round_s'))} | | {found['peak_rss_mb'] / 1024:.1f} GB | "
+            + "; ".join(f"{value} h on {name}" for name, value in hours.items())
+            + " |"
         )
     return "\n".join(lines)
 
@@ -196,6 +198,24 @@ def _minutes(seconds: float | None) -> str:
     return "—" if seconds is None else f"{seconds / 60:.0f} min"
 
 
+def encoders(document: dict) -> str:
+    sets = ", ".join(document["datasets"])
+    lines = [
+        "| encoder | texts/s (vs torch) | cosine to torch's vectors (mean / min) | hybrid accuracy at 100 / 200 / 500 "
+        f"labels (mean of {sets}) | points vs torch at 500 |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in document["encoders"].items():
+        mean = row["hybrid"]["mean"]
+        cosine = "—" if row.get("cosine_mean") is None else f"{row['cosine_mean']:.3f} / {row['cosine_min']:.3f}"
+        lines.append(
+            f"| {name} | {row['throughput_texts_per_s']:.0f} ({row['throughput_ratio']:.2f}x) | {cosine} | "
+            f"{mean['100']:.3f} / {mean['200']:.3f} / {mean['500']:.3f} | "
+            f"{row['hybrid']['points_vs_baseline']['500']:+.2f} |"
+        )
+    return "\n".join(lines)
+
+
 TABLES = {
     "efficiency": ("label-efficiency.json", efficiency),
     "wait": ("wait.json", wait),
@@ -204,6 +224,7 @@ TABLES = {
     "first-batch": ("first-batch.json", first_batch),
     "activelab": ("activelab.json", activelab),
     "activelab-noisy": ("activelab-trec6-noisy.json", activelab),
+    "encoders": ("encoders.json", encoders),
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from daemon.engine import engine_for
 from daemon.errors import ArgillaError
 from daemon.features import features_view
 from daemon.phases import Phase, Snapshot
@@ -104,7 +105,10 @@ class StatusBoard:
         published = self._published or self.publish()
         return published | {
             "training": published["training"] | {"background": daemon.rounds.describe()},
-            "features": daemon.builder.view() if daemon.builder is not None else features_view(),
+            "features": daemon.builder.view()
+            if daemon.builder is not None
+            else features_view("ready" if daemon.learner.ready else "building"),  # not started yet: building
+            "engine": engine_for(daemon.settings).view(),  # local, or the Ray cluster and its fallbacks
             "warnings": published["warnings"] + [w for w in (daemon.rounds.last_error,) if w],
             "argilla_errors": dict(daemon.gateway.errors),
             # unix time of the last successful exchange with Argilla (monotonic inside, wall clock here)

@@ -2,8 +2,8 @@
 
 bench/encoders.py measured the options that keep the bundled MiniLM offline, on the six dev sets: ONNX Runtime with
 the weights quantised to int8 (dynamic quantisation, sentence-transformers' ONNX backend through optimum) embeds
-3.7x as many texts a second on 2 CPU cores as PyTorch, and the labelled texts chosen with its vectors reach 0.2
-points less accuracy at 500 labels (averaged over the six sets; vectors' cosine to PyTorch's 0.99). A static
+2-3.7x as many texts a second on 2 CPU cores as PyTorch (it varies between runs on a shared machine), and the
+labelled texts chosen with its vectors reach 0.2 points less accuracy at 500 labels (averaged over the six sets; vectors' cosine to PyTorch's 0.99). A static
 model2vec embedding is 36x faster but loses 5 points. So ``AL_ENCODER``:
 
 - ``torch``: the model directory as it is, through PyTorch (every earlier version);
@@ -119,13 +119,16 @@ def _convert(model_path: Path, work: Path, config: str) -> None:
     """The model exported to ONNX (fp32) in ``work``, then its int8 dynamic quantisation beside it; the fp32 file
     is removed once the int8 one exists (it is not used)."""
     quiet = _BelowWarning()
-    root = logging.getLogger()
+    root, library = logging.getLogger(), logging.getLogger("sentence_transformers")
+    level = library.level
     root.addFilter(quiet)  # the quantiser logs a line per tensor through the root logger
+    library.setLevel(logging.ERROR)  # "saving the exported ONNX model is heavily recommended": it is, just below
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
             _export(model_path, work, config)
     finally:
         root.removeFilter(quiet)
+        library.setLevel(level)
     if not (work / "onnx" / f"model_qint8_{config}.onnx").is_file():
         raise RuntimeError(f"the quantiser wrote no onnx/model_qint8_{config}.onnx")
     (work / "onnx" / "model.onnx").unlink(missing_ok=True)

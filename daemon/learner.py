@@ -36,6 +36,7 @@ from small_text.data.datasets import SklearnDatasetView
 
 from daemon.batches import QueryResult
 from daemon.config import ColdStart, QueryStrategyName
+from daemon.engine import Engine, LocalEngine
 
 
 class ScoredBALD(BALD):
@@ -130,10 +131,13 @@ class PooledClassifier(Classifier):
     predictions for KappaAverage and the query share that one pass.
     """
 
-    def __init__(self, inner: Classifier, num_classes: int, blas_threads: int | None = None) -> None:
+    def __init__(
+        self, inner: Classifier, num_classes: int, blas_threads: int | None = None, engine: Engine | None = None
+    ) -> None:
         self.inner = inner
         self.num_classes = num_classes
         self.blas_threads = blas_threads
+        self.engine = engine or LocalEngine()  # where a feature-matrix pool is scored (daemon/engine.py)
         self._cache: tuple[int, int, np.ndarray] | None = None
 
     def _threads(self) -> contextlib.AbstractContextManager:
@@ -166,17 +170,13 @@ class PooledClassifier(Classifier):
         return proba
 
     def _in_chunks(self, data_set: Any) -> np.ndarray:
-        """The inner classifier's probabilities, SCORE_CHUNK rows at a time for a feature-matrix dataset: a
-        hybrid pool's rows are joined only a chunk at a time (:class:`daemon.models.JoinedRows`), and no
-        intermediate the size of the whole pool is made but the result."""
-        rows = len(data_set)
-        if not isinstance(data_set, SklearnDataset | SklearnDatasetView) or rows == 0:
+        """The inner classifier's probabilities, SCORE_CHUNK rows at a time for a feature-matrix dataset, by the
+        engine (here, or shards on Ray): a hybrid pool's rows are joined only a chunk at a time
+        (:class:`daemon.models.JoinedRows`), and no intermediate the size of the whole pool is made but the
+        result. Other datasets (transformers) are scored here in one call."""
+        if not isinstance(data_set, SklearnDataset | SklearnDatasetView) or len(data_set) == 0:
             return np.asarray(self.inner.predict_proba(data_set), dtype=np.float64)
-        parts = [
-            np.asarray(self.inner.predict_proba(data_set[start : start + SCORE_CHUNK]), dtype=np.float64)
-            for start in range(0, rows, SCORE_CHUNK)
-        ]
-        return np.concatenate(parts)
+        return self.engine.proba(self.inner, data_set, SCORE_CHUNK)
 
     def predict(self, data_set: Any, return_proba: bool = False) -> Any:
         proba = self.predict_proba(data_set)
@@ -185,22 +185,35 @@ class PooledClassifier(Classifier):
 
 
 class PooledClassifierFactory(AbstractClassifierFactory):
-    def __init__(self, inner: AbstractClassifierFactory, num_classes: int, blas_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        inner: AbstractClassifierFactory,
+        num_classes: int,
+        blas_threads: int | None = None,
+        engine: Engine | None = None,
+    ) -> None:
         self.inner = inner
         self.num_classes = num_classes
         self.blas_threads = blas_threads
+        self.engine = engine
 
     def new(self) -> PooledClassifier:
-        return PooledClassifier(self.inner.new(), self.num_classes, self.blas_threads)
+        return PooledClassifier(self.inner.new(), self.num_classes, self.blas_threads, self.engine)
 
 
 def logistic_regression_factory(
-    num_classes: int, seed: int, c: float = 1.0, solver: str = "lbfgs", class_weight: str | None = None
+    num_classes: int,
+    seed: int,
+    c: float = 1.0,
+    solver: str = "lbfgs",
+    class_weight: str | None = None,
+    engine: Engine | None = None,
 ) -> PooledClassifierFactory:
     """Logistic regression; BLAS is held to one thread while it trains and predicts: on a 2-core machine
-    OpenBLAS's thread hand-offs dominate these small matrices (a 1,000 x 384 fit: 0.59 s -> 0.11 s)."""
+    OpenBLAS's thread hand-offs dominate these small matrices (a 1,000 x 384 fit: 0.59 s -> 0.11 s). The pool is
+    scored by ``engine`` (default: here)."""
     model = LogisticRegression(C=c, max_iter=1000, random_state=seed, solver=solver, class_weight=class_weight)
-    return PooledClassifierFactory(SklearnClassifierFactory(model, num_classes), num_classes, blas_threads=1)
+    return PooledClassifierFactory(SklearnClassifierFactory(model, num_classes), num_classes, 1, engine)
 
 
 @dataclasses.dataclass(frozen=True)

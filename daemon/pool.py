@@ -22,14 +22,13 @@ import numpy as np
 
 from daemon.config import EncoderName
 from daemon.encoders import Encoder
+from daemon.engine import Engine, LocalEngine
 from daemon.errors import DataError, DiskError
 from daemon.files import atomic_write, remove_leftovers
 
 log = logging.getLogger(__name__)
 
 _SHOWN_ROWS = 5  # rows listed in one error message
-_EMBED_CHUNK = 512  # texts per progress update while embedding
-_EMBED_PART = 1024  # texts per part written while embedding (what a restart resumes from); a multiple of the chunk
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,15 +303,19 @@ def embed(
     fingerprint: str,
     progress: Callable[[int, int], None] | None = None,
     encoder: Encoder | None = None,
+    engine: Engine | None = None,
 ) -> np.ndarray:
     """Sentence embeddings of ``texts`` (L2-normalised), computed once per model, encoder and pool and cached on
-    disk. ``encoder`` is how the model at ``model_path`` runs (:mod:`daemon.encoders`; default PyTorch).
+    disk. ``encoder`` is how the model at ``model_path`` runs (:mod:`daemon.encoders`; default PyTorch), ``engine``
+    where (:mod:`daemon.engine`; default this process).
 
-    Computed in parts of ``_EMBED_PART`` texts, each written atomically beside the cache as it is done (a
-    ``.parts`` folder), so an interrupted embedding (a crash, a stop, a full disk) resumes at the last part written
-    instead of starting over; once every text is embedded the parts become the one cache file. ``progress(done,
-    total)`` is called as texts are embedded (and once at the start, with what the parts already hold)."""
+    Computed in parts of ``daemon.engine.PART`` texts, each written atomically beside the cache as it is done (a
+    ``.parts`` folder), so an interrupted embedding (a crash, a stop, a full disk, a lost Ray cluster) resumes at
+    the last part written instead of starting over; once every text is embedded the parts become the one cache
+    file. ``progress(done, total)`` is called once at the start, with what the parts already hold, then after each
+    part."""
     encoder = encoder or Encoder(EncoderName.torch, Path(model_path))
+    engine = engine or LocalEngine()
     cached = embedding_cache(model_path, cache_dir, fingerprint, encoder)
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     if cached.exists():
@@ -324,46 +327,37 @@ def embed(
         log.warning("embedding cache %s has %d rows, expected %d: recomputing", cached, vectors.shape[0], len(texts))
     parts_dir = cached.with_suffix(".parts")
     vectors, done = _read_parts(parts_dir, len(texts))
+    how = f"{encoder.name.value}, {engine.name}"
     if done:
         log.info(
             "embedding %d texts with %s (%s): resuming at %d (%.0f %%), the parts in %s",
             len(texts),
             model_path,
-            encoder.name.value,
+            how,
             done,
             100 * done / len(texts),
             parts_dir,
         )
     else:
-        log.info(
-            "embedding %d texts with %s (%s; cached afterwards in %s)",
-            len(texts),
-            model_path,
-            encoder.name.value,
-            cached,
-        )
+        log.info("embedding %d texts with %s (%s; cached afterwards in %s)", len(texts), model_path, how, cached)
     if progress is not None:
         progress(done, len(texts))
     from daemon.bars import bar
 
-    model = encoder.load()
-    if vectors is None:  # one array, filled in place: the parts are never held twice
-        vectors = np.empty((len(texts), model.get_sentence_embedding_dimension()), dtype=np.float32)
     keep_parts = True
     with bar(len(texts), "embedding") as shown:
         shown.update(done)
-        for part_start in range(done, len(texts), _EMBED_PART):
-            part_end = min(part_start + _EMBED_PART, len(texts))
-            for start in range(part_start, part_end, _EMBED_CHUNK):
-                chunk = texts[start : min(start + _EMBED_CHUNK, part_end)]
-                vectors[start : start + len(chunk)] = model.encode(
-                    chunk, batch_size=64, show_progress_bar=False, normalize_embeddings=True, convert_to_numpy=True
-                )
-                shown.update(len(chunk))
-                if progress is not None:
-                    progress(start + len(chunk), len(texts))
+        for start, part in engine.embed(texts, encoder, done):
+            if vectors is None:  # one array, filled in place: the parts are never held twice
+                vectors = np.empty((len(texts), part.shape[1]), dtype=np.float32)
+            vectors[start : start + len(part)] = part
             if keep_parts:
-                keep_parts = _save_part(parts_dir, part_start, vectors[part_start:part_end])
+                keep_parts = _save_part(parts_dir, start, part)
+            shown.update(len(part))
+            if progress is not None:
+                progress(start + len(part), len(texts))
+    if vectors is None:  # an empty pool: nothing to embed
+        vectors = np.empty((0, 0), dtype=np.float32)
     try:
         atomic_write(cached, lambda handle: np.save(handle, vectors))
     except DiskError as exc:  # the vectors are in hand: only the next start pays for the embedding again

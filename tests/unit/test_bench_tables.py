@@ -6,7 +6,16 @@ from bench.tables import README, mark, tables
 def test_readme_benchmark_tables_match_the_results():
     text = README.read_text()
     generated = tables()
-    assert set(generated) == {"efficiency", "wait", "idle", "scale", "first-batch", "activelab", "activelab-noisy"}
+    assert set(generated) == {
+        "efficiency",
+        "wait",
+        "idle",
+        "scale",
+        "first-batch",
+        "activelab",
+        "activelab-noisy",
+        "encoders",
+    }
     for name, table in generated.items():
         found = mark(name).search(text)
         assert found, f"README.md has no <!-- bench:{name} --> table"

@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from daemon import pool as pool_module
+from daemon import engine as engine_module
 from daemon.config import ColdStart, ModelKind, Settings
 from daemon.features import FeatureBuilder
 from daemon.learner import Learner, PendingLearner
@@ -108,27 +108,28 @@ def test_the_builder_reports_progress_retries_a_failure_and_hands_over_the_learn
 
 
 def test_an_interrupted_embedding_resumes_at_its_last_part(tmp_path, monkeypatch):
-    monkeypatch.setattr(pool_module, "_EMBED_CHUNK", 4)
-    monkeypatch.setattr(pool_module, "_EMBED_PART", 8)
+    monkeypatch.setattr(engine_module, "CHUNK", 4)
+    monkeypatch.setattr(engine_module, "PART", 8)
     texts = [f"sentence number {i} about {'food sport tech'.split()[i % 3]}" for i in range(30)]
     model = default_model_path()
     whole = embed(texts, model, tmp_path / "one-go", "fp-whole")
 
     seen = []
 
-    def stop_at_20(done, total):
+    def stop_after_two_parts(done, total):
         seen.append(done)
-        if done >= 20:
-            raise KeyboardInterrupt  # a stop in the middle of part 16..23
+        if done >= 16:
+            raise KeyboardInterrupt  # a stop once parts 0..7 and 8..15 are written
 
     with pytest.raises(KeyboardInterrupt):
-        embed(texts, model, tmp_path / "cache", "fp", stop_at_20)
+        embed(texts, model, tmp_path / "cache", "fp", stop_after_two_parts)
+    assert seen == [0, 8, 16]
     parts = embedding_cache(model, tmp_path / "cache", "fp").with_suffix(".parts")
     assert sorted(p.name for p in parts.iterdir()) == ["000000000000.npy", "000000000008.npy"]
     (parts / ".000000000016.npy.tmp-cut").write_bytes(b"half a part")  # what a kill mid-write leaves
     resumed = []
     vectors = embed(texts, model, tmp_path / "cache", "fp", lambda done, total: resumed.append(done))
-    assert resumed[0] == 16 and resumed[-1] == 30  # the two parts written were not embedded again
+    assert resumed == [16, 24, 30]  # the two parts written were not embedded again
     np.testing.assert_array_equal(vectors, whole)
     assert not parts.exists() and embedding_cache(model, tmp_path / "cache", "fp").exists()
 

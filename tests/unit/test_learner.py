@@ -353,3 +353,27 @@ def test_ngrams_in_chunks_are_scikit_learns_min_df_2_tfidf(monkeypatch):
     assert rows.shape == (2, 6)  # no n-gram in two texts: all of them kept
     with pytest.raises(ValueError, match="no words"):
         daemon.models.fit_ngrams(["!", "?"])
+
+
+@pytest.mark.parametrize("classes", [2, 5])
+def test_blocked_rows_are_scored_as_scikit_learn_scores_them_joined(classes):
+    """JoinedRows.linear_proba (the pool's scoring without joining) against LogisticRegression.predict_proba on the
+    joined rows, for two classes (expit) and more (softmax); another estimator gets the joined rows."""
+    from scipy import sparse
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.naive_bayes import MultinomialNB
+
+    from daemon.models import JoinedRows
+
+    rng = np.random.default_rng(0)
+    dense = rng.normal(size=(300, 16)).astype(np.float32)
+    words = sparse.random(300, 50, density=0.1, format="csr", random_state=1, dtype=np.float32)
+    rows = JoinedRows(dense, words)
+    y = rng.integers(0, classes, 300)
+    model = LogisticRegression(C=100, max_iter=500).fit(rows.joined(), y)
+    for part in (rows, rows[0:7], rows[290:300]):
+        expected = model.predict_proba(part.joined())
+        assert np.allclose(part.linear_proba(model), expected, rtol=0, atol=1e-6)
+    bayes = MultinomialNB().fit(abs(rows.joined()), y)
+    positive = JoinedRows(abs(dense), words)
+    assert np.array_equal(positive.linear_proba(bayes), bayes.predict_proba(positive.joined()))

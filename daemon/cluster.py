@@ -1,0 +1,181 @@
+"""Ray as the engine past one machine (``AL_RAY_ADDRESS``): the pool's embedding and scoring on a Ray cluster.
+
+The daemon stays the control plane: it journals, talks to Argilla, holds the round lock, and writes the embedding
+cache; Ray does the work that grows with the pool (the :class:`daemon.engine.Engine` verbs):
+
+- **embedding**: a Ray Data dataset of the pool's parts (one row per ``PART`` texts, from where an interrupted
+  embedding stopped), ``map_batches`` over an actor pool of ``AL_RAY_WORKERS`` encoders (each loads the model once;
+  ``AL_RAY_GPUS_PER_WORKER`` GPUs each where the cluster has them), results in order
+  (``preserve_order``), each part handed back to :func:`daemon.pool.embed`, which writes it as it does its own;
+- **scoring**: the pool's rows are put in the object store once, in shards of the local engine's chunk; each
+  round the fitted classifier is put once and one Ray task per shard returns its probabilities.
+
+A part is encoded exactly as :class:`daemon.engine.LocalEngine` encodes it (:func:`daemon.engine.encode_part`), and a
+shard is the local engine's chunk, so the vectors, the probabilities and the picks are the same through Ray as
+locally. A worker killed mid-job is retried by Ray (actors restart, tasks retry). When the cluster cannot be
+reached, or a job fails past Ray's retries, the step runs locally instead, with a warning and the reason in
+``/status`` (``engine``): labelling never waits on the cluster. The model folder must be readable at the same
+path on the workers (a shared volume, or the same image: the bundled model is inside the package).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from daemon.encoders import Encoder
+from daemon.engine import PART, LocalEngine, encode_part, score_chunk
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 30.0  # seconds ray.init may take to reach the cluster
+
+
+class RayEngine:
+    """:class:`daemon.engine.Engine` on a Ray cluster, falling back to :class:`LocalEngine` when Ray fails."""
+
+    name = "ray"
+
+    def __init__(self, address: str, workers: int = 2, gpus_per_worker: float = 0.0) -> None:
+        self.address = address
+        self.workers = workers
+        self.gpus_per_worker = gpus_per_worker
+        self.local = LocalEngine()
+        self.error: str | None = None  # the last failure that sent work to the local engine
+        self.fallbacks = 0
+        self._lock = threading.Lock()
+        self._shards: tuple[int, int, list[Any]] | None = None  # (id of the pool matrix, chunk, shard refs)
+
+    # ------------------------------------------------------------------------------------------- connection
+    def connect(self) -> Any:
+        """The ``ray`` module, connected to the cluster (once; again after the cluster was lost)."""
+        import ray
+
+        with self._lock:
+            if not ray.is_initialized():
+                log.info("connecting to the Ray cluster at %s", self.address)
+                ray.init(
+                    address=self.address,
+                    namespace="al-daemon",
+                    log_to_driver=False,
+                    include_dashboard=False,
+                    ignore_reinit_error=True,
+                    logging_level=logging.WARNING,
+                )
+                self._shards = None  # object refs do not outlive a connection
+        return ray
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        self.fallbacks += 1
+        self.error = f"{what}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        log.warning("Ray %s failed (%s); running it on this machine instead", what, self.error)
+        self._shards = None
+        try:
+            import ray
+
+            if ray.is_initialized():
+                ray.shutdown()  # reconnect on the next job
+        except Exception:  # noqa: BLE001 - a broken connection may fail to close; the next init starts afresh
+            pass
+
+    def view(self) -> dict:
+        return {
+            "name": self.name,
+            "address": self.address,
+            "workers": self.workers,
+            "fallbacks": self.fallbacks,
+            "error": self.error,
+        }
+
+    # -------------------------------------------------------------------------------------------- embedding
+    def embed(self, texts: list[str], encoder: Encoder, done: int) -> Iterator[tuple[int, np.ndarray]]:
+        """Parts from ``done`` on, in order, from the actor pool; the rest locally if the cluster fails."""
+        position = done
+        try:
+            for start, vectors in self._embed_on_ray(texts, encoder, done):
+                yield start, vectors
+                position = start + len(vectors)
+        except Exception as exc:  # noqa: BLE001 - any Ray failure: go on here, from the last part handed over
+            self._failed("embedding", exc)
+            yield from self.local.embed(texts, encoder, position)
+
+    def _embed_on_ray(self, texts: list[str], encoder: Encoder, done: int) -> Iterator[tuple[int, np.ndarray]]:
+        ray = self.connect()
+        from ray.data import DataContext
+
+        context = DataContext.get_current()
+        context.execution_options.preserve_order = True  # parts come back in the order they were cut
+        context.enable_progress_bars = False
+        starts = list(range(done, len(texts), PART))
+        if not starts:
+            return
+        parts = ray.data.from_items([{"start": start, "texts": texts[start : start + PART]} for start in starts])
+        encoded = parts.map_batches(
+            _PartEncoder,
+            fn_constructor_args=(encoder,),
+            batch_size=1,  # one part per call: encoded exactly as the local engine encodes it
+            batch_format="pandas",
+            concurrency=self.workers,
+            num_cpus=1,
+            num_gpus=self.gpus_per_worker or None,
+            max_restarts=-1,  # an actor whose process died is restarted...
+            max_task_retries=-1,  # ...and its part encoded again
+        )
+        for batch in encoded.iter_batches(batch_size=1, batch_format="pandas", prefetch_batches=2):
+            row = batch.iloc[0]
+            vectors = np.frombuffer(row["vectors"], dtype=np.float32).reshape(int(row["rows"]), int(row["dims"]))
+            yield int(row["start"]), vectors.copy()
+
+    # ---------------------------------------------------------------------------------------------- scoring
+    def proba(self, classifier: Any, data_set: Any, chunk: int) -> np.ndarray:
+        try:
+            return self._proba_on_ray(classifier, data_set, chunk)
+        except Exception as exc:  # noqa: BLE001 - any Ray failure: score here this time, try Ray next round
+            self._failed("scoring", exc)
+            return self.local.proba(classifier, data_set, chunk)
+
+    def _proba_on_ray(self, classifier: Any, data_set: Any, chunk: int) -> np.ndarray:
+        ray = self.connect()
+        shards = self._pool_shards(ray, data_set, chunk)
+        model = ray.put(classifier)
+        remote = ray.remote(max_retries=3)(score_chunk)
+        return np.concatenate(ray.get([remote.remote(model, shard) for shard in shards]))
+
+    def _pool_shards(self, ray: Any, data_set: Any, chunk: int) -> list[Any]:
+        """The pool's rows in the object store, in shards of ``chunk`` rows, put once per pool matrix (the
+        features are built once per run; a view of other rows is put afresh each time)."""
+        key = (id(data_set), chunk)
+        if self._shards is not None and self._shards[:2] == key:
+            return self._shards[2]
+        shards = [ray.put(_materialise(data_set[start : start + chunk])) for start in range(0, len(data_set), chunk)]
+        self._shards = (*key, shards)
+        return shards
+
+
+def _materialise(view: Any) -> Any:
+    """A small-text dataset view as a dataset of its own rows (what a Ray task receives: the rows, not the pool)."""
+    from small_text import SklearnDataset
+
+    return SklearnDataset(view.x, view.y, target_labels=view.target_labels)
+
+
+class _PartEncoder:
+    """A Ray Data actor: loads the encoder once, then encodes one part per call."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.model = encoder.load()
+
+    def __call__(self, batch: Any) -> Any:
+        import pandas as pd
+
+        rows = []
+        for start, texts in zip(batch["start"], batch["texts"], strict=True):
+            vectors = encode_part(self.model, list(texts))
+            rows.append(
+                {"start": int(start), "rows": len(vectors), "dims": vectors.shape[1], "vectors": vectors.tobytes()}
+            )
+        return pd.DataFrame(rows)

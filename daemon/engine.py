@@ -1,0 +1,107 @@
+"""Where the data-heavy work runs: on this machine, or on a Ray cluster (``AL_RAY_ADDRESS``).
+
+The daemon stays the one control plane (journal, Argilla I/O, the round lock); what grows with the pool goes
+through an engine, two verbs:
+
+- :meth:`Engine.embed` turns the pool's texts into sentence vectors, one *part* (``PART`` texts) at a time, in
+  order, from where an earlier, interrupted embedding stopped (the caller writes each part to disk as it comes:
+  :func:`daemon.pool.embed`);
+- :meth:`Engine.proba` scores a feature-matrix pool with a fitted classifier, ``chunk`` rows at a time.
+
+:class:`LocalEngine` does both in this process (every version before Ray). ``daemon.cluster.RayEngine`` does them
+on Ray (embedding: Ray Data ``map_batches`` over an actor pool; scoring: Ray tasks over pool shards put in the
+object store once). Both cut the work the same way (parts of ``PART`` texts encoded in chunks of ``CHUNK``,
+batches of ``BATCH``; score shards of ``chunk`` rows), so the vectors and the probabilities, hence the picks, are
+the same on either: tests/unit/test_engine.py runs one set of assertions against both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from daemon.config import Settings
+    from daemon.encoders import Encoder
+
+PART = 1024  # texts per part: what a restart resumes from
+CHUNK = 512  # texts per encode call (a multiple of PART's divisor: parts are cut into whole chunks)
+BATCH = 64  # the encoder's batch size
+
+
+class Engine(Protocol):
+    name: str
+
+    def embed(self, texts: list[str], encoder: Encoder, done: int) -> Iterator[tuple[int, np.ndarray]]:
+        """``(start, vectors)`` for each part of ``texts`` from text ``done`` on, in order."""
+        ...
+
+    def proba(self, classifier: Any, data_set: Any, chunk: int) -> np.ndarray:
+        """``classifier.predict_proba`` over a small-text feature-matrix dataset, ``chunk`` rows at a time."""
+        ...
+
+
+def encode_part(model: Any, texts: list[str]) -> np.ndarray:
+    """One part's vectors (L2-normalised float32), encoded ``CHUNK`` texts at a time: the same cut wherever it runs
+    (an int8 ONNX vector moves a little with its batch-mates, so the batches must not)."""
+    return np.concatenate(
+        [
+            model.encode(
+                texts[start : start + CHUNK],
+                batch_size=BATCH,
+                show_progress_bar=False,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+            ).astype(np.float32, copy=False)
+            for start in range(0, len(texts), CHUNK)
+        ]
+    )
+
+
+def score_chunk(classifier: Any, data_set: Any) -> np.ndarray:
+    """A small-text classifier's probabilities for a slice of the pool. Rows kept in blocks (the hybrid model's
+    :class:`daemon.models.JoinedRows`) are scored from the fitted estimator without joining them (joining a 32k-row
+    chunk costs 5x its scoring)."""
+    rows = data_set.x
+    if hasattr(rows, "linear_proba") and getattr(classifier, "model", None) is not None:
+        return rows.linear_proba(classifier.model)
+    return np.asarray(classifier.predict_proba(data_set), dtype=np.float64)
+
+
+class LocalEngine:
+    """Everything in this process."""
+
+    name = "local"
+
+    def embed(self, texts: list[str], encoder: Encoder, done: int) -> Iterator[tuple[int, np.ndarray]]:
+        if done >= len(texts):
+            return
+        model = encoder.load()
+        for start in range(done, len(texts), PART):
+            yield start, encode_part(model, texts[start : start + PART])
+
+    def proba(self, classifier: Any, data_set: Any, chunk: int) -> np.ndarray:
+        return np.concatenate(
+            [score_chunk(classifier, data_set[start : start + chunk]) for start in range(0, len(data_set), chunk)]
+        )
+
+    def view(self) -> dict:
+        return {"name": self.name}
+
+
+_engines: dict[str | None, Engine] = {}
+
+
+def engine_for(settings: Settings) -> Engine:
+    """The engine ``AL_RAY_ADDRESS`` asks for (one per address and process; Ray is imported only for Ray)."""
+    address = settings.ray_address
+    if address not in _engines:
+        if address is None:
+            _engines[address] = LocalEngine()
+        else:
+            from daemon.cluster import RayEngine
+
+            _engines[address] = RayEngine(address, settings.ray_workers, settings.ray_gpus_per_worker)
+    return _engines[address]
