@@ -3,12 +3,17 @@
 The daemon stays the control plane: it journals, talks to Argilla, holds the round lock, and writes the embedding
 cache; Ray does the work that grows with the pool (the :class:`daemon.engine.Engine` verbs):
 
-- **embedding**: a Ray Data dataset of the pool's parts (one row per ``PART`` texts, from where an interrupted
-  embedding stopped), ``map_batches`` over an actor pool of ``AL_RAY_WORKERS`` encoders (each loads the model once;
-  ``AL_RAY_GPUS_PER_WORKER`` GPUs each where the cluster has them), results in order
-  (``preserve_order``), each part handed back to :func:`daemon.pool.embed`, which writes it as it does its own;
+- **embedding**: the pool's parts (``PART`` texts each, from where an interrupted embedding stopped) over an actor
+  pool of ``AL_RAY_WORKERS`` encoders (``ray.util.ActorPool``; each actor loads the model once and asks for
+  ``AL_RAY_GPUS_PER_WORKER`` GPUs where the cluster has them), results in order, each part handed back to
+  :func:`daemon.pool.embed`, which writes it as it does its own;
 - **scoring**: the pool's rows are put in the object store once, in shards of the local engine's chunk; each
   round the fitted classifier is put once and one Ray task per shard returns its probabilities.
+
+The daemon connects as a **Ray Client** (``ray://head:10001``), never as a direct driver: a direct driver's process
+is ended by Ray itself when the cluster's GCS is gone for 60 s (measured: the daemon would die with its cluster),
+while a client gets a ``ConnectionError`` it can recover from. That is also why the embedding uses an actor pool and
+not Ray Data: Ray Data does not run from a Ray Client driver (``'Worker' object has no attribute 'core_worker'``).
 
 A part is encoded exactly as :class:`daemon.engine.LocalEngine` encodes it (:func:`daemon.engine.encode_part`), and a
 shard is the local engine's chunk, so the vectors, the probabilities and the picks are the same through Ray as
@@ -31,8 +36,6 @@ from daemon.encoders import Encoder
 from daemon.engine import PART, LocalEngine, encode_part, score_chunk
 
 log = logging.getLogger(__name__)
-
-CONNECT_TIMEOUT = 30.0  # seconds ray.init may take to reach the cluster
 
 
 class RayEngine:
@@ -59,12 +62,7 @@ class RayEngine:
             if not ray.is_initialized():
                 log.info("connecting to the Ray cluster at %s", self.address)
                 ray.init(
-                    address=self.address,
-                    namespace="al-daemon",
-                    log_to_driver=False,
-                    include_dashboard=False,
-                    ignore_reinit_error=True,
-                    logging_level=logging.WARNING,
+                    address=self.address, namespace="al-daemon", log_to_driver=False, logging_level=logging.WARNING
                 )
                 self._shards = None  # object refs do not outlive a connection
         return ray
@@ -105,30 +103,25 @@ class RayEngine:
 
     def _embed_on_ray(self, texts: list[str], encoder: Encoder, done: int) -> Iterator[tuple[int, np.ndarray]]:
         ray = self.connect()
-        from ray.data import DataContext
+        from ray.util import ActorPool
 
-        context = DataContext.get_current()
-        context.execution_options.preserve_order = True  # parts come back in the order they were cut
-        context.enable_progress_bars = False
         starts = list(range(done, len(texts), PART))
         if not starts:
             return
-        parts = ray.data.from_items([{"start": start, "texts": texts[start : start + PART]} for start in starts])
-        encoded = parts.map_batches(
-            _PartEncoder,
-            fn_constructor_args=(encoder,),
-            batch_size=1,  # one part per call: encoded exactly as the local engine encodes it
-            batch_format="pandas",
-            concurrency=self.workers,
+        actor = ray.remote(
             num_cpus=1,
-            num_gpus=self.gpus_per_worker or None,
+            num_gpus=self.gpus_per_worker,
             max_restarts=-1,  # an actor whose process died is restarted...
-            max_task_retries=-1,  # ...and its part encoded again
-        )
-        for batch in encoded.iter_batches(batch_size=1, batch_format="pandas", prefetch_batches=2):
-            row = batch.iloc[0]
-            vectors = np.frombuffer(row["vectors"], dtype=np.float32).reshape(int(row["rows"]), int(row["dims"]))
-            yield int(row["start"]), vectors.copy()
+            max_task_retries=-1,  # ...and the part it was encoding sent again
+        )(_PartEncoder)
+        actors = [actor.remote(encoder) for _ in range(min(self.workers, len(starts)))]
+        try:
+            pool = ActorPool(actors)  # each actor takes the next part as it finishes one; results come in order
+            encoded = pool.map(lambda worker, start: worker.encode.remote(texts[start : start + PART]), starts)
+            yield from zip(starts, encoded, strict=True)
+        finally:
+            for worker in actors:
+                ray.kill(worker)
 
     # ---------------------------------------------------------------------------------------------- scoring
     def proba(self, classifier: Any, data_set: Any, chunk: int) -> np.ndarray:
@@ -164,18 +157,10 @@ def _materialise(view: Any) -> Any:
 
 
 class _PartEncoder:
-    """A Ray Data actor: loads the encoder once, then encodes one part per call."""
+    """A Ray actor: loads the encoder once, then encodes one part per call."""
 
     def __init__(self, encoder: Encoder) -> None:
         self.model = encoder.load()
 
-    def __call__(self, batch: Any) -> Any:
-        import pandas as pd
-
-        rows = []
-        for start, texts in zip(batch["start"], batch["texts"], strict=True):
-            vectors = encode_part(self.model, list(texts))
-            rows.append(
-                {"start": int(start), "rows": len(vectors), "dims": vectors.shape[1], "vectors": vectors.tobytes()}
-            )
-        return pd.DataFrame(rows)
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return encode_part(self.model, texts)

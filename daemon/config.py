@@ -224,7 +224,8 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(120.0, gt=0, le=DAY, description="seconds to wait for Argilla at start-up")
     ray_address: str | None = Field(
         None,
-        description="Ray cluster for embedding and scoring the pool (e.g. ray://head:10001, or auto); unset: all local",
+        description="Ray cluster that embeds and scores the pool, as its Ray Client address (ray://head:10001); "
+        "unset: all local",
     )
     ray_workers: int = Field(2, ge=1, le=4096, description="embedding actors on the Ray cluster")
     ray_gpus_per_worker: float = Field(0.0, ge=0, le=64, description="GPUs each Ray embedding actor asks for")
@@ -308,6 +309,16 @@ class Settings(BaseSettings):
     def _check_webhook_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"webhook_url must start with http:// or https://, got {value!r}")
+        return value
+
+    @field_validator("ray_address")
+    @classmethod
+    def _check_ray_address(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("ray://"):
+            raise ValueError(
+                f"ray_address must be a Ray Client address, ray://host:10001 (got {value!r}): a process connected "
+                "to the cluster directly is ended by Ray when the cluster goes away, and the daemon must outlive it"
+            )
         return value
 
     @field_validator("stop_criteria")

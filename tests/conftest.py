@@ -62,6 +62,25 @@ def argilla_stack():
         stack.down()
 
 
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray cluster (``ray start --head`` in a subprocess, 2 CPUs), started once per session when a
+    test asks for it. The Ray Client's reconnection grace is cut from 30 s to 5 s for the outage tests (an
+    environment variable of Ray's, inherited by the daemons the tests start)."""
+    from tests.ray_cluster import RayCluster
+
+    os.environ["RAY_CLIENT_RECONNECT_GRACE_PERIOD"] = "5"
+    cluster = RayCluster(cpus=2)
+    cluster.up()
+    yield cluster
+    try:
+        import ray
+
+        ray.shutdown()
+    finally:
+        cluster.down()
+
+
 @pytest.fixture
 def dataset_name(request) -> str:
     """A unique Argilla dataset name per test."""

@@ -154,6 +154,10 @@ CASES = {  # name -> (setup(base) -> extra env, expected message)
         lambda b: {"AL_POOL_FILE": rows_with(b["dir"], "p.jsonl", lambda r: r[7].update(text="broken\x00text"))},
         "NUL character (\\u0000) in the text of row 8",
     ),
+    "a Ray address that is not a Ray Client one": (
+        lambda b: {"AL_RAY_ADDRESS": "127.0.0.1:6379"},
+        "ray_address must be a Ray Client address, ray://host:10001",
+    ),
 }
 # found on this machine, before Argilla is asked: exit 2 even when Argilla is down (checked with an unreachable URL)
 LOCAL = {
@@ -178,6 +182,7 @@ LOCAL = {
     "an empty AL_DATASET",
     "a label longer than Argilla allows",
     "a text with a NUL byte",
+    "a Ray address that is not a Ray Client one",
 }
 
 

@@ -16,6 +16,23 @@ POINTS = ["after_read", "training", "after_query", "mid_log", "after_log", "stat
 
 @pytest.mark.parametrize("point", POINTS)
 def test_kill9_then_restart(argilla_stack, dataset_name, trec_env, trec_data, tmp_path, point, results):
+    kill9_then_restart(argilla_stack, dataset_name, trec_env, trec_data, tmp_path, point, results)
+
+
+def test_kill9_while_training_with_the_pool_scored_on_ray(
+    ray_cluster, argilla_stack, dataset_name, trec_env, trec_data, tmp_path, results
+):
+    """The same audit with AL_RAY_ADDRESS set: the killed daemon and the restarted one score the pool on the
+    cluster (its Ray Client connection dies with the process; the new one connects afresh)."""
+    if ray_cluster.process is None:
+        ray_cluster.up()
+    trec_env = trec_env | {"env": trec_env["env"] | {"AL_RAY_ADDRESS": ray_cluster.address}}
+    kill9_then_restart(argilla_stack, dataset_name, trec_env, trec_data, tmp_path, "training", results, " with Ray")
+    log = trec_env["log"].read_text()
+    assert log.count("connecting to the Ray cluster") >= 2 and "Ray scoring failed" not in log
+
+
+def kill9_then_restart(argilla_stack, dataset_name, trec_env, trec_data, tmp_path, point, results, how=""):
     env = trec_env["env"] | {
         "AL_BATCH_SIZE": "10",
         "AL_MAX_ROUNDS": "4",
@@ -40,7 +57,7 @@ def test_kill9_then_restart(argilla_stack, dataset_name, trec_env, trec_data, tm
     finally:
         person.stop()
     checks = audit(argilla_stack, dataset_name, trec_env["state_dir"])
-    results(f"kill -9 {point.replace('_', ' ')} (round 1)", "killed, restarted, finished", checks)
+    results(f"kill -9 {point.replace('_', ' ')} (round 1){how}", "killed, restarted, finished", checks)
     assert_clean(checks)
     assert checks["stopped"].startswith("max_rounds") and checks["rounds"] == 4 and checks["batches"] == 4
     assert person.counts.errors == 0

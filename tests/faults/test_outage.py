@@ -54,3 +54,50 @@ def test_outage_mid_run(argilla_stack, dataset_name, trec_env, trec_data, servic
     results(f"{what} down mid-run", f"degraded ({degraded['reason'][:40]}…), recovered, finished", checks)
     assert_clean(checks)
     assert checks["rounds"] == 5 and checks["batches"] == 5
+
+
+def test_ray_cluster_lost_mid_run(ray_cluster, argilla_stack, dataset_name, trec_env, trec_data, results):
+    """AL_RAY_ADDRESS set and the cluster killed mid-run: the daemon lives on (a Ray Client, not a driver Ray would
+    end), scores the pool here meanwhile (engine fallbacks on /status), tries the cluster again each round, and
+    the run finishes with nothing lost or doubled."""
+    if ray_cluster.process is None:
+        ray_cluster.up()
+    port, log = trec_env["port"], trec_env["log"]
+    env = trec_env["env"] | {
+        "AL_BATCH_SIZE": "10",
+        "AL_MAX_ROUNDS": "4",
+        "AL_STOP_CRITERIA": "never",
+        "AL_RAY_ADDRESS": ray_cluster.address,
+        "RAY_CLIENT_RECONNECT_GRACE_PERIOD": "5",
+    }
+    person = simulated_annotator(argilla_stack, dataset_name, trec_data, discard_rate=0.1, seed=6)
+    thread = person.start_thread()
+    daemon = start_daemon(env, log)
+    fell_back = None
+    try:
+        assert wait_for(lambda: (get_status(port) or {}).get("round", 0) >= 1, 180), log.read_text()[-3000:]
+        person.stop()  # hold the run mid-way while the cluster goes
+        thread.join(timeout=30)
+        assert (get_status(port) or {}).get("engine", {}).get("fallbacks") == 0, log.read_text()[-3000:]
+        ray_cluster.down()
+        person = simulated_annotator(argilla_stack, dataset_name, trec_data, discard_rate=0.1, seed=7)
+        thread = person.start_thread()  # the annotators go on: the next rounds score the pool without the cluster
+        assert wait_for(lambda: ((get_status(port) or {}).get("engine") or {}).get("fallbacks", 0) >= 1, 180), (
+            log.read_text()[-3000:]
+        )
+        fell_back = get_status(port)
+        assert daemon.poll() is None, "the daemon died with its Ray cluster"
+        ray_cluster.up()
+        assert daemon.wait(timeout=400) == 0, log.read_text()[-3000:]
+    finally:
+        person.stop()
+        if daemon.poll() is None:
+            daemon.kill()
+        if ray_cluster.process is None:
+            ray_cluster.up()
+    engine = fell_back["engine"]
+    assert engine["name"] == "ray" and engine["error"].startswith("scoring: ")
+    checks = audit(argilla_stack, dataset_name, trec_env["state_dir"])
+    results("Ray cluster killed mid-run", f"scored here meanwhile ({engine['fallbacks']} fallback), finished", checks)
+    assert_clean(checks)
+    assert checks["rounds"] == 4 and checks["batches"] == 4

@@ -1,0 +1,154 @@
+"""The Ray engine against a real local Ray cluster (``ray start --head`` in a subprocess), with the same
+assertions as the local engine (the contract of daemon/engine.py): the same vectors part by part, the same
+probabilities, hence the same picks for the same seed; a Ray worker killed mid-embedding is retried by Ray; a lost
+cluster sends the work to this machine (nothing lost, the reason shown) until it is back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from daemon.cluster import RayEngine
+from daemon.config import EncoderName, ModelKind, Settings
+from daemon.encoders import Encoder
+from daemon.engine import PART, LocalEngine, engine_for
+from daemon.learner import Learner
+from daemon.models import build_features
+from daemon.pool import default_model_path, load_table
+from tests.conftest import TREC, tiny_rows, write_jsonl
+
+pytestmark = pytest.mark.ray
+
+LABELS = ["food", "sport", "tech"]
+
+
+@pytest.fixture
+def cluster(ray_cluster):
+    """The session's Ray cluster, up (an earlier test may have brought it down)."""
+    if ray_cluster.process is None:
+        ray_cluster.up()
+    return ray_cluster
+
+
+@pytest.fixture(scope="module")
+def texts() -> list[str]:
+    """1,076 TREC-6 questions: a whole part and a short one."""
+    rows = [json.loads(line) for line in (TREC / "train.jsonl").read_text().splitlines()[: PART + 52]]
+    return [row["text"] for row in rows]
+
+
+@pytest.fixture(scope="module")
+def reference(texts) -> dict[int, np.ndarray]:
+    """The local engine's parts: what every engine must hand back."""
+    return dict(LocalEngine().embed(texts, Encoder(EncoderName.torch, default_model_path()), 0))
+
+
+def engines(cluster) -> dict:
+    return {"local": LocalEngine(), "ray": RayEngine(cluster.address, workers=2)}
+
+
+@pytest.mark.parametrize("name", ["local", "ray"])
+def test_each_engine_embeds_the_parts_in_order_as_the_local_engine_does(cluster, texts, reference, name):
+    engine = engines(cluster)[name]
+    encoder = Encoder(EncoderName.torch, default_model_path())
+    parts = list(engine.embed(texts, encoder, 0))
+    assert [start for start, _ in parts] == [0, PART]
+    for start, vectors in parts:
+        assert vectors.dtype == np.float32 and vectors.shape == (min(PART, len(texts) - start), 384)
+        np.testing.assert_array_equal(vectors, reference[start])
+    resumed = list(engine.embed(texts, encoder, PART))  # an interrupted embedding goes on from its last part
+    assert [start for start, _ in resumed] == [PART]
+    assert list(engine.embed(texts, encoder, len(texts))) == []
+    if name == "ray":
+        assert engine.view()["fallbacks"] == 0 and engine.error is None  # the cluster did the work
+
+
+def tiny_settings(tmp_path, cache_dir, **options) -> Settings:
+    pool_file = write_jsonl(tmp_path / "pool.jsonl", tiny_rows(40))  # 120 texts
+    return Settings(_env_file=None, pool_file=pool_file, cache_dir=cache_dir, model=ModelKind.hybrid, seed=3, **options)
+
+
+def picks(settings: Settings, rounds: int = 3) -> tuple[list[list[int]], np.ndarray]:
+    """The batches a seeded learner picks with oracle labels, and its last pool probabilities."""
+    pool = load_table(settings.pool_file, "text", "label", "id")
+    gold = np.array([LABELS.index(label) for label in pool.gold])
+    features = build_features(settings, pool, None, None, len(LABELS))
+    learner = Learner.from_settings(features, len(LABELS), settings)
+    batches = [learner.initial_batch(9)]
+    labelled: dict[int, int] = {}
+    for round_number in range(rounds):
+        labelled |= {i: int(gold[i]) for i in batches[-1]}
+        learner.fit(labelled, set(), round_number)
+        batches.append(learner.query(9, round_number).indices)
+    return batches, learner.pool_proba()
+
+
+def test_the_same_seed_picks_the_same_batches_through_ray_as_locally(cluster, tmp_path, cache_dir):
+    local_batches, local_proba = picks(tiny_settings(tmp_path, cache_dir))
+    settings = tiny_settings(tmp_path, cache_dir, ray_address=cluster.address, ray_workers=2)
+    ray_batches, ray_proba = picks(settings)
+    assert ray_batches == local_batches
+    np.testing.assert_array_equal(ray_proba, local_proba)
+    engine = engine_for(settings)
+    assert isinstance(engine, RayEngine) and engine.view() | {"error": None} == {
+        "name": "ray",
+        "address": cluster.address,
+        "workers": 2,
+        "fallbacks": 0,
+        "error": None,
+    }
+
+
+def test_the_scoring_shards_go_to_the_cluster_and_a_lost_cluster_falls_back_to_this_machine(
+    cluster, tmp_path, cache_dir
+):
+    import ray
+
+    settings = tiny_settings(tmp_path, cache_dir)
+    pool = load_table(settings.pool_file, "text", "label", "id")
+    gold = np.array([LABELS.index(label) for label in pool.gold])
+    features = build_features(settings, pool, None, None, len(LABELS))
+    learner = Learner.from_settings(features, len(LABELS), settings)
+    learner.fit({i: int(gold[i]) for i in range(0, 120, 7)}, set(), 0)
+    classifier = learner.classifier
+    expected = LocalEngine().proba(classifier, features.pool, 25)
+
+    engine = RayEngine(cluster.address)
+    np.testing.assert_array_equal(engine.proba(classifier, features.pool, 25), expected)
+    assert ray.is_initialized() and engine.fallbacks == 0 and len(engine._shards[2]) == 5  # 120 rows, 25 a shard
+
+    cluster.down()  # the cluster is lost between two rounds
+    np.testing.assert_array_equal(engine.proba(classifier, features.pool, 25), expected)  # scored here instead
+    assert engine.fallbacks == 1 and engine.error.startswith("scoring: ")
+    cluster.up()  # back, on the same address: the next round reconnects
+    np.testing.assert_array_equal(engine.proba(classifier, features.pool, 25), expected)
+    assert engine.fallbacks == 1 and ray.is_initialized()
+
+
+def test_a_ray_worker_killed_mid_embedding_is_retried_by_ray(cluster, texts, reference):
+    import psutil
+
+    engine = RayEngine(cluster.address, workers=1)  # one actor: once part 0 is back it is encoding part 1
+    encoder = Encoder(EncoderName.torch, default_model_path())
+    parts = engine.embed(texts, encoder, 0)
+    first = next(parts)
+    killed = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        if any("_PartEncoder" in part for part in process.info["cmdline"] or []):
+            os.kill(process.info["pid"], signal.SIGKILL)
+            killed.append(process.info["pid"])
+            break
+    assert killed, "no Ray encoder actor process found"
+    started = time.monotonic()
+    rest = list(parts)
+    assert time.monotonic() - started < 300
+    got = dict([first, *rest])
+    assert sorted(got) == [0, PART]
+    for start, vectors in got.items():
+        np.testing.assert_array_equal(vectors, reference[start])
+    assert engine.fallbacks == 0, engine.error  # Ray's retries, not the local fallback
