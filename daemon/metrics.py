@@ -160,6 +160,14 @@ class StatusCollector(Collector):
             yield _gauge("al_features_texts_per_second", "Embedding throughput", features.get("rate"))
             yield _gauge("al_features_eta_seconds", "Seconds until the features are ready", features.get("eta_seconds"))
 
+        engine = s.get("engine")
+        if engine and engine.get("name") == "ray":  # AL_RAY_ADDRESS: steps the cluster failed, run here instead
+            fallbacks = CounterMetricFamily(
+                "al_ray_fallbacks", "Embedding or scoring steps run on this machine because the Ray cluster failed"
+            )
+            fallbacks.add_metric([], float(engine.get("fallbacks") or 0))
+            yield fallbacks
+
 
 def _unix_time(value) -> float | None:
     """An ISO-8601 time (the state's ``finished_at``; naive means UTC) as unix seconds; None if absent or bad."""

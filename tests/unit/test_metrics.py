@@ -81,3 +81,12 @@ def test_metrics_of_a_daemon_still_starting():
     assert "NaN" not in text and "\nal_last_round_timestamp_seconds " not in text
     naive = families({"state": "waiting-for-annotators", "last_round": {"finished_at": "2026-01-01T00:00:00"}})
     assert sample(naive["al_last_round_timestamp_seconds"]) == 1767225600.0  # a naive time is UTC
+
+
+def test_ray_fallbacks_are_counted_only_when_a_cluster_is_configured():
+    local = families({"state": "waiting-for-annotators", "engine": {"name": "local"}})
+    assert "al_ray_fallbacks" not in local
+    ray = families(
+        {"state": "waiting-for-annotators", "engine": {"name": "ray", "fallbacks": 3, "error": "scoring: lost"}}
+    )
+    assert ray["al_ray_fallbacks"].type == "counter" and sample(ray["al_ray_fallbacks"]) == 3
