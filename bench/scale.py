@@ -112,21 +112,10 @@ def write_pool(data, size: int, folder: Path) -> tuple[Path, dict[str, str], str
     return path, gold, encoder.name.value
 
 
-def peak_memory(pid: int) -> dict[str, float]:
-    found = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                found[key] = round(int(value.split()[0]) / 1024, 1)
-    except OSError:
-        pass
-    return found
-
-
 def one(data, size: int, url: str, folder: Path, rounds: int) -> dict:
     import httpx
     from first_batch import batch0_visible
+    from first_batch import memory as read_memory
     from wait import free_port
 
     from daemon.simulate import SimulatedAnnotator, SimulationConfig
@@ -164,7 +153,7 @@ def one(data, size: int, url: str, folder: Path, rounds: int) -> dict:
 
     def watch(pid: int) -> None:  # the last VmHWM read before the process is gone is its peak
         while True:
-            found = peak_memory(pid)
+            found = read_memory(pid)
             if not found:
                 return
             memory.update(found)
