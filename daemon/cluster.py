@@ -37,6 +37,8 @@ from daemon.engine import PART, LocalEngine, encode_part, score_chunk
 
 log = logging.getLogger(__name__)
 
+SHARDS_KEPT = 4  # datasets whose shards stay in the object store (the pool, the test set, and a spare or two)
+
 
 class RayEngine:
     """:class:`daemon.engine.Engine` on a Ray cluster, falling back to :class:`LocalEngine` when Ray fails."""
@@ -51,7 +53,9 @@ class RayEngine:
         self.error: str | None = None  # the last failure that sent work to the local engine
         self.fallbacks = 0
         self._lock = threading.Lock()
-        self._shards: tuple[int, int, list[Any]] | None = None  # (id of the pool matrix, chunk, shard refs)
+        # (id of a dataset, chunk) -> its rows' shards in the object store: the pool and the test set, kept while
+        # the connection lasts (the most recent SHARDS_KEPT datasets)
+        self._shards: dict[tuple[int, int], tuple[Any, list[Any]]] = {}
 
     # ------------------------------------------------------------------------------------------- connection
     def connect(self) -> Any:
@@ -64,14 +68,14 @@ class RayEngine:
                 ray.init(
                     address=self.address, namespace="al-daemon", log_to_driver=False, logging_level=logging.WARNING
                 )
-                self._shards = None  # object refs do not outlive a connection
+                self._shards.clear()  # object refs do not outlive a connection
         return ray
 
     def _failed(self, what: str, exc: BaseException) -> None:
         self.fallbacks += 1
         self.error = f"{what}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         log.warning("Ray %s failed (%s); running it on this machine instead", what, self.error)
-        self._shards = None
+        self._shards.clear()
         try:
             import ray
 
@@ -139,13 +143,19 @@ class RayEngine:
         return np.concatenate(ray.get([remote.remote(model, shard) for shard in shards]))
 
     def _pool_shards(self, ray: Any, data_set: Any, chunk: int) -> list[Any]:
-        """The pool's rows in the object store, in shards of ``chunk`` rows, put once per pool matrix (the
-        features are built once per run; a view of other rows is put afresh each time)."""
+        """A dataset's rows in the object store, in shards of ``chunk`` rows. A whole dataset (the pool, the test
+        set: built once per run, scored every round) is put once and kept with its shards, which also keeps its
+        ``id`` from being reused; a view of some rows is put afresh each time."""
+        from small_text import SklearnDataset
+
         key = (id(data_set), chunk)
-        if self._shards is not None and self._shards[:2] == key:
-            return self._shards[2]
+        if key in self._shards:
+            return self._shards[key][1]
         shards = [ray.put(_materialise(data_set[start : start + chunk])) for start in range(0, len(data_set), chunk)]
-        self._shards = (*key, shards)
+        if isinstance(data_set, SklearnDataset):
+            while len(self._shards) >= SHARDS_KEPT:
+                self._shards.pop(next(iter(self._shards)))  # the oldest goes
+            self._shards[key] = (data_set, shards)
         return shards
 
 

@@ -120,7 +120,10 @@ def test_the_scoring_shards_go_to_the_cluster_and_a_lost_cluster_falls_back_to_t
 
     engine = RayEngine(cluster.address)
     np.testing.assert_array_equal(engine.proba(classifier, features.pool, 25), expected)
-    assert ray.is_initialized() and engine.fallbacks == 0 and len(engine._shards[2]) == 5  # 120 rows, 25 a shard
+    assert ray.is_initialized() and engine.fallbacks == 0
+    assert [len(shards) for _, shards in engine._shards.values()] == [5]  # 120 rows, 25 a shard, put once
+    engine.proba(classifier, features.pool, 25)
+    assert len(engine._shards) == 1  # the next round scores the same shards
 
     cluster.down()  # the cluster is lost between two rounds
     np.testing.assert_array_equal(engine.proba(classifier, features.pool, 25), expected)  # scored here instead
