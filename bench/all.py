@@ -1,4 +1,4 @@
-"""The default benchmark set, one command (``make bench``): about 35-45 min on 2 CPU cores.
+"""The default benchmark set, one command (``make bench``): about 40-50 min on 2 CPU cores.
 
     .venv/bin/python bench/all.py                     # TREC-6, everything below
     .venv/bin/python bench/all.py --pool my.parquet --test my-test.parquet --text-column body --label-column topic
@@ -19,6 +19,8 @@
    x 25 annotations, 5 seeds (bench/activelab.py -> results/activelab.json/.png; ~5 min).
 7. activelab-noisy: the same on TREC-6 with 20 synthetic annotators wrong 10-50 % of the time
    (results/activelab-trec6-noisy.json/.png; ~7 min).
+8. ray: embedding throughput of the local engine and of a local Ray cluster with 1 and 2 workers, one run
+   (bench/ray_throughput.py -> results/ray-throughput.json/.png; ~5 min).
 
 Not in the default set, chosen with ``--only encoders``: the CPU encoders (PyTorch, ONNX fp32/int8, threads,
 model2vec) for throughput and label efficiency on the six dev sets beside the checkout (bench/encoders.py).
@@ -41,7 +43,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-STEPS = ("efficiency", "wait", "idle", "scale", "first-batch", "activelab", "activelab-noisy")
+STEPS = ("efficiency", "wait", "idle", "scale", "first-batch", "activelab", "activelab-noisy", "ray")
 EXTRA = ("encoders",)  # chosen with --only: needs the dev sets beside the checkout (../shared/data or AL_BENCH_DATA)
 
 
@@ -67,6 +69,7 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
         "scale": [python, "bench/scale.py"],
         "first-batch": [python, "bench/first_batch.py"],
         "encoders": [python, "bench/encoders.py"],
+        "ray": [python, "bench/ray_throughput.py"],
         "activelab": [python, "bench/activelab.py"],
         "activelab-noisy": [python, "bench/activelab.py", "--pool", "data/trec6/train.jsonl"]
         + ["--test", "data/trec6/test.jsonl", "--synthetic", "20", "--out", "bench/results/activelab-trec6-noisy.json"],

@@ -216,6 +216,18 @@ def encoders(document: dict) -> str:
     return "\n".join(lines)
 
 
+def ray_throughput(document: dict) -> str:
+    local = document["texts_per_s"]["local"]
+    lines = ["| engine | texts/s | vs local |", "|---|---|---|"]
+    for name, rate in document["texts_per_s"].items():
+        lines.append(f"| {name} | {rate:.0f} | {rate / local:.2f}x |")
+    lines.append(
+        f"| **2 workers vs 1** | | **{document['two_workers_vs_one']:.2f}x** (vectors equal to local: "
+        f"{'yes' if document['vectors_equal_to_local'] else 'NO'}) |"
+    )
+    return "\n".join(lines)
+
+
 TABLES = {
     "efficiency": ("label-efficiency.json", efficiency),
     "wait": ("wait.json", wait),
@@ -225,6 +237,7 @@ TABLES = {
     "activelab": ("activelab.json", activelab),
     "activelab-noisy": ("activelab-trec6-noisy.json", activelab),
     "encoders": ("encoders.json", encoders),
+    "ray": ("ray-throughput.json", ray_throughput),
 }
 
 

@@ -118,7 +118,7 @@ class RayEngine:
             max_restarts=-1,  # an actor whose process died is restarted...
             max_task_retries=-1,  # ...and the part it was encoding sent again
         )(_PartEncoder)
-        actors = [actor.remote(encoder) for _ in range(min(self.workers, len(starts)))]
+        actors = [actor.remote(encoder, self.gpus_per_worker > 0) for _ in range(min(self.workers, len(starts)))]
         try:
             pool = ActorPool(actors)  # each actor takes the next part as it finishes one; results come in order
             encoded = pool.map(lambda worker, start: worker.encode.remote(texts[start : start + PART]), starts)
@@ -167,10 +167,17 @@ def _materialise(view: Any) -> Any:
 
 
 class _PartEncoder:
-    """A Ray actor: loads the encoder once, then encodes one part per call."""
+    """A Ray actor with one CPU (and GPUs if asked): loads the encoder once, with one compute thread (ONNX Runtime
+    and PyTorch would each start a thread per core of the node, and the node's other actors would wait), on the
+    GPU Ray gave it if any, then encodes one part per call."""
 
-    def __init__(self, encoder: Encoder) -> None:
-        self.model = encoder.load()
+    def __init__(self, encoder: Encoder, gpu: bool = False) -> None:
+        device = "cpu"
+        if gpu:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = encoder.load(threads=1, device=device)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         return encode_part(self.model, texts)

@@ -56,15 +56,26 @@ class Encoder:
         the names earlier versions gave them)."""
         return "" if self.onnx_file is None else f"-{self.name.value}-{Path(self.onnx_file).stem}"
 
-    def load(self):
-        """The SentenceTransformer, on the CPU."""
+    def load(self, threads: int | None = None, device: str = "cpu"):
+        """The SentenceTransformer, on ``device`` (PyTorch only: the int8 copy runs on ONNX Runtime's CPU
+        provider); ``threads`` caps its compute threads (a Ray actor given one CPU must not use every core: its
+        neighbours would wait), None leaves the libraries' defaults (every core)."""
         from sentence_transformers import SentenceTransformer
 
         if self.onnx_file is None:
-            return SentenceTransformer(str(self.path), device="cpu")
-        return SentenceTransformer(
-            str(self.path), device="cpu", backend="onnx", model_kwargs={"file_name": self.onnx_file}
-        )
+            if threads:
+                import torch
+
+                torch.set_num_threads(threads)
+            return SentenceTransformer(str(self.path), device=device)
+        options = {"file_name": self.onnx_file, "provider": "CPUExecutionProvider"}
+        if threads:
+            import onnxruntime
+
+            session = onnxruntime.SessionOptions()
+            session.intra_op_num_threads = session.inter_op_num_threads = threads
+            options["session_options"] = session
+        return SentenceTransformer(str(self.path), device="cpu", backend="onnx", model_kwargs=options)
 
 
 def wanted(name: EncoderName, pool_size: int) -> EncoderName:

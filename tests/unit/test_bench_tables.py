@@ -15,6 +15,7 @@ def test_readme_benchmark_tables_match_the_results():
         "activelab",
         "activelab-noisy",
         "encoders",
+        "ray",
     }
     for name, table in generated.items():
         found = mark(name).search(text)
