@@ -61,7 +61,14 @@ def gold_labels() -> dict[str, str]:
 def test_an_annotator_labels_batch_0_in_the_ui_and_batch_1_appears(argilla_stack, dataset_name, trec_env, browser):
     shots = OUTPUT / "browser" / dataset_name
     shots.mkdir(parents=True, exist_ok=True)
-    env = trec_env["env"] | {"AL_BATCH_SIZE": str(BATCH), "AL_POLL_INTERVAL": "1", "AL_PUBLISH_PROGRESS": "false"}
+    env = trec_env["env"] | {
+        "AL_BATCH_SIZE": str(BATCH),
+        "AL_POLL_INTERVAL": "1",
+        "AL_PUBLISH_PROGRESS": "false",
+        # batch 1 must come from a model (its suggestion is checked): the complete batch 0 waits for the features
+        # however long the embedding takes on a busy machine, instead of the default 30 s then a random batch
+        "AL_FEATURES_WAIT": "600",
+    }
     port, log = trec_env["port"], trec_env["log"]
     gold = gold_labels()
     daemon = start_daemon(env, log)
@@ -104,7 +111,7 @@ def test_an_annotator_labels_batch_0_in_the_ui_and_batch_1_appears(argilla_stack
 
         # the daemon sees the batch complete (three labels, one discard) and logs batch 1: the UI's pending queue
         # shows it after a reload, with the model's suggestion and the metadata the daemon wrote
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # the pool's embedding (seconds idle, a minute or two on a busy machine)
         while True:
             page.reload(wait_until="networkidle")
             if page.get_by_text("Text", exact=True).count() and current_text(page, gold, strict=False):
