@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from daemon.encoders import Encoder
 
 PART = 1024  # texts per part: what a restart resumes from
-CHUNK = 512  # texts per encode call (a multiple of PART's divisor: parts are cut into whole chunks)
+CHUNK = 512  # texts per encode call (PART is a multiple of it: a part is cut into whole chunks)
 BATCH = 64  # the encoder's batch size
 
 
@@ -40,6 +40,10 @@ class Engine(Protocol):
 
     def proba(self, classifier: Any, data_set: Any, chunk: int) -> np.ndarray:
         """``classifier.predict_proba`` over a small-text feature-matrix dataset, ``chunk`` rows at a time."""
+        ...
+
+    def view(self) -> dict:
+        """The status's ``engine`` section."""
         ...
 
 
