@@ -8,7 +8,13 @@ cache; Ray does the work that grows with the pool (the :class:`daemon.engine.Eng
   ``AL_RAY_GPUS_PER_WORKER`` GPUs where the cluster has them), results in order, each part handed back to
   :func:`daemon.pool.embed`, which writes it as it does its own;
 - **scoring**: the pool's rows are put in the object store once, in shards of the local engine's chunk; each
-  round the fitted classifier is put once and one Ray task per shard returns its probabilities.
+  round the fitted classifier is put once and one Ray task per shard returns its probabilities;
+- **fine-tuning** (``AL_RAY_FINE_TUNE``, the transformer and setfit models): each fit is one Ray task asking for
+  ``AL_RAY_FINE_TUNE_CPUS`` CPUs and ``AL_RAY_FINE_TUNE_GPUS`` GPUs. It gets the untrained classifier, the labelled
+  texts and the daemon's random state at that point (numpy's and torch's), trains on the worker's GPU if it was
+  given one, and sends the fitted classifier back on the CPU; the daemon scores the pool with it here. A cluster
+  without the resources asked for (counted before the task is sent: Ray would otherwise wait for them forever)
+  fine-tunes here instead, with the reason in ``/status``.
 
 The daemon connects as a **Ray Client** (``ray://head:10001``), never as a direct driver: a direct driver's process
 is ended by Ray itself when the cluster's GCS is gone for 60 s (measured: the daemon would die with its cluster),
@@ -25,6 +31,7 @@ path on the workers (a shared volume, or the same image: the bundled model is in
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Iterator
@@ -40,15 +47,31 @@ log = logging.getLogger(__name__)
 SHARDS_KEPT = 4  # datasets whose shards stay in the object store (the pool, the test set, and a spare or two)
 
 
+class Unschedulable(RuntimeError):
+    """The cluster lacks the resources a task asks for (Ray would queue it until they appear)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FineTune:
+    """What a fine-tuning task asks Ray for (``AL_RAY_FINE_TUNE_CPUS``, ``AL_RAY_FINE_TUNE_GPUS``)."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+
 class RayEngine:
     """:class:`daemon.engine.Engine` on a Ray cluster, falling back to :class:`LocalEngine` when Ray fails."""
 
     name = "ray"
 
-    def __init__(self, address: str, workers: int = 2, gpus_per_worker: float = 0.0) -> None:
+    def __init__(
+        self, address: str, workers: int = 2, gpus_per_worker: float = 0.0, fine_tune: FineTune | None = None
+    ) -> None:
         self.address = address
         self.workers = workers
         self.gpus_per_worker = gpus_per_worker
+        self.fine_tune = fine_tune  # None: models train here (the pool is still embedded and scored on Ray)
+        self.fine_tuned = 0  # fits that ran on the cluster
         self.local = LocalEngine()
         self.error: str | None = None  # the last failure that sent work to the local engine
         self.fallbacks = 0
@@ -75,6 +98,8 @@ class RayEngine:
         self.fallbacks += 1
         self.error = f"{what}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         log.warning("Ray %s failed (%s); running it on this machine instead", what, self.error)
+        if isinstance(exc, Unschedulable):
+            return  # the connection is fine (and shared by every engine of this process)
         self._shards.clear()
         try:
             import ray
@@ -85,13 +110,16 @@ class RayEngine:
             pass
 
     def view(self) -> dict:
-        return {
+        view = {
             "name": self.name,
             "address": self.address,
             "workers": self.workers,
             "fallbacks": self.fallbacks,
             "error": self.error,
         }
+        if self.fine_tune is not None:
+            view["fine_tune"] = {**dataclasses.asdict(self.fine_tune), "fits": self.fine_tuned}
+        return view
 
     # -------------------------------------------------------------------------------------------- embedding
     def embed(self, texts: list[str], encoder: Encoder, done: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -157,6 +185,63 @@ class RayEngine:
                 self._shards.pop(next(iter(self._shards)))  # the oldest goes
             self._shards[key] = (data_set, shards)
         return shards
+
+    # ------------------------------------------------------------------------------------------ fine-tuning
+    def fit(self, classifier: Any, train_set: Any, *args: Any, **kwargs: Any) -> Any:
+        """A transformer or setfit classifier fitted by a Ray task (``AL_RAY_FINE_TUNE``); anything else, or any
+        Ray failure, fits here. The fit is the same either way: the task starts from this process's random state."""
+        if self.fine_tune is None or _feature_matrix(train_set):
+            return self.local.fit(classifier, train_set, *args, **kwargs)
+        try:
+            fitted = self._fit_on_ray(classifier, train_set, args, kwargs)
+        except Exception as exc:  # noqa: BLE001 - any Ray failure: fine-tune here this round, try Ray next round
+            self._failed("fine-tuning", exc)
+            return self.local.fit(classifier, train_set, *args, **kwargs)
+        self.fine_tuned += 1
+        return fitted
+
+    def _fit_on_ray(self, classifier: Any, train_set: Any, args: tuple, kwargs: dict) -> Any:
+        import torch
+
+        ray = self.connect()
+        wanted = self.fine_tune
+        have = ray.cluster_resources()
+        for resource, amount in (("CPU", wanted.cpus), ("GPU", wanted.gpus)):
+            if amount > have.get(resource, 0.0):
+                raise Unschedulable(
+                    f"the cluster has {have.get(resource, 0.0):g} {resource}s and the fine-tuning asks for "
+                    f"{amount:g} (AL_RAY_FINE_TUNE_{resource}S)"
+                )
+        task = ray.remote(num_cpus=wanted.cpus, num_gpus=wanted.gpus, max_retries=3)(_fine_tune)
+        random_state = (np.random.get_state(), torch.get_rng_state())
+        fitted = ray.get(task.remote(classifier, train_set, args, kwargs, random_state, wanted))
+        fitted.model.to(fitted.device)  # back on the CPU it was sent as, on this machine's device
+        return fitted
+
+
+def _feature_matrix(data_set: Any) -> bool:
+    from small_text import SklearnDataset
+    from small_text.data.datasets import SklearnDatasetView
+
+    return isinstance(data_set, SklearnDataset | SklearnDatasetView)
+
+
+def _fine_tune(classifier: Any, train_set: Any, args: tuple, kwargs: dict, random_state: tuple, wanted: FineTune):
+    """The Ray task: fit ``classifier`` on this worker (its GPU when Ray gave one) from the daemon's random state,
+    with as many compute threads as CPUs asked for; hand it back on the CPU, set for the daemon's device."""
+    import torch
+
+    np.random.set_state(random_state[0])
+    torch.set_rng_state(random_state[1])
+    torch.set_num_threads(max(1, int(wanted.cpus)))
+    home = classifier.device
+    classifier.device = "cuda" if wanted.gpus > 0 and torch.cuda.is_available() else "cpu"
+    try:
+        classifier.fit(train_set, *args, **kwargs)
+    finally:
+        classifier.device = home
+    classifier.model.to("cpu")
+    return classifier
 
 
 def _materialise(view: Any) -> Any:

@@ -6,7 +6,9 @@ through an engine, two verbs:
 - :meth:`Engine.embed` turns the pool's texts into sentence vectors, one *part* (``PART`` texts) at a time, in
   order, from where an earlier, interrupted embedding stopped (the caller writes each part to disk as it comes:
   :func:`daemon.pool.embed`);
-- :meth:`Engine.proba` scores a feature-matrix pool with a fitted classifier, ``chunk`` rows at a time.
+- :meth:`Engine.proba` scores a feature-matrix pool with a fitted classifier, ``chunk`` rows at a time;
+- :meth:`Engine.fit` trains a classifier and hands back the fitted one (on Ray: the transformer and setfit models'
+  fine-tuning as a task with its own CPUs and GPUs, ``AL_RAY_FINE_TUNE``; everything else trains here).
 
 :class:`LocalEngine` does both in this process (every version before Ray). ``daemon.cluster.RayEngine`` does them
 on Ray (embedding: Ray Data ``map_batches`` over an actor pool; scoring: Ray tasks over pool shards put in the
@@ -40,6 +42,10 @@ class Engine(Protocol):
 
     def proba(self, classifier: Any, data_set: Any, chunk: int) -> np.ndarray:
         """``classifier.predict_proba`` over a small-text feature-matrix dataset, ``chunk`` rows at a time."""
+        ...
+
+    def fit(self, classifier: Any, train_set: Any, *args: Any, **kwargs: Any) -> Any:
+        """``classifier.fit(train_set, ...)``; returns the fitted classifier (this one, or a copy fitted elsewhere)."""
         ...
 
     def view(self) -> dict:
@@ -91,21 +97,35 @@ class LocalEngine:
             [score_chunk(classifier, data_set[start : start + chunk]) for start in range(0, len(data_set), chunk)]
         )
 
+    def fit(self, classifier: Any, train_set: Any, *args: Any, **kwargs: Any) -> Any:
+        classifier.fit(train_set, *args, **kwargs)
+        return classifier
+
     def view(self) -> dict:
         return {"name": self.name}
 
 
-_engines: dict[str | None, Engine] = {}
+_engines: dict[tuple, Engine] = {}
 
 
 def engine_for(settings: Settings) -> Engine:
-    """The engine ``AL_RAY_ADDRESS`` asks for (one per address and process; Ray is imported only for Ray)."""
-    address = settings.ray_address
-    if address not in _engines:
-        if address is None:
-            _engines[address] = LocalEngine()
-        else:
-            from daemon.cluster import RayEngine
+    """The engine ``AL_RAY_ADDRESS`` asks for (one per address and settings, per process; Ray is imported only
+    for Ray)."""
+    if settings.ray_address is None:
+        return _engines.setdefault((None,), LocalEngine())
+    key = (
+        settings.ray_address,
+        settings.ray_workers,
+        settings.ray_gpus_per_worker,
+        settings.ray_fine_tune,
+        settings.ray_fine_tune_cpus,
+        settings.ray_fine_tune_gpus,
+    )
+    if key not in _engines:
+        from daemon.cluster import FineTune, RayEngine
 
-            _engines[address] = RayEngine(address, settings.ray_workers, settings.ray_gpus_per_worker)
-    return _engines[address]
+        fine_tune = (
+            FineTune(settings.ray_fine_tune_cpus, settings.ray_fine_tune_gpus) if settings.ray_fine_tune else None
+        )
+        _engines[key] = RayEngine(settings.ray_address, settings.ray_workers, settings.ray_gpus_per_worker, fine_tune)
+    return _engines[key]

@@ -149,8 +149,8 @@ class PooledClassifier(Classifier):
 
     def fit(self, train_set: Any, *args: Any, **kwargs: Any) -> PooledClassifier:
         self._cache = None
-        with self._threads():
-            self.inner.fit(train_set, *args, **kwargs)
+        with self._threads():  # here, or fine-tuned on Ray and handed back (AL_RAY_FINE_TUNE)
+            self.inner = self.engine.fit(self.inner, train_set, *args, **kwargs)
         return self
 
     def predict_proba(self, data_set: Any, dropout_sampling: int = 1) -> np.ndarray:

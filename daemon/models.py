@@ -368,7 +368,7 @@ def _transformer_features(settings, pool, test, y_test, num_classes, progress=No
     return Features(
         pool=pool_ds,
         test=test_ds,
-        factory=PooledClassifierFactory(inner, num_classes),
+        factory=PooledClassifierFactory(inner, num_classes, engine=engine_for(settings)),
         name=model_name(settings),
         vectors=vectors,
     )
@@ -399,7 +399,7 @@ def _setfit_features(settings, pool, test, y_test, num_classes, progress=None) -
     return Features(
         pool=pool_ds,
         test=test_ds,
-        factory=PooledClassifierFactory(factory, num_classes),
+        factory=PooledClassifierFactory(factory, num_classes, engine=engine_for(settings)),
         name=model_name(settings),
         vectors=vectors,
     )
