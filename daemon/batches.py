@@ -37,14 +37,25 @@ def relabel_id(pool_index: int, number: int) -> str:
     return f"{record_id(pool_index)}-relabel-{number}"
 
 
+def predicted_sets(proba: np.ndarray, threshold: float, at_least_one: bool = True) -> np.ndarray:
+    """Multi-label predictions as a 0/1 matrix: the labels above ``threshold``; with ``at_least_one`` (a text
+    always has a label, as when "none of these" is not an answer) the most probable label where none is above."""
+    proba = np.asarray(proba)
+    chosen = (proba > threshold).astype(np.int64)
+    if at_least_one and len(proba):
+        empty = ~chosen.any(axis=1)
+        chosen[np.flatnonzero(empty), proba[empty].argmax(axis=1)] = 1
+    return chosen
+
+
 @dataclasses.dataclass(frozen=True)
 class QueryResult:
     """The next batch: pool indices, the strategy's score for each, and the model's suggestion."""
 
     indices: list[int]
     scores: list[float | None]
-    predicted: list[int | None]
-    confidence: list[float | None]
+    predicted: list[int | tuple[int, ...] | None]  # a label index, or (multi-label) a tuple of them
+    confidence: list[float | tuple[float, ...] | None]  # its probability, or each one's
 
     @classmethod
     def unscored(cls, indices: Sequence[int]) -> QueryResult:
@@ -61,6 +72,27 @@ class QueryResult:
             scores=list(scores) if scores is not None else [None] * len(indices),
             predicted=[None if proba is None else int(proba[i].argmax()) for i in indices],
             confidence=[None if proba is None else float(proba[i].max()) for i in indices],
+        )
+
+    @classmethod
+    def guessed_sets(
+        cls,
+        indices: Sequence[int],
+        proba: np.ndarray,
+        threshold: float,
+        scores: Sequence | None = None,
+        at_least_one: bool = True,
+    ) -> QueryResult:
+        """Multi-label: the model's guess is its label set (:func:`predicted_sets`), with each label's
+        probability."""
+        indices = [int(i) for i in indices]
+        chosen = predicted_sets(proba[indices], threshold, at_least_one) if indices else []
+        predicted = [tuple(int(c) for c in np.flatnonzero(row)) for row in chosen]
+        return cls(
+            indices=indices,
+            scores=list(scores) if scores is not None else [None] * len(indices),
+            predicted=predicted,
+            confidence=[tuple(float(proba[i, c]) for c in guess) for i, guess in zip(indices, predicted, strict=True)],
         )
 
     @classmethod

@@ -44,6 +44,7 @@ class QueryStrategyName(StrEnum):
     embedding_kmeans = "embedding_kmeans"  # diversity: the pool item nearest each of k-means' centres
     greedy_coreset = "greedy_coreset"  # diversity: farthest from everything labelled (Sener & Savarese)
     bald = "bald"  # Bayesian disagreement over Monte-Carlo dropout passes (transformer and setfit models)
+    cvirs = "cvirs"  # multi-label: category vector inconsistency and ranking of scores (Reyes et al. 2018)
 
 
 class ColdStart(StrEnum):
@@ -339,6 +340,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 "query_strategy=bald needs dropout in the model: use AL_MODEL=transformer or setfit "
                 f"(not {self.model.value})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_multi_label_strategy(self) -> Settings:
+        if self.query_strategy is QueryStrategyName.cvirs:
+            raise ValueError(
+                "query_strategy=cvirs ranks label sets (multi-label tasks), and the daemon runs single-label tasks "
+                "only so far: the learner core and bench/multilabel.py are multi-label, the Argilla side is not yet"
             )
         return self
 

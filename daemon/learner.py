@@ -19,6 +19,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from small_text import (
     BALD,
     BreakingTies,
+    CategoryVectorInconsistencyAndRanking,
     EmbeddingKMeans,
     GreedyCoreset,
     LeastConfidence,
@@ -34,7 +35,7 @@ from small_text.classifiers import Classifier
 from small_text.classifiers.factories import AbstractClassifierFactory
 from small_text.data.datasets import SklearnDatasetView
 
-from daemon.batches import QueryResult
+from daemon.batches import QueryResult, predicted_sets
 from daemon.config import ColdStart, QueryStrategyName
 from daemon.engine import Engine, LocalEngine
 
@@ -53,32 +54,86 @@ class ScoredBALD(BALD):
         return np.array([indices_unlabeled[i] for i in order])
 
 
+def _multi_label(dataset: Any) -> bool:
+    return bool(getattr(dataset, "is_multi_label", False))
+
+
 class VectorisedBreakingTies(BreakingTies):
     """small-text's BreakingTies, scoring the pool in one vectorised step: its ``np.apply_along_axis`` runs Python
-    per row (5 s per query at 500k texts, bench/scale.py). Same margins (best minus second best), same picks."""
+    per row (5 s per query at 500k texts, bench/scale.py). Same margins (best minus second best), same picks.
+
+    Multi-label: each label is a yes/no question, its margin ``|p - (1 - p)|``; a text's margin is its smallest
+    (the label the model is least sure of)."""
 
     def get_confidence(self, clf, dataset, _indices_unlabeled, _indices_labeled, _y):
         proba = np.asarray(clf.predict_proba(dataset))
+        if _multi_label(dataset):
+            return np.abs(2 * proba - 1).min(axis=1)
         top_two = np.partition(proba, -2, axis=1)[:, -2:]
         return top_two[:, 1] - top_two[:, 0]
 
 
+class MultiLabelLeastConfidence(LeastConfidence):
+    """small-text's LeastConfidence; multi-label: a text's confidence is the mean over labels of the probability
+    of the model's yes/no answer, ``max(p, 1 - p)``."""
+
+    def get_confidence(self, clf, dataset, indices_unlabeled, indices_labeled, y):
+        if not _multi_label(dataset):
+            return super().get_confidence(clf, dataset, indices_unlabeled, indices_labeled, y)
+        proba = np.asarray(clf.predict_proba(dataset))
+        return np.maximum(proba, 1 - proba).mean(axis=1)
+
+
 class VectorisedPredictionEntropy(PredictionEntropy):
-    """small-text's PredictionEntropy (scipy's entropy of each row, natural log), for the whole pool at once."""
+    """small-text's PredictionEntropy (scipy's entropy of each row, natural log), for the whole pool at once.
+    Multi-label: the sum of the labels' yes/no entropies."""
 
     def get_confidence(self, clf, dataset, _indices_unlabeled, _indices_labeled, _y):
+        from scipy.special import entr
         from scipy.stats import entropy
 
-        return entropy(np.asarray(clf.predict_proba(dataset)), axis=1)
+        proba = np.asarray(clf.predict_proba(dataset))
+        if _multi_label(dataset):
+            return (entr(proba) + entr(1 - proba)).sum(axis=1)
+        return entropy(proba, axis=1)
+
+
+class ScoredCVIRS(CategoryVectorInconsistencyAndRanking):
+    """small-text's multi-label CVIRS (Reyes et al. 2018: how far a text's predicted label vector is from the
+    labelled ones', times the rank of its label margins), scoring from the pool's cached probabilities (small-text
+    predicts a fresh copy of every unlabelled row), keeping ``scores_`` for the whole pool, without a progress bar,
+    and its ranking computed in one vectorised step (small-text's loops over rows x labels in Python; same
+    numbers, tested)."""
+
+    def __init__(self, prediction_threshold: float = 0.5) -> None:
+        super().__init__(prediction_threshold=prediction_threshold, pbar=None)
+
+    def query(self, clf, dataset, indices_unlabeled, _indices_labeled, y, n=10):
+        self._validate_query_input(indices_unlabeled, n)
+        indices_unlabeled = np.asarray(indices_unlabeled)
+        scores = self._compute_scores(indices_unlabeled, y, np.asarray(clf.predict_proba(dataset))[indices_unlabeled])
+        self.scores_ = np.full(len(dataset), np.nan)
+        self.scores_[indices_unlabeled] = scores
+        if len(indices_unlabeled) == n:
+            return indices_unlabeled
+        return indices_unlabeled[np.argpartition(-scores, n)[:n]]
+
+    def _compute_ranking(self, indices_unlabeled, proba_unlabeled):
+        rows, classes = proba_unlabeled.shape
+        ranks = self._rank_by_margin(proba_unlabeled)  # (classes, rows)
+        return (classes * rows - ranks[:, : len(indices_unlabeled)].sum(axis=0)) / (classes * (rows - 1))
 
 
 class IntegerLabelsLearner(PoolBasedActiveLearner):
     """small-text's learner, training on integer labels: ``update`` takes a float array (its ignored marker is
     -inf) and keeps it, which torch's loss refuses ("expected target dtype to be Long") on a transformer's
-    second round."""
+    second round. Multi-label targets (a sparse label matrix) are kept as they are."""
 
     def _retrain(self, indices_validation=None):
-        self.y = np.asarray(self.y, dtype=np.int64)
+        from scipy import sparse
+
+        if not sparse.issparse(self.y):
+            self.y = np.asarray(self.y, dtype=np.int64)
         super()._retrain(indices_validation=indices_validation)
 
 
@@ -92,13 +147,17 @@ def _coreset() -> GreedyCoreset:
 
 STRATEGIES = {
     QueryStrategyName.breaking_ties: VectorisedBreakingTies,
-    QueryStrategyName.least_confidence: LeastConfidence,
+    QueryStrategyName.least_confidence: MultiLabelLeastConfidence,
     QueryStrategyName.prediction_entropy: VectorisedPredictionEntropy,
     QueryStrategyName.random: RandomSampling,
     QueryStrategyName.embedding_kmeans: EmbeddingKMeans,
     QueryStrategyName.greedy_coreset: _coreset,
     QueryStrategyName.bald: ScoredBALD,
+    QueryStrategyName.cvirs: ScoredCVIRS,
 }
+# what each task can use (bald: dropout of the fine-tuned models; cvirs: label vectors)
+SINGLE_LABEL_ONLY = {QueryStrategyName.bald}
+MULTI_LABEL_ONLY = {QueryStrategyName.cvirs}
 # Pool rows scored at a time (PooledClassifier._in_chunks): a joined hybrid chunk is ~100 MB at 32k rows
 SCORE_CHUNK = 32_768
 
@@ -149,7 +208,12 @@ class PooledClassifier(Classifier):
 
     def fit(self, train_set: Any, *args: Any, **kwargs: Any) -> PooledClassifier:
         self._cache = None
-        with self._threads():  # here, or fine-tuned on Ray and handed back (AL_RAY_FINE_TUNE)
+        with self._threads(), warnings.catch_warnings():
+            # multi-label: a label no labelled text has (yet) is predicted as constant; scikit-learn warns each fit
+            warnings.filterwarnings(
+                "ignore", message="Label .* is present in all training examples", category=UserWarning
+            )
+            # here, or fine-tuned on Ray and handed back (AL_RAY_FINE_TUNE)
             self.inner = self.engine.fit(self.inner, train_set, *args, **kwargs)
         return self
 
@@ -208,12 +272,15 @@ def logistic_regression_factory(
     solver: str = "lbfgs",
     class_weight: str | None = None,
     engine: Engine | None = None,
+    multi_label: bool = False,
 ) -> PooledClassifierFactory:
     """Logistic regression; BLAS is held to one thread while it trains and predicts: on a 2-core machine
     OpenBLAS's thread hand-offs dominate these small matrices (a 1,000 x 384 fit: 0.59 s -> 0.11 s). The pool is
-    scored by ``engine`` (default: here)."""
+    scored by ``engine`` (default: here). Multi-label: one yes/no regression per label (small-text wraps it in
+    scikit-learn's OneVsRestClassifier)."""
     model = LogisticRegression(C=c, max_iter=1000, random_state=seed, solver=solver, class_weight=class_weight)
-    return PooledClassifierFactory(SklearnClassifierFactory(model, num_classes), num_classes, 1, engine)
+    inner = SklearnClassifierFactory(model, num_classes, kwargs={"multi_label": multi_label})
+    return PooledClassifierFactory(inner, num_classes, 1, engine)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,8 +297,24 @@ class Features:
 
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
+    """Test-set scores. Multi-label: ``accuracy`` is subset accuracy (every label of a text right), plus micro-F1
+    and the Hamming loss (the share of text x label decisions that are wrong)."""
+
     accuracy: float
     macro_f1: float
+    micro_f1: float | None = None
+    hamming_loss: float | None = None
+
+
+Labels = int | tuple[int, ...]  # a text's label (single-label) or its sorted set of labels (multi-label)
+
+
+def label_matrix(label_sets: Iterable[Iterable[int]], num_classes: int):
+    """Sets of label indices as small-text's multi-label targets: a sparse 0/1 matrix, a row per text."""
+    from small_text.utils.labels import list_to_csr
+
+    rows = [sorted(int(c) for c in labels) for labels in label_sets]
+    return list_to_csr(rows, shape=(len(rows), num_classes))
 
 
 class Learner:
@@ -247,6 +330,8 @@ class Learner:
         seed: int = 0,
         bald_samples: int = 20,
         cold_start: ColdStart = ColdStart.random,
+        threshold: float = 0.5,
+        at_least_one: bool = True,
     ) -> None:
         self.features = features
         self.num_classes = num_classes
@@ -254,11 +339,20 @@ class Learner:
         self.strategy_name = strategy
         self.cold_start = cold_start
         self.bald_samples = bald_samples
+        self.threshold = threshold  # multi-label: a label is predicted above this probability...
+        self.at_least_one = at_least_one  # ...or, with none above, the most probable one (no empty answers)
+        self.multi_label = _multi_label(features.pool)
         if strategy in EMBEDDING_STRATEGIES and features.vectors is None:
             raise ValueError(f"{strategy.value} needs dense pool vectors, which model {features.name} lacks")
-        chosen = (
-            ScoredBALD(dropout_samples=bald_samples) if strategy is QueryStrategyName.bald else STRATEGIES[strategy]()
-        )
+        if strategy in (SINGLE_LABEL_ONLY if self.multi_label else MULTI_LABEL_ONLY):
+            task = "multi-label" if self.multi_label else "single-label"
+            raise ValueError(f"query strategy {strategy.value} does not apply to {task} tasks")
+        if strategy is QueryStrategyName.bald:
+            chosen = ScoredBALD(dropout_samples=bald_samples)
+        elif strategy is QueryStrategyName.cvirs:
+            chosen = ScoredCVIRS(prediction_threshold=threshold)
+        else:
+            chosen = STRATEGIES[strategy]()
         self._active = IntegerLabelsLearner(features.factory, chosen, features.pool)
         self._labelled: dict[int, int] = {}
         self._ignored: set[int] = set()
@@ -286,6 +380,8 @@ class Learner:
             self.seed,
             bald_samples=self.bald_samples,
             cold_start=self.cold_start,
+            threshold=self.threshold,
+            at_least_one=self.at_least_one,
         )
 
     @property
@@ -309,13 +405,15 @@ class Learner:
                 drawn = random_initialization(self.features.pool, n_samples=size)
         return [int(i) for i in drawn]
 
-    def fit(self, labelled: Mapping[int, int], ignored: set[int], round_number: int) -> bool:
-        """Train on every label in hand; False (and no model) while fewer than two classes are labelled.
+    def fit(self, labelled: Mapping[int, Labels], ignored: set[int], round_number: int) -> bool:
+        """Train on every label in hand; False (and no model) while fewer than two classes (multi-label: two
+        different label sets) are labelled.
 
         Uses ``update`` when the new labels answer exactly the last query (the normal round), and
-        ``initialize_data`` otherwise (first round, restart, or labels changed since the last fit).
+        ``initialize_data`` otherwise (first round, restart, or labels changed since the last fit; always for
+        multi-label, where small-text's ``update`` has no marker for an ignored row: both retrain from scratch).
         """
-        labelled = {int(k): int(v) for k, v in labelled.items()}
+        labelled = {int(k): self._labels(v) for k, v in labelled.items()}
         ignored = {int(i) for i in ignored} - labelled.keys()
         if len(set(labelled.values())) < 2:
             self._labelled, self._ignored, self.trained = dict(labelled), set(ignored), False
@@ -324,18 +422,29 @@ class Learner:
         new = labelled.keys() - self._labelled.keys()
         new_ignored = ignored - self._ignored
         unchanged = all(labelled.get(i) == label for i, label in self._labelled.items())
+        follows_query = queried is not None and set(map(int, queried)) == new | new_ignored
         with seeded(self.seed + 1000 * round_number):
-            if self.trained and queried is not None and unchanged and set(map(int, queried)) == new | new_ignored:
+            if self.trained and unchanged and follows_query and not self.multi_label:
                 y = np.array([labelled.get(int(i), LABEL_IGNORED) for i in queried], dtype=np.float64)
                 self._active.update(y)
                 self.fits["update"] += 1
             else:
                 indices = np.array(sorted(labelled), dtype=np.int64)
-                y = np.array([labelled[i] for i in indices], dtype=np.int64)
+                y = self._targets([labelled[i] for i in indices])
                 self._active.initialize_data(indices, y, indices_ignored=np.array(sorted(ignored), dtype=np.int64))
                 self.fits["initialize_data"] += 1
         self._labelled, self._ignored, self.trained = dict(labelled), set(ignored), True
         return True
+
+    def _labels(self, value: Any) -> Labels:
+        if self.multi_label:
+            return tuple(sorted({int(c) for c in ([value] if isinstance(value, int | np.integer) else value)}))
+        return int(value)
+
+    def _targets(self, values: list[Labels]) -> Any:
+        if self.multi_label:
+            return label_matrix(values, self.num_classes)
+        return np.array(values, dtype=np.int64)
 
     def unlabelled_count(self) -> int:
         return self.pool_size - len(self._labelled) - len(self._ignored)
@@ -377,6 +486,8 @@ class Learner:
             self._active.indices_ignored = ignored
         raw_scores = getattr(self._active.query_strategy, "scores_", None)
         scores = [float(raw_scores[i]) if raw_scores is not None else None for i in picked]
+        if self.multi_label:
+            return QueryResult.guessed_sets(picked, self.pool_proba(), self.threshold, scores, self.at_least_one)
         return QueryResult.guessed(picked, self.pool_proba(), scores)
 
     def _query(self, size: int, round_number: int) -> np.ndarray:
@@ -417,10 +528,15 @@ class Learner:
                 proba[held_out] = classifier.predict_proba(self.features.pool[indices[held_out]])
         return proba
 
-    def evaluate(self, y_test: np.ndarray) -> Evaluation | None:
-        """Accuracy and macro-F1 on the test set (None without a test set or a model)."""
+    def evaluate(self, y_test: Any) -> Evaluation | None:
+        """Accuracy and macro-F1 on the test set (None without a test set or a model); multi-label (``y_test`` a
+        0/1 matrix): subset accuracy, macro- and micro-F1 and the Hamming loss, a label predicted above the
+        threshold."""
         if self.features.test is None or not self.trained:
             return None
+        if self.multi_label:
+            proba = self._active.classifier.predict_proba(self.features.test)
+            return multi_label_scores(y_test, proba, self.threshold, self.at_least_one)
         predicted = self._active.classifier.predict(self.features.test)
         return Evaluation(
             accuracy=float(accuracy_score(y_test, predicted)),
@@ -428,6 +544,23 @@ class Learner:
                 f1_score(y_test, predicted, average="macro", labels=np.arange(self.num_classes), zero_division=0)
             ),
         )
+
+
+def multi_label_scores(y_true: Any, proba: np.ndarray, threshold: float, at_least_one: bool = True) -> Evaluation:
+    """Multi-label test scores of probabilities ``proba`` against the 0/1 matrix ``y_true``, the predictions
+    those of :func:`daemon.batches.predicted_sets`."""
+    from scipy import sparse
+    from sklearn.metrics import hamming_loss
+
+    truth = y_true.toarray() if sparse.issparse(y_true) else np.asarray(y_true)
+    predicted = predicted_sets(proba, threshold, at_least_one)
+    labels = np.arange(truth.shape[1])
+    return Evaluation(
+        accuracy=float(accuracy_score(truth, predicted)),
+        macro_f1=float(f1_score(truth, predicted, average="macro", labels=labels, zero_division=0)),
+        micro_f1=float(f1_score(truth, predicted, average="micro", labels=labels, zero_division=0)),
+        hamming_loss=float(hamming_loss(truth, predicted)),
+    )
 
 
 class PendingLearner:
@@ -462,6 +595,11 @@ class PendingLearner:
         return QueryResult.unscored(picked)
 
 
-def unlabelled_targets(size: int) -> np.ndarray:
-    """Placeholder targets for the pool (small-text datasets need a y)."""
+def unlabelled_targets(size: int, num_classes: int | None = None) -> Any:
+    """Placeholder targets for the pool (small-text datasets need a y); with ``num_classes``, multi-label ones (an
+    empty label matrix, which also makes the dataset a multi-label one)."""
+    if num_classes is not None:
+        from scipy import sparse
+
+        return sparse.csr_matrix((size, num_classes), dtype=np.int64)
     return np.full(size, LABEL_UNLABELED, dtype=np.int64)

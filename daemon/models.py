@@ -6,6 +6,7 @@ import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -192,18 +193,43 @@ class JoinedRows:
         joined rows."""
         from scipy.special import expit
         from sklearn.linear_model import LogisticRegression
+        from sklearn.multiclass import OneVsRestClassifier
         from sklearn.utils.extmath import softmax
 
+        if type(model) is OneVsRestClassifier and model.multilabel_:
+            return self._one_vs_rest_proba(model)
         if type(model) is not LogisticRegression:
             return np.asarray(model.predict_proba(self.joined()), dtype=np.float64)
-        width = self.dense.shape[1]
-        coef = np.asarray(model.coef_, dtype=np.float64)
-        dense = self.dense @ coef[:, :width].T.astype(np.float32)  # float32 BLAS: 4x a mixed-type product
-        decision = dense.astype(np.float64) + np.asarray(self.sparse @ coef[:, width:].T) + model.intercept_
+        decision = self._decision(np.asarray(model.coef_, dtype=np.float64), model.intercept_)
         if len(model.classes_) <= 2:
             positive = expit(decision[:, 0])
             return np.stack([1 - positive, positive], axis=1)
         return softmax(decision, copy=False)
+
+    def _decision(self, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
+        width = self.dense.shape[1]
+        dense = self.dense @ coef[:, :width].T.astype(np.float32)  # float32 BLAS: 4x a mixed-type product
+        return dense.astype(np.float64) + np.asarray(self.sparse @ coef[:, width:].T) + intercept
+
+    def _one_vs_rest_proba(self, model) -> np.ndarray:
+        """Multi-label (small-text wraps the estimator in scikit-learn's OneVsRestClassifier): each label's
+        ``predict_proba[:, 1]``, unnormalised as scikit-learn leaves it; a label that was constant in training
+        (scikit-learn's constant predictor) keeps its constant."""
+        from scipy.special import expit
+        from sklearn.linear_model import LogisticRegression
+
+        fitted = [e for e in model.estimators_ if type(e) is LogisticRegression]
+        if any(len(e.classes_) != 2 for e in fitted):
+            return np.asarray(model.predict_proba(self.joined()), dtype=np.float64)
+        proba = np.empty((len(self), len(model.estimators_)))
+        if fitted:
+            coef = np.vstack([np.asarray(e.coef_, dtype=np.float64) for e in fitted])
+            columns = [c for c, e in enumerate(model.estimators_) if type(e) is LogisticRegression]
+            proba[:, columns] = expit(self._decision(coef, np.concatenate([e.intercept_ for e in fitted])))
+        for column, estimator in enumerate(model.estimators_):
+            if type(estimator) is not LogisticRegression:
+                proba[:, column] = float(np.ravel(estimator.y_)[0])
+        return proba
 
     @property
     def nbytes(self) -> int:
@@ -217,10 +243,19 @@ def build_features(
     y_test: np.ndarray | None,
     num_classes: int,
     progress: Report | None = None,
+    multi_label: bool = False,
 ) -> Features:
     """Turn the pool and test texts into small-text datasets for the configured model (see :data:`MODELS`);
-    ``progress(stage, done, total)`` follows the embedding (``stage``: "pool" or "test")."""
-    return MODELS[settings.model](settings, pool, test, y_test, num_classes, progress)
+    ``progress(stage, done, total)`` follows the embedding (``stage``: "pool" or "test"). ``multi_label``: a set of
+    labels per text (``y_test`` a 0/1 matrix, see :func:`daemon.learner.label_matrix`): the pool's targets are a
+    label matrix and the classifier one yes/no regression per label (tfidf, embeddings, hybrid)."""
+    if multi_label and settings.model not in MULTI_LABEL_MODELS:
+        raise ValueError(f"model {settings.model.value} is single-label only (multi-label: tfidf, embeddings, hybrid)")
+    return MODELS[settings.model](settings, pool, test, y_test, num_classes, progress, multi_label)
+
+
+def _pool_targets(multi_label: bool, size: int, num_classes: int) -> Any:
+    return unlabelled_targets(size, num_classes if multi_label else None)
 
 
 def _stage(progress: Report | None, stage: str) -> Callable[[int, int], None] | None:
@@ -245,7 +280,7 @@ def _pool_vectors(settings: Settings, pool: TextTable) -> Callable[[], np.ndarra
     return functools.cache(vectors)
 
 
-def _embedding_features(settings, pool, test, y_test, num_classes, progress=None) -> Features:
+def _embedding_features(settings, pool, test, y_test, num_classes, progress=None, multi_label=False) -> Features:
     from small_text import SklearnDataset
 
     model_path, encoder = _encoder(settings, pool)
@@ -255,8 +290,10 @@ def _embedding_features(settings, pool, test, y_test, num_classes, progress=None
     if test is not None:
         x_test = embed(test.texts, model_path, cache, test.fingerprint, _stage(progress, "test"), encoder, engine)
         test_ds = SklearnDataset(x_test, y_test, target_labels=np.arange(num_classes))
-    pool_ds = SklearnDataset(x_pool, unlabelled_targets(len(pool)), target_labels=np.arange(num_classes))
-    factory = logistic_regression_factory(num_classes, settings.seed, c=10.0, engine=engine)
+    pool_ds = SklearnDataset(
+        x_pool, _pool_targets(multi_label, len(pool), num_classes), target_labels=np.arange(num_classes)
+    )
+    factory = logistic_regression_factory(num_classes, settings.seed, c=10.0, engine=engine, multi_label=multi_label)
     return Features(
         pool=pool_ds,
         test=test_ds,
@@ -267,7 +304,7 @@ def _embedding_features(settings, pool, test, y_test, num_classes, progress=None
     )
 
 
-def _hybrid_features(settings, pool, test, y_test, num_classes, progress=None) -> Features:
+def _hybrid_features(settings, pool, test, y_test, num_classes, progress=None, multi_label=False) -> Features:
     """Embeddings and TF-IDF side by side, C=100 with balanced class weights: picked on a validation split carved
     from TREC-6's training file (bench/defaults.py; the test set was not looked at): +0.07-0.10 accuracy over
     embeddings alone at 100-400 labels."""
@@ -279,7 +316,9 @@ def _hybrid_features(settings, pool, test, y_test, num_classes, progress=None) -
     vectorizer, ngrams = fit_ngrams(pool.texts)
     x_pool = JoinedRows(x_emb, ngrams)  # the embeddings held once (the diversity strategies read them too)
     del ngrams
-    pool_ds = SklearnDataset(x_pool, unlabelled_targets(len(pool)), target_labels=np.arange(num_classes))
+    pool_ds = SklearnDataset(
+        x_pool, _pool_targets(multi_label, len(pool), num_classes), target_labels=np.arange(num_classes)
+    )
     test_ds = None
     if test is not None:
         x_test = join_features(
@@ -298,6 +337,7 @@ def _hybrid_features(settings, pool, test, y_test, num_classes, progress=None) -
             solver="newton-cg",
             class_weight=HYBRID_CLASS_WEIGHT,
             engine=engine,
+            multi_label=multi_label,
         ),
         name=model_name(settings),
         encoder=HybridEncoder(str(encoder.path), vectorizer, encoder.onnx_file),
@@ -305,19 +345,23 @@ def _hybrid_features(settings, pool, test, y_test, num_classes, progress=None) -
     )
 
 
-def _tfidf_features(settings, pool, test, y_test, num_classes, progress=None) -> Features:
+def _tfidf_features(settings, pool, test, y_test, num_classes, progress=None, multi_label=False) -> Features:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from small_text import SklearnDataset
 
     vectorizer = TfidfVectorizer(ngram_range=(1, 3), sublinear_tf=True, min_df=1)
     x_pool = vectorizer.fit_transform(pool.texts)
-    pool_ds = SklearnDataset(x_pool, unlabelled_targets(len(pool)), target_labels=np.arange(num_classes))
+    pool_ds = SklearnDataset(
+        x_pool, _pool_targets(multi_label, len(pool), num_classes), target_labels=np.arange(num_classes)
+    )
     test_ds = (
         SklearnDataset(vectorizer.transform(test.texts), y_test, target_labels=np.arange(num_classes))
         if test is not None
         else None
     )
-    factory = logistic_regression_factory(num_classes, settings.seed, c=10.0, engine=engine_for(settings))
+    factory = logistic_regression_factory(
+        num_classes, settings.seed, c=10.0, engine=engine_for(settings), multi_label=multi_label
+    )
     return Features(
         pool=pool_ds,
         test=test_ds,
@@ -336,7 +380,7 @@ def _svd_rows(x, seed: int, dims: int = 100) -> np.ndarray:
     return TruncatedSVD(n_components=dims, random_state=seed).fit_transform(x)
 
 
-def _transformer_features(settings, pool, test, y_test, num_classes, progress=None) -> Features:
+def _transformer_features(settings, pool, test, y_test, num_classes, progress=None, multi_label=False) -> Features:
     from small_text import TransformerModelArguments, TransformersDataset
     from small_text.utils.logging import VERBOSITY_MORE_VERBOSE
     from transformers import AutoTokenizer
@@ -374,7 +418,7 @@ def _transformer_features(settings, pool, test, y_test, num_classes, progress=No
     )
 
 
-def _setfit_features(settings, pool, test, y_test, num_classes, progress=None) -> Features:
+def _setfit_features(settings, pool, test, y_test, num_classes, progress=None, multi_label=False) -> Features:
     """SetFit through small-text's integration: each round fine-tunes the sentence encoder contrastively on pairs
     of labelled texts, then fits a logistic-regression head on its embeddings."""
     from small_text.integrations.transformers.classifiers.base import ModelLoadingStrategy
@@ -405,6 +449,7 @@ def _setfit_features(settings, pool, test, y_test, num_classes, progress=None) -
     )
 
 
+MULTI_LABEL_MODELS = {ModelKind.tfidf, ModelKind.embeddings, ModelKind.hybrid}
 # AL_MODEL -> the function that builds its features (as learner.STRATEGIES maps AL_STRATEGY to a query strategy)
 MODELS = {
     ModelKind.embeddings: _embedding_features,

@@ -29,6 +29,7 @@ def test_labels_from_comma_list(monkeypatch):
         ({"status_host": "0.0.0.0"}, "AL_STATUS_TOKEN"),
         ({"status_host": "0.0.0.0", "status_token": "short"}, "at least 16"),
         ({"model": "gpt"}, "embeddings"),
+        ({"query_strategy": "cvirs"}, "the daemon runs single-label tasks only so far"),
         ({"model": "transformer", "ray_fine_tune": True}, "ray_fine_tune=true needs a cluster to fine-tune on"),
         (
             {"model": "hybrid", "ray_fine_tune": True, "ray_address": "ray://head:10001"},
