@@ -38,7 +38,7 @@ test: setup lint  ## unit + integration + end-to-end (starts its own Argilla sta
 faults: setup  ## the fault-injection suite alone (also part of `make test`); records its rows in tests/faults/RESULTS.md
 	AL_FAULTS_RECORD=1 $(BIN)/pytest -q -rs tests/faults $(ARGS)
 
-bench: setup  ## the default benchmark set (~35-45 min): efficiency, wait, idle, scale, first-batch, activelab (x2), ray -> bench/results/
+bench: setup  ## the default benchmark set (~75-90 min): efficiency, wait, idle, scale, first-batch, activelab (x2), ray, multilabel -> bench/results/
 	$(BIN)/python bench/all.py $(ARGS)
 
 stack-up: setup

@@ -1,4 +1,4 @@
-"""The default benchmark set, one command (``make bench``): about 40-50 min on 2 CPU cores.
+"""The default benchmark set, one command (``make bench``): about 75-90 min on 2 CPU cores.
 
     .venv/bin/python bench/all.py                     # TREC-6, everything below
     .venv/bin/python bench/all.py --pool my.parquet --test my-test.parquet --text-column body --label-column topic
@@ -21,6 +21,10 @@
    (results/activelab-trec6-noisy.json/.png; ~7 min).
 8. ray: embedding throughput of the local engine and of a local Ray cluster with 1 and 2 workers, one run
    (bench/ray_throughput.py -> results/ray-throughput.json/.png; ~5 min).
+9. multilabel: multi-label active learning on GoEmotions (28 emotions), hybrid and embeddings x five strategies
+   x 3 seeds to 1,000 labels (bench/multilabel.py -> results/multilabel.json/.png; ~30-40 min). Reads the data
+   from ../shared/data/goemotions or $AL_BENCH_DATA/goemotions (not shipped: its licence is unclear); without it
+   this step fails with a line saying so and the others still run.
 
 Not in the default set, chosen with ``--only encoders``: the CPU encoders (PyTorch, ONNX fp32/int8, threads,
 model2vec) for throughput and label efficiency on the six dev sets beside the checkout (bench/encoders.py).
@@ -43,7 +47,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-STEPS = ("efficiency", "wait", "idle", "scale", "first-batch", "activelab", "activelab-noisy", "ray")
+STEPS = ("efficiency", "wait", "idle", "scale", "first-batch", "activelab", "activelab-noisy", "ray", "multilabel")
 EXTRA = ("encoders",)  # chosen with --only: needs the dev sets beside the checkout (../shared/data or AL_BENCH_DATA)
 
 
@@ -70,6 +74,7 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
         "first-batch": [python, "bench/first_batch.py"],
         "encoders": [python, "bench/encoders.py"],
         "ray": [python, "bench/ray_throughput.py"],
+        "multilabel": [python, "bench/multilabel.py"],
         "activelab": [python, "bench/activelab.py"],
         "activelab-noisy": [python, "bench/activelab.py", "--pool", "data/trec6/train.jsonl"]
         + ["--test", "data/trec6/test.jsonl", "--synthetic", "20", "--out", "bench/results/activelab-trec6-noisy.json"],

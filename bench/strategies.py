@@ -307,9 +307,9 @@ def data_files(args: argparse.Namespace) -> dict:
     return {"pool": args.pool, "test": args.test, "text": args.text_column, "label": args.label_column}
 
 
-def labels_for(summary: dict, level: float) -> float | None:
-    """Labels at which the mean accuracy curve first reaches ``level``, interpolated linearly between rounds."""
-    x, y = summary.get("labels") or [], summary.get("accuracy_mean") or []
+def labels_for(summary: dict, level: float, curve: str = "accuracy_mean") -> float | None:
+    """Labels at which the mean ``curve`` first reaches ``level``, interpolated linearly between rounds."""
+    x, y = summary.get("labels") or [], summary.get(curve) or []
     previous = None
     for labels, accuracy in zip(x, y, strict=True):
         if accuracy is None:

@@ -228,6 +228,47 @@ def ray_throughput(document: dict) -> str:
     return "\n".join(lines)
 
 
+def multilabel(document: dict) -> str:
+    """GoEmotions: test micro-F1 at three label counts, and labels to (and the saving against random at) the two
+    highest micro-F1 levels random reaches, per model (validation's pick in bold)."""
+    checkpoints = (200, 500, 1000)
+    lines = [
+        "| model | strategy | test micro-F1 at " + " / ".join(f"{n:,}" for n in checkpoints)
+        + " labels | macro-F1 at 1,000 | labels to micro-F1 (level: labels) | saving vs random |",
+        "|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for model, found in document["models"].items():
+        savings = found["savings_test"]
+        levels = list(next(iter(savings.values()))["levels"])[-2:] if savings else []
+        for strategy, summary in found["strategies"].items():
+            at = dict(zip(summary["labels"], summary["test_micro_f1_mean"], strict=True))
+            macro = dict(zip(summary["labels"], summary["test_macro_f1_mean"], strict=True))
+            if strategy == "random":
+                rows = {lv: {"labels": next(iter(savings.values()))["levels"][lv]["random_labels"]} for lv in levels}
+            else:
+                rows = savings.get(strategy, {}).get("levels", {})
+            reached = " · ".join(f"{lv}: " + _count((rows.get(lv) or {}).get("labels")) for lv in levels)
+            saving = " / ".join(_percent((rows.get(lv) or {}).get("saving")) for lv in levels)
+            name = f"**{strategy}**" if strategy == found.get("best_on_validation") else strategy
+            lines.append(
+                f"| {model} | {name} | " + " / ".join(_f(at.get(n)) for n in checkpoints)
+                + f" | {_f(macro.get(1000))} | {reached} | {'—' if strategy == 'random' else saving} |"
+            )  # fmt: skip
+    return "\n".join(lines)
+
+
+def _f(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _count(value: float | None) -> str:
+    return "not reached" if value is None else f"{value:.0f}"
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.0f} %"
+
+
 TABLES = {
     "efficiency": ("label-efficiency.json", efficiency),
     "wait": ("wait.json", wait),
@@ -238,6 +279,7 @@ TABLES = {
     "activelab-noisy": ("activelab-trec6-noisy.json", activelab),
     "encoders": ("encoders.json", encoders),
     "ray": ("ray-throughput.json", ray_throughput),
+    "multilabel": ("multilabel.json", multilabel),
 }
 
 

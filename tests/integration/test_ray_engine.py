@@ -75,18 +75,22 @@ def tiny_settings(tmp_path, cache_dir, **options) -> Settings:
     )
 
 
-def picks(settings: Settings, rounds: int = 3) -> tuple[list[list[int]], np.ndarray]:
-    """The batches a seeded learner picks with oracle labels, and its last pool probabilities."""
+def picks(settings: Settings, rounds: int = 3, size: int = 9, engine=None) -> tuple[list[list[int]], np.ndarray]:
+    """The batches a seeded learner picks with oracle labels, and its last pool probabilities (``engine``: the one
+    its classifiers use instead of the settings')."""
     pool = load_table(settings.pool_file, "text", "label", "id")
     gold = np.array([LABELS.index(label) for label in pool.gold])
     features = build_features(settings, pool, None, None, len(LABELS))
+    if engine is not None:
+        features.factory.engine = engine
     learner = Learner.from_settings(features, len(LABELS), settings)
-    batches = [learner.initial_batch(9)]
+    batches = [learner.initial_batch(size)]
     labelled: dict[int, int] = {}
     for round_number in range(rounds):
         labelled |= {i: int(gold[i]) for i in batches[-1]}
         learner.fit(labelled, set(), round_number)
-        batches.append(learner.query(9, round_number).indices)
+        batches.append(learner.query(size, round_number).indices)
+    assert learner.fits == {"initialize_data": 1, "update": rounds - 1}
     return batches, learner.pool_proba()
 
 
@@ -159,23 +163,6 @@ def test_a_ray_worker_killed_mid_embedding_is_retried_by_ray(cluster, texts, ref
     assert engine.fallbacks == 0, engine.error  # Ray's retries, not the local fallback
 
 
-def fine_tuned(settings: Settings, engine, rounds: int = 2) -> tuple[list[list[int]], np.ndarray]:
-    """``picks`` for the transformer model fine-tuned by ``engine`` (one short epoch a round)."""
-    pool = load_table(settings.pool_file, "text", "label", "id")
-    gold = np.array([LABELS.index(label) for label in pool.gold])
-    features = build_features(settings, pool, None, None, len(LABELS))
-    features.factory.engine = engine
-    learner = Learner.from_settings(features, len(LABELS), settings)
-    batches = [learner.initial_batch(6)]
-    labelled: dict[int, int] = {}
-    for round_number in range(rounds):
-        labelled |= {i: int(gold[i]) for i in batches[-1]}
-        learner.fit(labelled, set(), round_number)
-        batches.append(learner.query(6, round_number).indices)
-    assert learner.fits == {"initialize_data": 1, "update": rounds - 1}
-    return batches, learner.pool_proba()
-
-
 def test_fine_tuning_as_a_ray_task_gives_the_model_trained_here(cluster, tmp_path, cache_dir):
     """AL_RAY_FINE_TUNE: each round's fit is a Ray task (as many threads as this process uses, so the arithmetic
     is the same), started from this process's random state: the same model, hence the same picks, as fitted here."""
@@ -184,19 +171,19 @@ def test_fine_tuning_as_a_ray_task_gives_the_model_trained_here(cluster, tmp_pat
     from daemon.cluster import FineTune
 
     options = {"transformer_epochs": 1, "transformer_max_length": 16, "model": ModelKind.transformer}
-    local = fine_tuned(tiny_settings(tmp_path, cache_dir, **options), LocalEngine())
+    local = picks(tiny_settings(tmp_path, cache_dir, **options), 2, 6, LocalEngine())
     settings = tiny_settings(tmp_path, cache_dir, ray_address=cluster.address, ray_fine_tune=True, **options)
     threads = torch.get_num_threads()
     engine = RayEngine(cluster.address, fine_tune=FineTune(cpus=threads))
     assert engine_for(settings).view()["fine_tune"] == {"cpus": 1.0, "gpus": 0.0, "fits": 0}  # the settings' engine
-    on_ray = fine_tuned(settings, engine)
+    on_ray = picks(settings, 2, 6, engine)
     assert engine.view()["fine_tune"] == {"cpus": float(threads), "gpus": 0.0, "fits": 2} and engine.fallbacks == 0
     assert on_ray[0] == local[0]
     np.testing.assert_array_equal(on_ray[1], local[1])
 
     # a cluster without the GPUs asked for: Ray would wait for them forever, so the round fine-tunes here
     wants_a_gpu = RayEngine(cluster.address, fine_tune=FineTune(cpus=1, gpus=1))
-    assert fine_tuned(settings, wants_a_gpu, rounds=1)[0] == local[0][:2]
+    assert picks(settings, 1, 6, wants_a_gpu)[0] == local[0][:2]
     assert wants_a_gpu.fallbacks == 1 and wants_a_gpu.view()["fine_tune"]["fits"] == 0
     assert wants_a_gpu.error == (
         "fine-tuning: Unschedulable: the cluster has 0 GPUs and the fine-tuning asks for 1 (AL_RAY_FINE_TUNE_GPUS)"

@@ -112,9 +112,12 @@ def test_cvirs_scores_and_picks_as_small_text_does():
     unlabelled = np.setdiff1d(everything, np.arange(0, 200, 5))
     y = label_matrix([rng.choice(6, size=rng.integers(1, 3), replace=False) for _ in range(40)], 6)
     ours, theirs = ScoredCVIRS(0.5), CategoryVectorInconsistencyAndRanking(prediction_threshold=0.5, pbar=None)
+    ours.batch_size = theirs.batch_size = 64  # several blocks of rows (small-text divides by the block's size)
     assert np.array_equal(
         ours._compute_ranking(unlabelled, proba[unlabelled]), theirs._compute_ranking(unlabelled, proba[unlabelled])
     )
+    scores = ours._compute_scores(unlabelled, y, proba[unlabelled])
+    assert np.allclose(scores, theirs._compute_scores(unlabelled, y, proba[unlabelled]), rtol=1e-12, atol=0)
     picked = ours.query(Fixed(), everything, unlabelled, None, y, n=10)
     assert sorted(picked) == sorted(theirs.query(Fixed(), everything, unlabelled, None, y, n=10))
     assert np.isnan(ours.scores_[0]) and np.all(np.isfinite(ours.scores_[unlabelled]))
