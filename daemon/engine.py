@@ -10,11 +10,12 @@ through an engine, two verbs:
 - :meth:`Engine.fit` trains a classifier and hands back the fitted one (on Ray: the transformer and setfit models'
   fine-tuning as a task with its own CPUs and GPUs, ``AL_RAY_FINE_TUNE``; everything else trains here).
 
-:class:`LocalEngine` does both in this process (every version before Ray). ``daemon.cluster.RayEngine`` does them
-on Ray (embedding: Ray Data ``map_batches`` over an actor pool; scoring: Ray tasks over pool shards put in the
-object store once). Both cut the work the same way (parts of ``PART`` texts encoded in chunks of ``CHUNK``,
-batches of ``BATCH``; score shards of ``chunk`` rows), so the vectors and the probabilities, hence the picks, are
-the same on either: tests/unit/test_engine.py runs one set of assertions against both.
+:class:`LocalEngine` does all three in this process (every version before Ray). ``daemon.cluster.RayEngine`` does
+them on Ray (embedding: an actor pool, ``ray.util.ActorPool`` — Ray Data does not run from a Ray Client driver;
+scoring: Ray tasks over pool shards put in the object store once; fine-tuning: one task per fit). Both cut the work
+the same way (parts of ``PART`` texts encoded in chunks of ``CHUNK``, batches of ``BATCH``; score shards of
+``chunk`` rows; a fit from the same random state), so the vectors, the probabilities and the models, hence the
+picks, are the same on either: tests/integration/test_ray_engine.py runs one set of assertions against both.
 """
 
 from __future__ import annotations
