@@ -228,7 +228,7 @@ def summarise(runs: list[dict]) -> dict:
 def savings(by_strategy: dict, split: str) -> dict:
     """Per strategy: labels to each micro-F1 level (every 0.02 above round 0's, the same for all strategies, up to
     random's best), random's labels for it, and the saving ``1 - strategy / random``."""
-    from bench.strategies import labels_for
+    from bench.strategies import saving_rows
 
     baseline = by_strategy.get("random")
     if not baseline:
@@ -240,15 +240,7 @@ def savings(by_strategy: dict, split: str) -> dict:
     for strategy, summary in by_strategy.items():
         if strategy == "random":
             continue
-        rows = {}
-        for level in levels:
-            mine = labels_for(summary, level, f"{split}_micro_f1_mean")
-            theirs = labels_for(baseline, level, f"{split}_micro_f1_mean")
-            rows[f"{level:.2f}"] = {
-                "labels": mine,
-                "random_labels": theirs,
-                "saving": None if mine is None or theirs is None else round(1 - mine / theirs, 3),
-            }
+        rows = saving_rows(summary, baseline, levels, f"{split}_micro_f1_mean")
         found[strategy] = {"random_best_micro_f1": round(best, 4), "levels": rows}
     return found
 

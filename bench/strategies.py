@@ -335,16 +335,22 @@ def savings(by_strategy: dict) -> dict:
     for strategy, summary in by_strategy.items():
         if strategy == "random" or not summary.get("labels"):
             continue
-        rows = {}
-        for level in levels:
-            mine, theirs = labels_for(summary, level), labels_for(baseline, level)
-            rows[f"{level:.2f}"] = {
-                "labels": mine,
-                "random_labels": theirs,
-                "saving": None if mine is None or theirs is None else round(1 - mine / theirs, 3),
-            }
+        rows = saving_rows(summary, baseline, levels)
         found[strategy] = {"random_best_accuracy": round(best, 4), "levels": rows}
     return found
+
+
+def saving_rows(summary: dict, baseline: dict, levels: list[float], curve: str = "accuracy_mean") -> dict:
+    """Per level: the labels ``summary``'s mean ``curve`` needs, random's (``baseline``), and the saving."""
+    rows = {}
+    for level in levels:
+        mine, theirs = labels_for(summary, level, curve), labels_for(baseline, level, curve)
+        rows[f"{level:.2f}"] = {
+            "labels": mine,
+            "random_labels": theirs,
+            "saving": None if mine is None or theirs is None else round(1 - mine / theirs, 3),
+        }
+    return rows
 
 
 def _num(value: float) -> float | None:
