@@ -201,7 +201,7 @@ class Service:
         else:
             log.info("AL_COLD_START=%s: batch 0 waits for the pool's features", settings.cold_start.value)
             learner = self.learner()
-        return Daemon(settings, gateway, learner, data.pool, data.labels, data.y_test)
+        return Daemon(settings, gateway, learner, data.pool, data.labels, data.y_test, data.multi_label)
 
     def learner(self, report: Report | None = None) -> Learner:
         """Build the model's features (embedding the pool: the slow part) and a learner over them."""
@@ -209,7 +209,9 @@ class Service:
         from daemon.models import build_features
 
         data, settings = self.data, self.settings
-        features = build_features(settings, data.pool, data.test, data.y_test, len(data.labels), report)
+        features = build_features(
+            settings, data.pool, data.test, data.y_test, len(data.labels), report, multi_label=data.multi_label
+        )
         return Learner.from_settings(features, len(data.labels), settings)
 
     def start_features(self, daemon: Daemon) -> None:
@@ -341,9 +343,17 @@ def export_now(settings: Settings, target: Path | None = None, connect_timeout: 
     if state is None:
         raise StateError(f"no state in {settings.state_dir}: nothing to export (point AL_STATE_DIR at the run)")
     data = load_data(settings)
-    if state.pool_fingerprint != data.pool.fingerprint or state.labels != data.labels:
-        raise StateError(f"{settings.state_dir} belongs to another pool file or label set than {settings.pool_file}")
-    features = build_features(settings, data.pool, data.test, data.y_test, len(data.labels))
+    if (state.pool_fingerprint, state.labels, state.multi_label) != (
+        data.pool.fingerprint,
+        data.labels,
+        data.multi_label,
+    ):
+        raise StateError(
+            f"{settings.state_dir} belongs to another pool file, label set or task than {settings.pool_file}"
+        )
+    features = build_features(
+        settings, data.pool, data.test, data.y_test, len(data.labels), multi_label=data.multi_label
+    )
     learner = Learner.from_settings(features, len(data.labels), settings)
     user_names: dict[str, str] = {}
     try:
@@ -374,8 +384,16 @@ def recover_now(settings: Settings, replace: bool = False, connect_timeout: floa
                 f"{store.path} is readable: nothing to recover (pass --replace to rebuild it from Argilla anyway)"
             )
         gateway = connect(settings, connect_timeout)
-        gateway.check_dataset(DatasetSpec(settings.dataset, settings.workspace, data.labels))
+        spec = DatasetSpec(
+            settings.dataset,
+            settings.workspace,
+            data.labels,
+            multi_label=data.multi_label,
+            none_label=settings.none_label,
+        )
+        gateway.check_dataset(spec)
         state = rebuild(settings, data.pool, data.labels, gateway.read_all(), gateway.dataset_id)
+        state.multi_label = data.multi_label
         kept = ""
         if store.path.exists():
             old = store.path.with_name(f"{store.path.name}.{'replaced' if readable else 'broken'}-{now()}")

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from daemon.answers import Answer, consensus, decode, encode
 from daemon.config import StuckAction
 from daemon.consensus import Pick
-from daemon.consensus import majority_of as consensus  # a text's label from its submitted answers
 from daemon.errors import StateError
 from daemon.gateway import OutRecord, RecordView
 from daemon.state import Batch, Change, now
@@ -101,7 +101,7 @@ class QueryResult:
         return cls(
             indices=batch.pool_indices[:size],
             scores=batch.scores[:size],
-            predicted=[None if s is None else labels.index(s) for s in batch.suggestions[:size]],
+            predicted=[None if s is None else encode(s, labels) for s in batch.suggestions[:size]],
             confidence=batch.confidences[:size],
         )
 
@@ -132,7 +132,7 @@ def new_batch(
         pool_indices=result.indices,
         record_ids=[record_id(i) for i in result.indices],
         scores=result.scores,
-        suggestions=[None if p is None else labels[p] for p in result.predicted],
+        suggestions=[None if p is None else decode(p, labels) for p in result.predicted],
         confidences=result.confidence,
         carried=[i for i in result.indices if i in moved],
     )
@@ -180,7 +180,7 @@ class BatchProgress:
     discarded: int
     pending: int
     missing: int
-    labels: dict[int, str]
+    labels: dict[int, Answer]
     annotators: dict[int, list[str]]
     discarded_indices: list[int]
     pending_indices: list[int] = dataclasses.field(default_factory=list)
@@ -208,7 +208,7 @@ class BatchProgress:
 def assess(pool_indices: Sequence[int], views: Sequence[RecordView]) -> BatchProgress:
     """Combine the batch's pool indices with Argilla's view of its records."""
     by_index = {view.pool_index: view for view in views}
-    labels: dict[int, str] = {}
+    labels: dict[int, Answer] = {}
     annotators: dict[int, list[str]] = {}
     votes: dict[int, list[tuple[str, str]]] = {}
     discarded: list[int] = []

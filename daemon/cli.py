@@ -114,6 +114,7 @@ def _annotators(settings, args: argparse.Namespace, data=None) -> list:
             gold,
             data.labels,
             source,
+            settings.none_label if data.multi_label else None,
         )
         for number, key in enumerate(keys)
     ]

@@ -90,6 +90,14 @@ class ConsensusMethod(StrEnum):
     crowdlab = "crowdlab"  # cleanlab's CROWDLAB: votes weighted by estimated annotator quality and the model
 
 
+class Task(StrEnum):
+    """Single-label (one label per text) or multi-label (a set of labels per text) classification."""
+
+    auto = "auto"  # multi when the pool's or the test set's label column holds lists, else single
+    single = "single"
+    multi = "multi"
+
+
 class StopMode(StrEnum):
     any = "any"  # stop when one chosen criterion fires
     all = "all"  # stop when every chosen criterion fires in the same round
@@ -132,6 +140,19 @@ class Settings(BaseSettings):
     label_column: str = Field("label", description="column holding gold labels (test set; pool for simulation)")
     id_column: str | None = Field("id", description="optional column of unique row ids")
     labels: list[str] | None = Field(None, description="label set; derived from the data when unset")
+    task: Task = Field(
+        Task.auto,
+        description="auto | single | multi: one label per text, or a set of labels (an Argilla multi-label "
+        "question); auto: multi when the label column holds lists",
+    )
+    threshold: float = Field(
+        0.5, gt=0, lt=1, description="multi-label: a label is predicted (and suggested) above this probability"
+    )
+    none_label: str | None = Field(
+        None,
+        description="multi-label: an extra option meaning 'none of these labels' (ticked alone: the text has no "
+        "label); unset: every text has at least one label",
+    )
     max_text_chars: int = Field(100_000, ge=1, description="refuse pool/test texts longer than this")
 
     # active learning
@@ -160,7 +181,7 @@ class Settings(BaseSettings):
     query_strategy: QueryStrategyName = Field(
         QueryStrategyName.breaking_ties,
         description="breaking_ties | least_confidence | prediction_entropy | random | embedding_kmeans | "
-        "greedy_coreset | bald (transformer, setfit)",
+        "greedy_coreset | bald (transformer, setfit) | cvirs (multi-label)",
     )
     training: Training = Field(
         Training.auto,
@@ -344,12 +365,14 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _check_multi_label_strategy(self) -> Settings:
-        if self.query_strategy is QueryStrategyName.cvirs:
-            raise ValueError(
-                "query_strategy=cvirs ranks label sets (multi-label tasks), and the daemon runs single-label tasks "
-                "only so far: the learner core and bench/multilabel.py are multi-label, the Argilla side is not yet"
-            )
+    def _check_task(self) -> Settings:
+        if self.task is not Task.auto and (problem := task_problem(self, self.task is Task.multi)):
+            raise ValueError(problem)
+        if self.none_label is not None:
+            if not self.none_label.strip() or len(self.none_label) > NAME_MAX:
+                raise ValueError(f"none_label must be 1-{NAME_MAX} characters")
+            if self.labels and self.none_label in self.labels:
+                raise ValueError(f"none_label {self.none_label!r} is also one of AL_LABELS: choose another name")
         return self
 
     @model_validator(mode="after")
@@ -420,6 +443,34 @@ class Settings(BaseSettings):
         if self.status_token is not None:
             data["status_token"] = "**********"
         return data
+
+
+MULTI_LABEL_MODELS = (ModelKind.hybrid, ModelKind.embeddings, ModelKind.tfidf)
+SINGLE_LABEL_STRATEGIES = (QueryStrategyName.bald,)
+MULTI_LABEL_STRATEGIES = (QueryStrategyName.cvirs,)
+
+
+def task_problem(settings: Settings, multi_label: bool) -> str | None:
+    """What in ``settings`` does not fit a single- or multi-label task (None: all fits). Checked when the settings
+    are read if AL_TASK names the task, else once the data shows it (``daemon.inputs``)."""
+    strategy = settings.query_strategy
+    if not multi_label:
+        if strategy in MULTI_LABEL_STRATEGIES:
+            return f"query_strategy={strategy.value} ranks label sets: it needs a multi-label task (AL_TASK=multi)"
+        if settings.none_label is not None:
+            return "none_label is for multi-label tasks (AL_TASK=multi): a single-label text always has one label"
+        return None
+    if settings.model not in MULTI_LABEL_MODELS:
+        names = ", ".join(m.value for m in MULTI_LABEL_MODELS)
+        return f"model={settings.model.value} is single-label only here; a multi-label task needs one of {names}"
+    if strategy in SINGLE_LABEL_STRATEGIES:
+        return f"query_strategy={strategy.value} is for single-label tasks"
+    if settings.activelab or settings.crowdlab:
+        return (
+            "activelab and consensus=crowdlab are single-label (cleanlab's multiannotator scores one class per "
+            "vote): a multi-label task takes the per-label majority of its annotators (AL_CONSENSUS=majority)"
+        )
+    return None
 
 
 def is_loopback(host: str) -> bool:

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from daemon.answers import majority_of
+
 Votes = Mapping[int, Sequence[tuple[str, int]]]
 
 
@@ -28,13 +30,6 @@ def quiet():
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         yield
-
-
-def majority_of(labels: Sequence):
-    """The most frequent label; a tie goes to the label submitted first."""
-    counts = Counter(labels)
-    best = max(counts.values())
-    return next(label for label in labels if counts[label] == best)
 
 
 def majority(votes: Sequence[tuple[str, int]]) -> int:

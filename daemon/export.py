@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from daemon.answers import canonical, encode, is_set, members, shown
 from daemon.config import ModelKind, Settings
 from daemon.errors import DiskError
 from daemon.files import atomic_dir
@@ -59,10 +60,10 @@ def labelled_rows(state: RunState, pool: TextTable, user_names: dict[str, str]) 
                     "id": pool.ids[index],
                     "pool_index": index,
                     "text": pool.texts[index],
-                    "label": consensus[index],
+                    "label": list(consensus[index]) if is_set(consensus[index]) else consensus[index],
                     "annotators": [user_names.get(u, u) for u in ids],
                     "annotator_ids": list(ids),
-                    "votes": [user_names.get(who, who) + "=" + label for who, label in given],
+                    "votes": [user_names.get(who, who) + "=" + shown(label) for who, label in given],
                     "annotations": len(given),
                     "batch_id": batch.batch_id,
                     "round": batch.round,
@@ -75,7 +76,7 @@ def fit_final(learner: Learner, state: RunState, labels: list[str]) -> bool:
     """Train the learner on every label of the run, as the last round did (same seed): True if a model exists."""
     if learner.trained:
         return True
-    y = {i: labels.index(label) for i, label in state.consensus_labels().items()}
+    y = {i: encode(label, labels) for i, label in state.consensus_labels().items()}
     last_round = max((m.round for m in state.rounds), default=0)
     return learner.fit(y, state.discarded(), last_round)
 
@@ -109,13 +110,19 @@ def save_model(learner: Learner, settings: Settings, labels: list[str], target: 
     if getattr(encoder, "model_path", None):  # sentence embeddings: ship the encoder, so the export stands alone
         shutil.copytree(encoder.model_path, target / ENCODER_DIR)
     estimator = copy.deepcopy(classifier.model)
-    # trained on label ids: name the classes so predict() answers with labels and predict_proba's columns
-    # follow estimator.classes_ (labels nobody has used yet have no column)
-    estimator.classes_ = np.array([labels[int(c)] for c in estimator.classes_], dtype=object)
+    predicts = "label names"
+    if learner.multi_label:  # one yes/no model per label: predict() gives a 0/1 column per label of labels.json
+        predicts = (
+            "a 0/1 indicator matrix, one column per label of labels.json (predict_proba: each label's probability)"
+        )
+    else:
+        # trained on label ids: name the classes so predict() answers with labels and predict_proba's columns
+        # follow estimator.classes_ (labels nobody has used yet have no column)
+        estimator.classes_ = np.array([labels[int(c)] for c in estimator.classes_], dtype=object)
     pipeline = Pipeline([("features", encoder), ("classifier", estimator)])
     joblib.dump(pipeline, target / "model.joblib")
     (target / "labels.json").write_text(json.dumps(labels, indent=1))
-    return {"saved": True, "format": "joblib", "path": f"{target.name}/model.joblib", "predicts": "label names"}
+    return {"saved": True, "format": "joblib", "path": f"{target.name}/model.joblib", "predicts": predicts}
 
 
 def load_model(folder: Path):
@@ -180,7 +187,7 @@ def _write_export(
             "id": datasets.Value("string"),
             "pool_index": datasets.Value("int64"),
             "text": datasets.Value("string"),
-            "label": datasets.Value("string"),
+            "label": datasets.Sequence(datasets.Value("string")) if state.multi_label else datasets.Value("string"),
             "annotators": datasets.Sequence(datasets.Value("string")),
             "annotator_ids": datasets.Sequence(datasets.Value("string")),
             "votes": datasets.Sequence(datasets.Value("string")),
@@ -212,12 +219,13 @@ def _write_export(
         "labels": len(rows),
         "discarded": len(state.discarded()),
         "discarded_ids": [pool.ids[i] for i in sorted(state.discarded())],
-        "label_counts": dict(Counter(row["label"] for row in rows)),
+        "task": "multi-label" if state.multi_label else "single-label",
+        "label_counts": dict(Counter(label for row in rows for label in members(canonical(row["label"])))),
         "open_ids": [pool.ids[i] for i in sorted(state.open_indices())],  # a stuck batch's unanswered records
         "changes": [change.model_dump(mode="json") for change in state.changes],  # made by people after training
         "annotators": dict(annotators),
         "annotation": status.get("annotation", {}),  # consensus, agreement, quality
-        "final": {"accuracy": status.get("accuracy"), "macro_f1": status.get("macro_f1")},
+        "final": {key: status.get(key) for key in ("accuracy", "macro_f1", "micro_f1", "hamming_loss")},
         "signals": {
             name: {k: v for k, v in view.items() if k != "history"} for name, view in status["signals"].items()
         },

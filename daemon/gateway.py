@@ -17,6 +17,7 @@ from typing import Protocol, TypeVar
 
 import httpx
 
+from daemon.answers import Answer, canonical
 from daemon.errors import ArgillaRefused, ArgillaUnavailable, DatasetGone, SchemaError
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,13 @@ class DatasetSpec:
     labels: list[str]
     min_submitted: int = 1
     guidelines: str = ""
+    multi_label: bool = False  # a MultiLabelQuestion: an answer is a set of labels
+    none_label: str | None = None  # multi-label: the extra option meaning "none of these" (an empty set)
+
+    @property
+    def options(self) -> list[str]:
+        """The question's options: the labels, and the "none of these" option where there is one."""
+        return [*self.labels, self.none_label] if self.multi_label and self.none_label else list(self.labels)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +58,8 @@ class OutRecord:
     round: int
     text: str
     al_score: float | None = None
-    suggestion: str | None = None
-    suggestion_score: float | None = None
+    suggestion: Answer | None = None  # a label, or (multi-label) a set of labels
+    suggestion_score: float | tuple[float, ...] | None = None  # its probability, or each label's
     agent: str | None = None
     relabel: int = 0  # ActiveLab: >0 asks once more for the labels of a text already labelled (pool_index)
 
@@ -63,7 +71,7 @@ class RecordView:
     record_id: str
     pool_index: int
     status: str  # the record's: "pending" | "completed"
-    submitted: tuple[tuple[str, str], ...]  # (user id, label) of each submitted response
+    submitted: tuple[tuple[str, Answer], ...]  # (user id, label or label set) of each submitted response
     discarded: bool
     relabel: int = 0  # 0: the text's first record; k: its k-th relabel request
     batch_id: int | None = None  # the record's metadata (for `al-daemon recover`)
@@ -168,6 +176,7 @@ class ArgillaGateway:
         self._dataset = None
         self._me = None
         self.dataset_id: str | None = None  # known once found or created: followed across renames
+        self.none_label: str | None = None  # the spec's "none of these" option: read back as an empty label set
         self.errors: collections.Counter[str] = collections.Counter()  # failed calls by kind, for /metrics
 
     # ---- connection ----------------------------------------------------------------------------------
@@ -238,6 +247,8 @@ class ArgillaGateway:
         """Create the dataset, or check that the existing one fits; SchemaError says what does not."""
         import argilla as rg
 
+        self.none_label = spec.none_label if spec.multi_label else None
+
         client = self._connect()
         if self.dataset_id is not None:  # a run that knows its dataset: by id, whatever it is called now
             self._dataset = None
@@ -255,9 +266,10 @@ class ArgillaGateway:
             self.dataset_id = str(existing.id)
             self._add_missing_metadata(existing)
             return
+        question = rg.MultiLabelQuestion if spec.multi_label else rg.LabelQuestion
         settings = rg.Settings(
             fields=[rg.TextField(TEXT_FIELD, title="Text", use_markdown=False)],
-            questions=[rg.LabelQuestion(LABEL_QUESTION, labels=list(spec.labels), title="Label")],
+            questions=[question(LABEL_QUESTION, labels=spec.options, title="Labels" if spec.multi_label else "Label")],
             metadata=[rg.IntegerMetadataProperty(name, visible_for_annotators=True) for name in INTEGER_METADATA]
             + [rg.FloatMetadataProperty(name, visible_for_annotators=True) for name in FLOAT_METADATA],
             guidelines=spec.guidelines or None,
@@ -297,16 +309,27 @@ class ArgillaGateway:
             if item.relabel:
                 metadata["relabel"] = item.relabel
             suggestions = []
-            if item.suggestion is not None:
-                suggestions.append(
-                    rg.Suggestion(LABEL_QUESTION, item.suggestion, score=item.suggestion_score, agent=item.agent)
-                )
+            if (suggested := self._suggestion(item)) is not None:
+                value, score = suggested
+                suggestions.append(rg.Suggestion(LABEL_QUESTION, value, score=score, agent=item.agent))
             payload.append(
                 rg.Record(id=item.record_id, fields={TEXT_FIELD: item.text}, metadata=metadata, suggestions=suggestions)
             )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # re-logged records come back with their responses: user-id noise
             dataset.records.log(payload, user_id=self._me.id, batch_size=min(len(payload), 500))
+
+    def _suggestion(self, item: OutRecord) -> tuple[str | list[str], float | list[float] | None] | None:
+        """A record's suggestion in Argilla's terms: a label and its score, or a list of labels and a score for
+        each (an empty set is suggested as the "none of these" option, or not at all without one)."""
+        if item.suggestion is None:
+            return None
+        if isinstance(item.suggestion, str):
+            return item.suggestion, item.suggestion_score
+        scores = list(item.suggestion_score) if isinstance(item.suggestion_score, tuple) else None
+        if not item.suggestion:
+            return ([self.none_label], None) if self.none_label else None
+        return list(item.suggestion), scores
 
     @_translate
     def read_batch(self, batch_id: int) -> list[RecordView]:
@@ -315,14 +338,15 @@ class ArgillaGateway:
         scope = {"entity": "metadata", "metadata_property": "batch_id"}
         query = {"filters": {"and": [{"type": "range", "scope": scope, "ge": batch_id, "le": batch_id}]}}
         path = f"/api/v1/datasets/{dataset.id}/records/search"
-        return [view for item in self._pages("POST", path, query) if (view := _view(item["record"]))]
+        return [view for item in self._pages("POST", path, query) if (view := _view(item["record"], self.none_label))]
 
     @_translate
     def read_all(self) -> list[RecordView]:
         """Every record of the dataset with its responses, from Argilla's database (not its search index, which
         may lag or be rebuilding): the truth the daemon reconciles its journal against once per round."""
         dataset = self._get_dataset()
-        return [view for item in self._pages("GET", f"/api/v1/datasets/{dataset.id}/records") if (view := _view(item))]
+        items = self._pages("GET", f"/api/v1/datasets/{dataset.id}/records")
+        return [view for item in items if (view := _view(item, self.none_label))]
 
     def _pages(self, method: str, path: str, body: dict | None = None) -> list[dict]:
         """All items of a paged records endpoint, with responses. Raw JSON: the SDK's record objects fail on a
@@ -343,6 +367,7 @@ class ArgillaGateway:
     def check_dataset(self, spec: DatasetSpec) -> None:
         """Fetch the dataset's settings afresh and check them (people may change them while the daemon runs)."""
         self._dataset = None
+        self.none_label = spec.none_label if spec.multi_label else None
         check_schema(self._get_dataset().settings, spec)
 
     @_translate
@@ -419,15 +444,16 @@ class ArgillaGateway:
         return [str(item["record"].get("external_id") or item["record"]["id"]) for item in items]
 
 
-def _view(item: dict) -> RecordView | None:
-    """A record as the API returns it (with responses) → RecordView; None for records the daemon did not log."""
+def _view(item: dict, none_label: str | None = None) -> RecordView | None:
+    """A record as the API returns it (with responses) → RecordView; None for records the daemon did not log.
+    A multi-label answer becomes a sorted tuple of labels; ``none_label`` in it stands for no label."""
     metadata = item.get("metadata") or {}
     index = metadata.get("pool_index")
     if index is None:
         return None
     answers = item.get("responses") or []
     submitted = [
-        (str(answer["user_id"]), str(answer["values"][LABEL_QUESTION]["value"]))
+        (str(answer["user_id"]), _answer(answer["values"][LABEL_QUESTION]["value"], none_label))
         for answer in answers
         if answer.get("status") == "submitted" and LABEL_QUESTION in (answer.get("values") or {})
     ]
@@ -444,6 +470,13 @@ def _view(item: dict) -> RecordView | None:
     )
 
 
+def _answer(value, none_label: str | None) -> Answer:
+    """A submitted value: a label, or a list of labels without the "none of these" option (alone: no label)."""
+    if isinstance(value, list):
+        return canonical(label for label in value if label != none_label)
+    return str(value)
+
+
 def check_schema(settings, spec: DatasetSpec) -> None:
     """Refuse an existing dataset whose field, question or metadata do not fit the daemon."""
     problems = []
@@ -452,8 +485,10 @@ def check_schema(settings, spec: DatasetSpec) -> None:
         problems.append(f"needs a text field named {TEXT_FIELD!r} (has fields {sorted(fields)})")
     questions = {q.name: q for q in settings.questions}
     question = questions.get(LABEL_QUESTION)
-    if question is None or type(question).__name__ != "LabelQuestion":
-        problems.append(f"needs a single-label question named {LABEL_QUESTION!r} (has questions {sorted(questions)})")
+    kind = "MultiLabelQuestion" if spec.multi_label else "LabelQuestion"
+    if question is None or type(question).__name__ != kind:
+        which = "multi-label" if spec.multi_label else "single-label"
+        problems.append(f"needs a {which} question named {LABEL_QUESTION!r} (has questions {sorted(questions)})")
     elif problem := label_problem(question.labels, spec):
         problems.append(problem)
     metadata = {m.name: type(m).__name__ for m in settings.metadata}
@@ -475,6 +510,6 @@ def incompatible(spec: DatasetSpec, problems: list[str]) -> SchemaError:
 
 def label_problem(have: Sequence[str], spec: DatasetSpec) -> str | None:
     """What is wrong with a label question offering ``have`` (None: the daemon's labels)."""
-    if sorted(have) == sorted(spec.labels):
+    if sorted(have) == sorted(spec.options):
         return None
-    return f"question {LABEL_QUESTION!r} has labels {sorted(have)}, the daemon expects {sorted(spec.labels)}"
+    return f"question {LABEL_QUESTION!r} has labels {sorted(have)}, the daemon expects {sorted(spec.options)}"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.config import ModelKind, Settings
+from daemon.answers import label_matrix
+from daemon.config import ModelKind, Settings, Task, task_problem
 from daemon.errors import DataError
 from daemon.files import check_writable
 from daemon.pool import (
@@ -27,7 +28,8 @@ class Data:
     pool: TextTable
     test: TextTable | None
     labels: list[str]
-    y_test: np.ndarray | None
+    y_test: np.ndarray | None  # class indices; multi-label: a sparse 0/1 matrix (daemon.answers.label_matrix)
+    multi_label: bool = False
 
 
 def load_data(settings: Settings) -> Data:
@@ -56,13 +58,41 @@ def load_data(settings: Settings) -> Data:
             settings.id_column,
             settings.max_text_chars,
         )
+    multi_label = settle_task(settings, pool, test)
+    if multi_label:
+        pool, test = pool.as_label_sets(), test.as_label_sets() if test is not None else None
     labels = resolve_labels(settings.labels, test, pool)
+    if settings.none_label is not None and settings.none_label in labels:
+        raise DataError(f"AL_NONE_LABEL {settings.none_label!r} is one of the labels {labels}: choose another name")
     y_test = None
     if test is not None:
-        check_test_labels(test, labels)
-        y_test = np.array([labels.index(label) for label in test.gold], dtype=np.int64)
+        check_test_labels(test, labels, none_allowed=settings.none_label is not None)
+        if multi_label:
+            y_test = label_matrix([[labels.index(label) for label in gold] for gold in test.gold], len(labels))
+        else:
+            y_test = np.array([labels.index(label) for label in test.gold], dtype=np.int64)
     check_model_input(settings, pool)
-    return Data(pool=pool, test=test, labels=labels, y_test=y_test)
+    return Data(pool=pool, test=test, labels=labels, y_test=y_test, multi_label=multi_label)
+
+
+def settle_task(settings: Settings, pool: TextTable, test: TextTable | None) -> bool:
+    """True for a multi-label task: AL_TASK=multi, or AL_TASK=auto and a label column holding lists. AL_TASK=single
+    with lists in the files is refused (a list cannot be one label); the settings that do not fit the task too."""
+    with_sets = [t for t in (pool, test) if t is not None and t.holds_label_sets]
+    if settings.task is Task.single and with_sets:
+        raise DataError(
+            f"{with_sets[0].source}: the label column {settings.label_column!r} holds lists of labels (a multi-label "
+            "task) but AL_TASK=single; set AL_TASK=multi (or auto)"
+        )
+    multi_label = settings.task is Task.multi or (settings.task is Task.auto and bool(with_sets))
+    if settings.task is Task.auto and (problem := task_problem(settings, multi_label)):
+        source = (
+            f"{with_sets[0].source} holds label lists, so the task is multi-label"
+            if with_sets
+            else ("the task is single-label (no label lists in the data)")
+        )
+        raise DataError(f"{source}: {problem}")
+    return multi_label
 
 
 def preflight(settings: Settings) -> Data:
@@ -83,7 +113,7 @@ def check_state(settings: Settings, data: Data) -> None:
     store = StateStore(settings.state_dir)
     state = store.load()
     if state is not None:
-        check_same_run(state, settings, data.pool.fingerprint, data.labels, store.path)
+        check_same_run(state, settings, data.pool.fingerprint, data.labels, store.path, data.multi_label)
 
 
 def check_model_input(settings: Settings, pool: TextTable) -> None:

@@ -35,8 +35,9 @@ from small_text.classifiers import Classifier
 from small_text.classifiers.factories import AbstractClassifierFactory
 from small_text.data.datasets import SklearnDatasetView
 
+from daemon.answers import label_matrix
 from daemon.batches import QueryResult, predicted_sets
-from daemon.config import ColdStart, QueryStrategyName
+from daemon.config import MULTI_LABEL_STRATEGIES, SINGLE_LABEL_STRATEGIES, ColdStart, QueryStrategyName
 from daemon.engine import Engine, LocalEngine
 
 
@@ -174,9 +175,6 @@ STRATEGIES = {
     QueryStrategyName.bald: ScoredBALD,
     QueryStrategyName.cvirs: ScoredCVIRS,
 }
-# what each task can use (bald: dropout of the fine-tuned models; cvirs: label vectors)
-SINGLE_LABEL_ONLY = {QueryStrategyName.bald}
-MULTI_LABEL_ONLY = {QueryStrategyName.cvirs}
 # Pool rows scored at a time (PooledClassifier._in_chunks): a joined hybrid chunk is ~100 MB at 32k rows
 SCORE_CHUNK = 32_768
 
@@ -328,14 +326,6 @@ class Evaluation:
 Labels = int | tuple[int, ...]  # a text's label (single-label) or its sorted set of labels (multi-label)
 
 
-def label_matrix(label_sets: Iterable[Iterable[int]], num_classes: int):
-    """Sets of label indices as small-text's multi-label targets: a sparse 0/1 matrix, a row per text."""
-    from small_text.utils.labels import list_to_csr
-
-    rows = [sorted(int(c) for c in labels) for labels in label_sets]
-    return list_to_csr(rows, shape=(len(rows), num_classes))
-
-
 class Learner:
     """One active-learning run over a fixed pool. Feed it labels with :meth:`fit`, then :meth:`query`."""
 
@@ -363,7 +353,7 @@ class Learner:
         self.multi_label = _multi_label(features.pool)
         if strategy in EMBEDDING_STRATEGIES and features.vectors is None:
             raise ValueError(f"{strategy.value} needs dense pool vectors, which model {features.name} lacks")
-        if strategy in (SINGLE_LABEL_ONLY if self.multi_label else MULTI_LABEL_ONLY):
+        if strategy in (SINGLE_LABEL_STRATEGIES if self.multi_label else MULTI_LABEL_STRATEGIES):
             task = "multi-label" if self.multi_label else "single-label"
             raise ValueError(f"query strategy {strategy.value} does not apply to {task} tasks")
         if strategy is QueryStrategyName.bald:
@@ -387,6 +377,8 @@ class Learner:
             settings.seed,
             bald_samples=settings.bald_samples,
             cold_start=settings.cold_start,
+            threshold=settings.threshold,
+            at_least_one=settings.none_label is None,
         )
 
     def fresh(self) -> Learner:

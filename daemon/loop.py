@@ -66,15 +66,17 @@ class Daemon:
         pool: TextTable,
         labels: list[str],
         y_test: np.ndarray | None = None,
+        multi_label: bool = False,
     ) -> None:
         self.settings = settings
+        self.multi_label = multi_label  # answers are label sets (daemon.answers)
         self.gateway = gateway
         self.learner = learner
         self.pool = pool
         self.labels = labels
         self.y_test = y_test
         self.store = StateStore(settings.state_dir)
-        self.signals = StoppingSignals(settings, len(labels))
+        self.signals = StoppingSignals(settings, 2 if multi_label else len(labels))  # multi: yes/no per label
         self.scorer = Scorer(settings, self.signals, self.store, y_test)
         self.state: RunState | None = None
         self.lock = threading.RLock()  # one step at a time: the poll's and the background trainer's
@@ -101,7 +103,9 @@ class Daemon:
             workspace=self.settings.workspace,
             labels=self.labels,
             min_submitted=self.settings.annotators_per_record,
-            guidelines=guidelines(self.labels),
+            guidelines=guidelines(self.labels, self.multi_label, self.settings.none_label),
+            multi_label=self.multi_label,
+            none_label=self.settings.none_label,
         )
 
     def start(self) -> None:
@@ -112,7 +116,7 @@ class Daemon:
         remove_leftovers(export.parent, export.name)  # a half-built export a crash left beside the target
         state = self.store.load()
         if state is not None:
-            check_same_run(state, self.settings, self.pool.fingerprint, self.labels, self.store.path)
+            check_same_run(state, self.settings, self.pool.fingerprint, self.labels, self.store.path, self.multi_label)
             self.gateway.dataset_id = state.dataset_id  # found by id: a rename in Argilla is followed
         self.gateway.ensure_dataset(self.spec())
         if state is None:
@@ -124,6 +128,7 @@ class Daemon:
                 workspace=self.settings.workspace,
                 pool_fingerprint=self.pool.fingerprint,
                 labels=self.labels,
+                multi_label=self.multi_label,
                 batch_size=self.settings.batch_size,
             )
         else:

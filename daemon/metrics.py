@@ -86,6 +86,8 @@ class StatusCollector(Collector):
         for key, name, text in (
             ("accuracy", "al_test_accuracy_ratio", "Test-set accuracy of the latest model"),
             ("macro_f1", "al_test_macro_f1_ratio", "Test-set macro-F1 of the latest model"),
+            ("micro_f1", "al_test_micro_f1_ratio", "Test-set micro-F1 of the latest model (multi-label)"),
+            ("hamming_loss", "al_test_hamming_loss_ratio", "Test-set Hamming loss of the latest model (multi-label)"),
         ):
             values = s.get(key) or {}
             yield _gauge(name, text, values.get("last"))

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from daemon.config import EncoderName, ModelKind, Settings
+from daemon.config import MULTI_LABEL_MODELS, EncoderName, ModelKind, Settings
 from daemon.encoders import Encoder
 from daemon.encoders import resolve as resolve_encoder
 from daemon.engine import engine_for
@@ -449,7 +449,6 @@ def _setfit_features(settings, pool, test, y_test, num_classes, progress=None, m
     )
 
 
-MULTI_LABEL_MODELS = {ModelKind.tfidf, ModelKind.embeddings, ModelKind.hybrid}
 # AL_MODEL -> the function that builds its features (as learner.STRATEGIES maps AL_STRATEGY to a query strategy)
 MODELS = {
     ModelKind.embeddings: _embedding_features,

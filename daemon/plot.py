@@ -24,7 +24,12 @@ def render_curve(status: dict) -> bytes:
     figure = Figure(figsize=(8, 4.5), dpi=100, layout="constrained")
     axis = figure.add_subplot()
     xs = [row["labels"] for row in history]
-    for key, name, colour in (("accuracy", "accuracy", "tab:blue"), ("macro_f1", "macro-F1", "tab:green")):
+    multi = status.get("task") == "multi-label"
+    for key, name, colour in (
+        ("accuracy", "subset accuracy" if multi else "accuracy", "tab:blue"),
+        ("macro_f1", "macro-F1", "tab:green"),
+        ("micro_f1", "micro-F1", "tab:olive"),
+    ):
         points = [(x, row[key]) for x, row in zip(xs, history, strict=True) if row.get(key) is not None]
         if points:
             axis.plot(*zip(*points, strict=True), marker="o", markersize=3, color=colour, label=name)

@@ -16,6 +16,7 @@ import dataclasses
 
 import numpy as np
 
+from daemon.answers import encode
 from daemon.batches import QueryResult
 from daemon.config import Settings
 from daemon.consensus import Pick, activelab_scores, crowdlab, lowest
@@ -42,7 +43,7 @@ class ConsensusPolicy:
         """Majority vote; with crowdlab or ActiveLab also K-fold out-of-sample probabilities for every labelled text
         (returned for the query), and with crowdlab CROWDLAB's consensus. Records the method in ``state.consensus``."""
         settings = self.settings
-        y = {i: self.label_set.index(label) for i, label in state.training_labels().items()}
+        y = {i: encode(label, self.label_set) for i, label in state.training_labels().items()}
         state.consensus = {"method": "majority", "round": round_number}
         if not (settings.activelab or settings.crowdlab) or len(set(y.values())) < 2:
             return y, None

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from daemon.answers import Answer, canonical, is_set, members
 from daemon.config import EncoderName
 from daemon.encoders import Encoder
 from daemon.engine import Engine, LocalEngine
@@ -33,13 +34,26 @@ _SHOWN_ROWS = 5  # rows listed in one error message
 
 @dataclasses.dataclass(frozen=True)
 class TextTable:
-    """Texts read from one file, with optional ids and gold labels; rows are 1-based file rows."""
+    """Texts read from one file, with optional ids and gold labels (a label, or a tuple of labels where the file
+    holds lists: see :mod:`daemon.answers`); rows are 1-based file rows."""
 
     source: Path
     texts: list[str]
     ids: list[str]
-    gold: list[str | None] | None
+    gold: list[Answer | None] | None
     rows: list[int]
+
+    @property
+    def holds_label_sets(self) -> bool:
+        """The label column holds lists (a multi-label file)."""
+        return self.gold is not None and any(label is not None and is_set(label) for label in self.gold)
+
+    def as_label_sets(self) -> TextTable:
+        """The same table with every gold label a set (a lone label becomes a set of one)."""
+        if self.gold is None:
+            return self
+        gold = [None if label is None else canonical(members(label)) for label in self.gold]
+        return dataclasses.replace(self, gold=gold)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -211,8 +225,26 @@ def load_table(
 
     gold = None
     if label_column and label_column in columns:
-        gold = [None if value is None else str(value) for value in table[label_column]]
+        gold = [_gold(value) for value in table[label_column]]
+        bad = [
+            row
+            for row, value in zip(rows, gold, strict=True)
+            if value is not None and is_set(value) and any(not label for label in value)
+        ]
+        if bad:
+            raise DataError(f"{path}: an empty label inside a label list in {_rows(bad)} (column {label_column!r})")
     return TextTable(source=path, texts=texts, ids=ids, gold=gold, rows=rows)
+
+
+def _gold(value) -> Answer | None:
+    """A gold label cell: missing, a label, or a list of labels (pyarrow gives numpy arrays for Parquet lists)."""
+    if value is None:
+        return None
+    if isinstance(value, list | tuple) or (hasattr(value, "tolist") and not isinstance(value, str)):
+        items = value.tolist() if hasattr(value, "tolist") else value
+        if isinstance(items, list):
+            return canonical(str(item) for item in items if item is not None)
+    return str(value)
 
 
 def drop_duplicate_texts(table: TextTable) -> TextTable:
@@ -248,7 +280,7 @@ def resolve_labels(configured: list[str] | None, *tables: TextTable | None) -> l
     if configured:
         check_label_set(list(configured), "AL_LABELS")
         return list(configured)
-    found = sorted({label for t in tables if t is not None and t.gold for label in t.gold if label})
+    found = sorted({label for t in tables if t is not None and t.gold for g in t.gold if g for label in members(g)})
     if len(found) < 2:
         raise DataError(
             "cannot derive the label set: the data has "
@@ -278,14 +310,27 @@ def check_label_set(labels: list[str], where: str) -> None:
         )
 
 
-def check_test_labels(test: TextTable, labels: list[str]) -> None:
-    """Every test row needs a gold label from the label set."""
+def check_test_labels(test: TextTable, labels: list[str], none_allowed: bool = False) -> None:
+    """Every test row needs a gold label from the label set (multi-label: a list of them, empty only where "none
+    of these" is an answer, ``none_allowed``)."""
     if test.gold is None:
         raise DataError(f"{test.source}: the test set needs a label column (set AL_LABEL_COLUMN)")
-    unknown = [row for row, label in zip(test.rows, test.gold, strict=True) if label not in labels]
+    known = set(labels)
+
+    def fits(label: Answer | None) -> bool:
+        if label is None:
+            return False
+        if is_set(label):
+            return set(label) <= known and (len(label) > 0 or none_allowed)
+        return label in known
+
+    unknown = [row for row, label in zip(test.rows, test.gold, strict=True) if not fits(label)]
     if unknown:
         examples = sorted({str(test.gold[test.rows.index(r)]) for r in unknown[:_SHOWN_ROWS]})
-        raise DataError(f"{test.source}: label not in the label set {labels} in {_rows(unknown)} (e.g. {examples})")
+        empty = " (an empty list is an answer only with AL_NONE_LABEL set)" if "()" in examples else ""
+        raise DataError(
+            f"{test.source}: label not in the label set {labels} in {_rows(unknown)} (e.g. {examples}){empty}"
+        )
 
 
 def embedding_cache(model_path: Path, cache_dir: Path, fingerprint: str, encoder: Encoder | None = None) -> Path:

@@ -49,11 +49,12 @@ def signal_digits(name: str) -> int:
     return 0 if name in (MAX_ITERATIONS, LABEL_BUDGET) else 4
 
 
-def best(rounds: list[RoundMetrics], metric: str) -> dict:
+def best(rounds: list[RoundMetrics], metric: str, lower: bool = False) -> dict:
+    """A test score's last value and its best (highest; ``lower``: lowest) with the round and labels it came at."""
     values = [(getattr(m, metric), m.round, m.labels) for m in rounds if getattr(m, metric) is not None]
     if not values:
         return {"last": None, "best": None, "best_round": None, "best_labels": None}
-    top = max(values, key=lambda item: item[0])
+    top = (min if lower else max)(values, key=lambda item: item[0])
     return {"last": values[-1][0], "best": top[0], "best_round": top[1], "best_labels": top[2]}
 
 
@@ -121,8 +122,11 @@ def status_view(settings: Settings, state: RunState | None, live: Live, threshol
         "changes": changes_view(state),
         "annotation": live.annotation if live.annotation is not None else annotation_view(settings, state),
         "batch": progress,
-        "accuracy": best(rounds, "accuracy"),
+        "task": "multi-label" if state is not None and state.multi_label else "single-label",
+        "accuracy": best(rounds, "accuracy"),  # multi-label: subset accuracy
         "macro_f1": best(rounds, "macro_f1"),
+        "micro_f1": best(rounds, "micro_f1"),  # multi-label only
+        "hamming_loss": best(rounds, "hamming_loss", lower=True),  # multi-label only
         "signals": signal_view(settings, rounds, thresholds),
         "stop": {
             "criteria": [str(c) for c in settings.stop_criteria],
@@ -186,6 +190,8 @@ def curve(rounds: list[RoundMetrics]) -> list[dict]:
             "labels": m.labels,
             "accuracy": m.accuracy,
             "macro_f1": m.macro_f1,
+            "micro_f1": m.micro_f1,
+            "hamming_loss": m.hamming_loss,
             **{name: signal.value for name, signal in m.signals.items()},
             "projected_stop_round": m.projected_stop_round,
             "seconds": m.seconds,
@@ -199,7 +205,7 @@ GUIDELINES = """# Active-learning batches
 Records arrive in **batches** (metadata `batch_id`). Batch 0 is a random sample; each later batch is chosen by
 a model trained on every label submitted so far, so the texts it is least sure about come first.
 
-- Pick the one label that fits the text and **Submit**. The model's guess is pre-selected as a suggestion:
+- {pick} and **Submit**. The model's guess is pre-selected as a suggestion:
   check it, don't trust it.
 - **Discard** a text that fits no label or cannot be read; it is never used for training.
 - A record with metadata `relabel` 1, 2, ... asks for one more opinion on a text someone labelled before
@@ -223,9 +229,14 @@ def label_list(labels: list[str]) -> str:
     return f"{shown}, ... ({len(labels)} labels in all)"
 
 
-def guidelines(labels: list[str]) -> str:
+def guidelines(labels: list[str], multi_label: bool = False, none_label: str | None = None) -> str:
     """The dataset's guidelines: how the batches work, and the labels."""
-    return GUIDELINES.format(labels=label_list(labels))
+    pick = "Pick the one label that fits the text"
+    if multi_label:
+        pick = "Tick every label that fits the text (one or more)"
+        if none_label is not None:
+            pick += f"; tick only **{none_label}** when none fits"
+    return GUIDELINES.format(labels=label_list(labels), pick=pick)
 
 
 def guidelines_note(status: dict) -> str:
@@ -271,8 +282,10 @@ def round_summary(
             f"round {round_number}: no training (AL_RETRAIN_EVERY={settings.retrain_every}); batch {batch_id} chosen "
             f"by the model in hand, logged ({seconds:.2f} s)"
         )
+    micro = "" if metrics.micro_f1 is None else f", micro-F1 {_fmt(metrics.micro_f1)}"
+    accuracy = "accuracy" if metrics.micro_f1 is None else "subset accuracy"
     scores = (
-        f"{metrics.labels} labels, accuracy {_fmt(metrics.accuracy)}, macro-F1 {_fmt(metrics.macro_f1)}, "
+        f"{metrics.labels} labels, {accuracy} {_fmt(metrics.accuracy)}, macro-F1 {_fmt(metrics.macro_f1)}{micro}, "
         f"kappa {_fmt(metrics.kappa)} (projected to stop at round "
         f"{metrics.projected_stop_round if metrics.projected_stop_round is not None else '-'})"
     )

@@ -28,6 +28,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from daemon.answers import encode
 from daemon.batches import QueryResult, new_batch
 from daemon.consensus import Pick
 from daemon.learner import Learner
@@ -252,7 +253,7 @@ class AheadRounds(RoundStrategy):
         daemon, state = self.daemon, self.daemon.state
         job = Job(
             round=round_number,
-            labels={i: daemon.labels.index(label) for i, label in state.training_labels().items()},
+            labels={i: encode(label, daemon.labels) for i, label in state.training_labels().items()},
             ignored=state.not_queryable(),
             used=state.used_indices(),
             seconds=dict(seconds),

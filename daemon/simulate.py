@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from daemon.answers import Answer, canonical, is_set
 from daemon.errors import DataError, SimulationError
 
 log = logging.getLogger(__name__)
@@ -50,11 +51,13 @@ class SimulatedAnnotator:
     def __init__(
         self,
         config: SimulationConfig,
-        gold_by_text: dict[str, str],
+        gold_by_text: dict[str, Answer],
         labels: list[str],
         source: AnnotationSource | None = None,
+        none_label: str | None = None,
     ) -> None:
         self.config = config
+        self.none_label = none_label  # multi-label: the option that answers "none of these"
         self.gold = gold_by_text
         self.source = source  # several annotators' recorded labels: each answer takes the next one
         self.texts_answered: set[str] = (
@@ -112,15 +115,36 @@ class SimulatedAnnotator:
         else:
             label = self.source.take(text)[1] if self.source is not None else self.gold[text]
             if self.random.random() < self.config.noise_rate:
-                label = self.random.choice([other for other in self.labels if other != label])
+                label = self.noisy(label)
                 self.counts.noisy += 1
-            body = {"status": "submitted", "values": {"label": {"value": label}}}
-            self.counts.submitted += 1
+            value = self.value(label)
+            if value is None:  # a label set that is empty with no "none of these" option: a person would discard
+                body = {"status": "discarded", "values": {}}
+                self.counts.discarded += 1
+            else:
+                body = {"status": "submitted", "values": {"label": {"value": value}}}
+                self.counts.submitted += 1
         response = self.http.post(f"/api/v1/records/{record['id']}/responses", json=body)
         self.texts_answered.add(text)
         if response.status_code != 201:
             self.counts.errors += 1
             log.warning("response for %s: HTTP %d %s", record["id"], response.status_code, response.text[:200])
+
+    def noisy(self, label: Answer) -> Answer:
+        """A careless answer: another label, or (label sets) one label ticked or unticked at random."""
+        if not is_set(label):
+            return self.random.choice([other for other in self.labels if other != label])
+        flipped = self.random.choice(self.labels)
+        return canonical(set(label) ^ {flipped})
+
+    def value(self, label: Answer) -> str | list[str] | None:
+        """What Argilla's question takes for ``label``: the label, or a list of labels (the "none of these" option
+        for an empty set; None when there is none)."""
+        if not is_set(label):
+            return label
+        if label:
+            return list(label)
+        return [self.none_label] if self.none_label else None
 
     def run(self, max_records: int | None = None) -> SimulationCounts:
         """Label until ``stop()`` (or ``max_records`` answers)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
-from daemon.consensus import majority
+from daemon.answers import Answer, consensus
 from daemon.errors import StateError
 from daemon.files import atomic_write, make_private_dir, remove_leftovers
 from daemon.steps import reached
@@ -40,11 +40,11 @@ class Batch(BaseModel):
     pool_indices: list[int]
     record_ids: list[str]
     scores: list[float | None] = Field(default_factory=list)  # the query strategy's score per record
-    suggestions: list[str | None] = Field(default_factory=list)  # the model's predicted label per record
-    confidences: list[float | None] = Field(default_factory=list)  # its probability
+    suggestions: list[Answer | None] = Field(default_factory=list)  # the model's predicted label (set) per record
+    confidences: list[float | tuple[float, ...] | None] = Field(default_factory=list)  # its probability (each's)
     logged: bool = False  # all records are in Argilla
     complete: bool = False  # every record is completed or discarded; labels below are final for this batch
-    labels: dict[int, str] = Field(default_factory=dict)  # pool index -> label used for training
+    labels: dict[int, Answer] = Field(default_factory=dict)  # pool index -> label (set) used for training
     annotators: dict[int, list[str]] = Field(default_factory=dict)  # pool index -> user ids that submitted
     discarded: list[int] = Field(default_factory=list)
     created_at: str = Field(default_factory=now)
@@ -61,7 +61,7 @@ class Batch(BaseModel):
     relabel_numbers: list[int] = Field(default_factory=list)  # k: the text's k-th relabel request
     relabel_scores: list[float | None] = Field(default_factory=list)  # their ActiveLab scores
     # every submitted answer of the batch's records: record id -> [[annotator id, label], ...] in submit order
-    votes: dict[str, list[list[str]]] = Field(default_factory=dict)
+    votes: dict[str, list[list[Answer]]] = Field(default_factory=dict)
 
     def record_index(self) -> dict[str, int]:
         """Record id -> pool index, for the batch's own records and its relabel requests."""
@@ -82,8 +82,8 @@ class Change(BaseModel):
     batch_id: int
     pool_index: int
     kind: str  # late-label | late-discard | relabelled | withdrawn | restored | deleted
-    old: str | None = None  # the label before (None: it was not trained on)
-    new: str | None = None  # the label after (None: no longer trained on)
+    old: Answer | None = None  # the label before (None: it was not trained on)
+    new: Answer | None = None  # the label after (None: no longer trained on)
     at: str = Field(default_factory=now)
 
 
@@ -92,8 +92,10 @@ class RoundMetrics(BaseModel):
 
     round: int
     labels: int
-    accuracy: float | None = None
+    accuracy: float | None = None  # multi-label: subset accuracy (the whole label set right)
     macro_f1: float | None = None
+    micro_f1: float | None = None  # multi-label only, as the Hamming loss (share of wrong label decisions)
+    hamming_loss: float | None = None
     signals: dict[str, Signal] = Field(default_factory=dict)  # every stopping criterion's reading
     projected_stop_round: int | None = None  # where KappaAverage is projected to fire
     seconds: dict[str, float] = Field(default_factory=dict)  # per phase: read, train, evaluate, query, log
@@ -113,6 +115,7 @@ class RunState(BaseModel):
     workspace: str
     pool_fingerprint: str
     labels: list[str]
+    multi_label: bool = False  # answers are label sets (daemon.answers)
     batch_size: int
     batches: list[Batch] = Field(default_factory=list)
     rounds: list[RoundMetrics] = Field(default_factory=list)
@@ -158,7 +161,7 @@ class RunState(BaseModel):
         """How many rounds trained a model so far (the status's ``round``)."""
         return len(self.rounds)
 
-    def training_labels(self) -> dict[int, str]:
+    def training_labels(self) -> dict[int, Answer]:
         """The label of every labelled text of the complete batches (each pool index appears in exactly one
         batch): the majority of its votes once it has relabel answers, else the label its batch closed with."""
         merged = self.training_labels_closed()
@@ -167,10 +170,10 @@ class RunState(BaseModel):
             votes = self.votes()
             for index in relabelled & merged.keys():
                 if len(votes.get(index, ())) > 1:
-                    merged[index] = majority(votes[index])
+                    merged[index] = consensus([label for _, label in votes[index]])
         return merged
 
-    def consensus_labels(self) -> dict[int, str]:
+    def consensus_labels(self) -> dict[int, Answer]:
         """The labels the last model trained on: CROWDLAB's where the last round used it, else the majority."""
         labels = self.training_labels()
         if self.consensus.get("method") == "crowdlab":
@@ -178,12 +181,12 @@ class RunState(BaseModel):
             labels.update({i: label for i, label in chosen.items() if i in labels})
         return labels
 
-    def votes(self) -> dict[int, list[tuple[str, str]]]:
+    def votes(self) -> dict[int, list[tuple[str, Answer]]]:
         """Every labelled text's votes, ``[(annotator, label), ...]`` across its record and relabel records in the
         order they were asked; one vote per annotator and text (an annotator who answered twice: the later).
         A text journaled before votes were kept counts its batch's label as one vote."""
         labelled = self.training_labels_closed()
-        found: dict[int, list[tuple[str, str]]] = {}
+        found: dict[int, list[tuple[str, Answer]]] = {}
         for batch in self.batches:
             if not batch.complete:
                 continue
@@ -201,9 +204,9 @@ class RunState(BaseModel):
                 found[index] = [(JOURNALED, label)]
         return found
 
-    def training_labels_closed(self) -> dict[int, str]:
+    def training_labels_closed(self) -> dict[int, Answer]:
         """The labels the batches closed with (texts still trained on), before relabel votes are counted."""
-        merged: dict[int, str] = {}
+        merged: dict[int, Answer] = {}
         for batch in self.batches:
             if batch.complete:
                 merged.update(batch.labels)
@@ -233,17 +236,18 @@ class RunState(BaseModel):
         return self.discarded() | self.open_indices() | moved
 
 
-def check_same_run(state: RunState, settings, fingerprint: str, labels: list[str], path: Path) -> None:
-    """Refuse a state of another run (dataset, workspace, pool file or labels differ): a local check, done before
-    Argilla is asked. With the dataset's id known, its name is checked later against Argilla (it may have been
-    renamed there)."""
+def check_same_run(
+    state: RunState, settings, fingerprint: str, labels: list[str], path: Path, multi_label: bool = False
+) -> None:
+    """Refuse a state of another run (dataset, workspace, pool file, labels or task differ): a local check, done
+    before Argilla is asked. With the dataset's id known, its name is checked later against Argilla (it may have
+    been renamed there)."""
     dataset = state.dataset if state.dataset_id else settings.dataset
-    mine = (dataset, settings.workspace, fingerprint, labels)
-    theirs = (state.dataset, state.workspace, state.pool_fingerprint, state.labels)
+    mine = (dataset, settings.workspace, fingerprint, labels, multi_label)
+    theirs = (state.dataset, state.workspace, state.pool_fingerprint, state.labels, state.multi_label)
     if mine != theirs:
-        what = [
-            n for n, a, b in zip(("dataset", "workspace", "pool file", "labels"), mine, theirs, strict=True) if a != b
-        ]
+        names = ("dataset", "workspace", "pool file", "labels", "task (single- or multi-label)")
+        what = [n for n, a, b in zip(names, mine, theirs, strict=True) if a != b]
         raise StateError(
             f"{path} belongs to another run (different {', '.join(what)}: state has dataset "
             f"{state.dataset!r} in {state.workspace!r}); use another AL_STATE_DIR or restore the original settings"

@@ -182,9 +182,11 @@ PAGE = _env.from_string(
   {%- if f.state == 'failed' %} · failed, retrying: {{ f.error }}{% endif %}; batches are drawn at random until
   then</span></div>
  {% endif %}
- <div class="card">accuracy<b>{{ s.accuracy.last|num }}</b><span class="muted">best {{ s.accuracy.best|num }}
+ <div class="card">{{ 'subset accuracy' if s.task == 'multi-label' else 'accuracy' }}<b>{{ s.accuracy.last|num }}</b><span class="muted">best {{ s.accuracy.best|num }}
   (round {{ s.accuracy.best_round|num }})</span></div>
  <div class="card">macro-F1<b>{{ s.macro_f1.last|num }}</b><span class="muted">best {{ s.macro_f1.best|num }}</span></div>
+ {% if s.task == 'multi-label' %}<div class="card">micro-F1<b>{{ s.micro_f1.last|num }}</b><span class="muted">best
+  {{ s.micro_f1.best|num }} · Hamming loss {{ s.hamming_loss.last|num }}</span></div>{% endif %}
  {% if s.state == 'stopped' or s.stop.reason %}{% set why = s.stop.reason or s.reason %}
  <div class="card">stopped<b>after round {{ s.last_round.round|num }}</b>
   {%- if why and why != s.reason %}<span class="muted">{{ why }}</span>{% endif %}</div>

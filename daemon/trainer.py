@@ -13,6 +13,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from daemon.answers import Encoded
+
 log = logging.getLogger(__name__)
 
 
@@ -21,7 +23,7 @@ class Job:
     """One training round: everything it needs, copied out of the state when it was asked for."""
 
     round: int
-    labels: dict[int, int]  # pool index -> class index
+    labels: dict[int, Encoded]  # pool index -> class index (multi-label: a tuple of them)
     ignored: set[int]  # pool items never to train on or query (discarded, open)
     used: set[int]  # pool items already in some batch: the batch prepared ahead skips them
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # the poll thread's part of the round

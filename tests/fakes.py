@@ -10,8 +10,9 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 
+from daemon.answers import Answer, is_set
 from daemon.errors import ArgillaRefused
-from daemon.gateway import DatasetSpec, OutRecord, RecordView, incompatible, label_problem
+from daemon.gateway import DatasetSpec, OutRecord, RecordView, _answer, incompatible, label_problem
 
 
 class FakeGateway:
@@ -20,7 +21,7 @@ class FakeGateway:
     def __init__(self) -> None:
         self.spec: DatasetSpec | None = None
         self.records: dict[str, OutRecord] = {}
-        self.answers: dict[str, dict[str, tuple[str, str | None]]] = {}  # record id -> user -> (status, label)
+        self.answers: dict[str, dict[str, tuple[str, Answer | None]]] = {}  # record id -> user -> (status, label)
         self.log_calls: list[list[str]] = []
         self.fail_next_log = False
         self.guidelines: list[str] = []
@@ -36,9 +37,17 @@ class FakeGateway:
     def forget_dataset(self) -> None:
         return None
 
-    def ensure_dataset(self, spec: DatasetSpec) -> None:
-        if self.spec is not None and (problem := label_problem(self.spec.labels, spec)):
+    def _check(self, spec: DatasetSpec) -> None:
+        """What the real gateway's check_schema refuses: another kind of question, other options."""
+        if self.spec.multi_label != spec.multi_label:
+            which = "multi-label" if spec.multi_label else "single-label"
+            raise incompatible(spec, [f"needs a {which} question named 'label' (has questions ['label'])"])
+        if problem := label_problem(self.spec.options, spec):
             raise incompatible(spec, [problem])
+
+    def ensure_dataset(self, spec: DatasetSpec) -> None:
+        if self.spec is not None:
+            self._check(spec)
         self.spec = spec
         self.dataset_id, self.dataset_name = "fake-id", self.dataset_name or spec.name
 
@@ -55,6 +64,9 @@ class FakeGateway:
         if self.fail_next_log:
             self.fail_next_log = False
             raise RuntimeError("simulated crash while logging")
+        for record in records:  # Argilla refuses (422) a suggestion that is not of the question's kind
+            if record.suggestion is not None:
+                assert is_set(record.suggestion) == self.spec.multi_label, record.suggestion
         self.log_calls.append([r.record_id for r in records])
         for record in records:
             self.records[record.record_id] = record
@@ -62,8 +74,7 @@ class FakeGateway:
     def check_dataset(self, spec: DatasetSpec) -> None:
         if self.spec is None:
             raise ArgillaRefused(f"dataset {spec.name!r} not found in workspace {spec.workspace!r}")
-        if problem := label_problem(self.spec.labels, spec):
-            raise incompatible(spec, [problem])
+        self._check(spec)
 
     def read_batch(self, batch_id: int) -> list[RecordView]:
         return [view for view in self.read_all() if self.records[view.record_id].batch_id == batch_id]
@@ -107,7 +118,11 @@ class FakeGateway:
     def batch(self, batch_id: int) -> list[OutRecord]:
         return [r for r in self.records.values() if r.batch_id == batch_id]
 
-    def submit(self, record_id: str, label: str, user: str = "u1") -> None:
+    def submit(self, record_id: str, label: str | list[str] | tuple[str, ...], user: str = "u1") -> None:
+        """An answer as Argilla's API takes it (multi-label: a list of options), read back as the gateway does."""
+        if isinstance(label, list):
+            assert label and self.spec.multi_label, "Argilla refuses an empty or single-label list answer (422)"
+            label = _answer(label, self.spec.none_label)
         self.answers.setdefault(record_id, {})[user] = ("submitted", label)
 
     def discard(self, record_id: str, user: str = "u1") -> None:

@@ -6,6 +6,7 @@ answer or a discard, the errors' kinds, webhooks) is asserted here once, so the 
 from __future__ import annotations
 
 import collections
+import dataclasses
 
 import httpx
 import pytest
@@ -28,7 +29,7 @@ class FakeSide:
     def connect_again(self) -> Gateway:
         return self.gateway  # one in-memory dataset: a second client sees the same one
 
-    def answer(self, record_id: str, label: str | None) -> None:
+    def answer(self, record_id: str, label: str | list[str] | None) -> None:
         if label is None:
             self.gateway.discard(record_id, self.annotator_id)
         else:
@@ -50,7 +51,7 @@ class ArgillaSide:
     def connect_again(self) -> Gateway:
         return ArgillaGateway(self.stack["url"], self.stack["owner_key"], "argilla", self.dataset)
 
-    def answer(self, record_id: str, label: str | None) -> None:
+    def answer(self, record_id: str, label: str | list[str] | None) -> None:
         dataset_id = self.gateway.dataset_id
         items = self.owner.get(f"/api/v1/datasets/{dataset_id}/records", params={"limit": 1000}).json()["items"]
         uuid = next(item["id"] for item in items if item["external_id"] == record_id)
@@ -159,3 +160,32 @@ def test_guidelines_people_and_webhooks(side, dataset_name):
     Webhook(secret)  # a Standard Webhooks secret the receiver can verify with
     assert gateway.remove_webhook(url) == 1
     assert gateway.remove_webhook(url) == 0
+
+
+def test_a_multi_label_dataset_takes_label_sets_and_none_of_these(side, dataset_name):
+    gateway = side.gateway
+    spec = DatasetSpec(dataset_name, "argilla", LABELS, multi_label=True, none_label="none of these")
+    gateway.ensure_dataset(spec)
+    records = [
+        dataclasses.replace(record, suggestion=suggestion, suggestion_score=score, agent="model:round-1")
+        for record, (suggestion, score) in zip(
+            out(0, range(4)),
+            [(("food", "sport"), (0.9, 0.6)), ((), ()), (("tech",), (0.7,)), (None, None)],
+            strict=True,
+        )
+    ]
+    gateway.log_records(records)  # label sets as suggestions with a score per label; the empty set as "none"
+    side.answer("pool-0", ["sport", "food"])
+    side.answer("pool-1", ["none of these"])
+    side.answer("pool-2", ["tech", "none of these"])  # "none" beside a label: the label counts
+    views = {v.record_id: v for v in gateway.read_batch(0)}
+    me = side.annotator_id
+    assert views["pool-0"].submitted == ((me, ("food", "sport")),) and views["pool-0"].status == "completed"
+    assert views["pool-1"].submitted == ((me, ()),)
+    assert views["pool-2"].submitted == ((me, ("tech",)),)
+    assert views["pool-3"].status == "pending"
+    gateway.check_dataset(spec)
+    with pytest.raises(SchemaError, match="needs a single-label question"):
+        side.connect_again().ensure_dataset(DatasetSpec(dataset_name, "argilla", LABELS))
+    with pytest.raises(SchemaError, match="the daemon expects"):  # the "none" option is part of the question
+        gateway.check_dataset(DatasetSpec(dataset_name, "argilla", LABELS, multi_label=True))

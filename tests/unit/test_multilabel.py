@@ -173,3 +173,81 @@ def test_fine_tuned_models_are_single_label_so_far(tagged, tmp_path):
     settings = Settings(_env_file=None, model=ModelKind.transformer, state_dir=tmp_path)
     with pytest.raises(ValueError, match="model transformer is single-label only"):
         build_features(settings, pool, None, None, len(LABELS), multi_label=True)
+
+
+# ---- the daemon on a multi-label task (fake gateway; tests/integration/test_multilabel_run.py: real Argilla) ----
+def multi_label_daemon(tagged, cache_dir, state_dir, gateway, **overrides):
+    from daemon.loop import Daemon
+
+    _, pool, sets = tagged
+    options = {
+        "model": ModelKind.tfidf,
+        "batch_size": 6,
+        "state_dir": state_dir,
+        "cache_dir": cache_dir,
+        "dataset": "tags",
+        "workspace": "w",
+        "task": "multi",
+        "stop_criteria": [],
+    }
+    settings = Settings(_env_file=None, **(options | overrides))
+    y_test = label_matrix(sets, len(LABELS))
+    features = build_features(settings, pool, pool, y_test, len(LABELS), multi_label=True)
+    learner = Learner.from_settings(features, len(LABELS), settings)
+    return Daemon(settings, gateway, learner, pool, LABELS, y_test, multi_label=True)
+
+
+def answer_batch(gateway, sets, batch_id, answers=None):
+    """Tick the gold label set of every record of the batch (``answers``: record id -> list to send instead)."""
+    for record in gateway.batch(batch_id):
+        default = [LABELS[c] for c in sets[record.pool_index]]
+        gateway.submit(record.record_id, (answers or {}).get(record.record_id, default))
+
+
+def test_a_multi_label_run_journals_label_sets_suggests_them_and_scores_per_label(tagged, cache_dir, tmp_path):
+    from tests.fakes import FakeGateway
+
+    _, pool, sets = tagged
+    gateway = FakeGateway()
+    daemon = multi_label_daemon(tagged, cache_dir, tmp_path / "state", gateway, none_label="none of these")
+    daemon.start()
+    assert gateway.spec.multi_label and gateway.spec.options == [*LABELS, "none of these"]
+    assert "Tick every label that fits" in gateway.spec.guidelines and "**none of these**" in gateway.spec.guidelines
+    first = gateway.batch(0)
+    answer_batch(gateway, sets, 0, {first[0].record_id: ["none of these"]})  # an empty set, where allowed
+    daemon.tick()
+    batch0 = daemon.state.batches[0]
+    assert batch0.labels[first[0].pool_index] == ()
+    assert all(isinstance(label, tuple) for label in batch0.labels.values())
+    for batch_id in range(1, 4):
+        later = gateway.batch(batch_id)
+        assert later and all(isinstance(r.suggestion, tuple) for r in later)
+        assert all(len(r.suggestion_score) == len(r.suggestion) for r in later)
+        answer_batch(gateway, sets, batch_id)
+        daemon.tick()
+    metrics = daemon.state.rounds[-1]
+    assert metrics.micro_f1 is not None and metrics.hamming_loss is not None and metrics.macro_f1 is not None
+    assert metrics.kappa is not None  # over the (text, label) decisions of consecutive models
+    assert daemon.store.load_predictions(metrics.round).shape == (len(pool) * len(LABELS),)
+    status = daemon.status()
+    assert status["task"] == "multi-label" and status["micro_f1"]["last"] == metrics.micro_f1
+
+    # the journal keeps label sets across a restart, and a restart as a single-label run is refused
+    restarted = multi_label_daemon(tagged, cache_dir, tmp_path / "state", gateway, none_label="none of these")
+    restarted.start()
+    assert restarted.state.batches[0].labels == batch0.labels
+    from daemon.errors import StateError
+    from daemon.state import check_same_run
+
+    with pytest.raises(StateError, match="task"):
+        check_same_run(restarted.state, restarted.settings, pool.fingerprint, LABELS, tmp_path / "s.json", False)
+
+
+def test_several_annotators_agree_label_by_label():
+    from daemon.answers import consensus
+
+    assert consensus([("a", "b"), ("a",), ("a", "c")]) == ("a",)  # a: 3 of 3; b, c: 1 of 3
+    assert consensus([("a", "b"), ("b", "c")]) == ("a", "b")  # at exactly half the first vote decides
+    assert consensus([("a",), ("b",), ("c",)]) == ("a",)  # nothing has a majority: the first vote's best label
+    assert consensus([(), ("b",), ()]) == ()  # "none of these" by most
+    assert consensus(["x", "y", "y"]) == "y" and consensus(["x", "y"]) == "x"  # single-label as before
