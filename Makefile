@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: setup demo demo-simulated demo-team test faults lint bench stack-up stack-down clean
+.PHONY: setup demo demo-simulated demo-team demo-multilabel test faults lint bench stack-up stack-down clean
 
 $(BIN)/al-daemon: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ demo-team: setup  ## politeness texts labelled by 3 simulated annotators; CROWDL
 	AL_POOL_FILE=data/politeness/train.jsonl AL_TEST_FILE=data/politeness/test.jsonl AL_DATASET=politeness-demo \
 	AL_STATE_DIR=state/politeness-demo AL_CONSENSUS=crowdlab AL_ACTIVELAB=true AL_MAX_ANNOTATIONS=3 \
 	$(BIN)/al-daemon demo --simulate --annotators 3 $(ARGS)
+
+demo-multilabel: setup  ## GoEmotions texts (28 emotions, a set per text) labelled by the simulated annotator
+	AL_POOL_FILE=data/goemotions/train.jsonl AL_TEST_FILE=data/goemotions/test.jsonl AL_LABEL_COLUMN=labels \
+	AL_DATASET=goemotions-demo AL_STATE_DIR=state/goemotions-demo $(BIN)/al-daemon demo --simulate $(ARGS)
 
 lint: $(BIN)/al-daemon
 	$(BIN)/ruff check daemon tests docs bench

@@ -22,7 +22,7 @@ from daemon.errors import EXIT_TEMPORARY, ArgillaError, ArgillaUnavailable, Disk
 from daemon.features import FeatureBuilder, Report
 from daemon.files import check_writable
 from daemon.gateway import ArgillaGateway, DatasetSpec
-from daemon.inputs import Data, load_data, model_name, preflight
+from daemon.inputs import Data, load_data, model_name, preflight, task_settings
 from daemon.notify import Notifier, watchdog_interval
 from daemon.phases import Phase
 from daemon.plot import render_curve
@@ -183,8 +183,8 @@ class Service:
     def build(self) -> Daemon:
         """The daemon, connected; its learner waits for the features (built once batch 0 is out, see
         :meth:`start_features`) unless batch 0 itself needs them (``AL_COLD_START=kmeans``: built here, first)."""
-        settings = self.settings
-        data = self.data = self.data or preflight(settings)  # local problems first: no model library, no Argilla
+        data = self.data = self.data or preflight(self.settings)  # local problems first: no model library, no Argilla
+        settings = self.settings = task_settings(self.settings, data.multi_label)
         from daemon.learner import PendingLearner
         from daemon.loop import Daemon
 
@@ -343,6 +343,7 @@ def export_now(settings: Settings, target: Path | None = None, connect_timeout: 
     if state is None:
         raise StateError(f"no state in {settings.state_dir}: nothing to export (point AL_STATE_DIR at the run)")
     data = load_data(settings)
+    settings = task_settings(settings, data.multi_label)
     if (state.pool_fingerprint, state.labels, state.multi_label) != (
         data.pool.fingerprint,
         data.labels,

@@ -181,7 +181,7 @@ class Settings(BaseSettings):
     query_strategy: QueryStrategyName = Field(
         QueryStrategyName.breaking_ties,
         description="breaking_ties | least_confidence | prediction_entropy | random | embedding_kmeans | "
-        "greedy_coreset | bald (transformer, setfit) | cvirs (multi-label)",
+        "greedy_coreset | bald (transformer, setfit) | cvirs (multi-label); unset in a multi-label run: random",
     )
     training: Training = Field(
         Training.auto,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from daemon.answers import label_matrix
-from daemon.config import ModelKind, Settings, Task, task_problem
+from daemon.config import ModelKind, QueryStrategyName, Settings, Task, task_problem
 from daemon.errors import DataError
 from daemon.files import check_writable
 from daemon.pool import (
@@ -73,6 +73,17 @@ def load_data(settings: Settings) -> Data:
             y_test = np.array([labels.index(label) for label in test.gold], dtype=np.int64)
     check_model_input(settings, pool)
     return Data(pool=pool, test=test, labels=labels, y_test=y_test, multi_label=multi_label)
+
+
+MULTI_LABEL_DEFAULT_STRATEGY = QueryStrategyName.random  # bench/multilabel.py: best on validation micro-F1
+
+
+def task_settings(settings: Settings, multi_label: bool) -> Settings:
+    """The settings of the task: with AL_QUERY_STRATEGY unset, a multi-label run queries at random (on GoEmotions
+    no uncertainty strategy beat random sampling on micro-F1; README, "Multi-label tasks")."""
+    if multi_label and "query_strategy" not in settings.model_fields_set:
+        return settings.model_copy(update={"query_strategy": MULTI_LABEL_DEFAULT_STRATEGY})
+    return settings
 
 
 def settle_task(settings: Settings, pool: TextTable, test: TextTable | None) -> bool:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.answers import Answer, canonical, is_set, members
+from daemon.answers import Answer, canonical, is_set, members, shown
 from daemon.config import EncoderName
 from daemon.encoders import Encoder
 from daemon.engine import Engine, LocalEngine
@@ -317,20 +317,22 @@ def check_test_labels(test: TextTable, labels: list[str], none_allowed: bool = F
         raise DataError(f"{test.source}: the test set needs a label column (set AL_LABEL_COLUMN)")
     known = set(labels)
 
+    empty = [row for row, label in zip(test.rows, test.gold, strict=True) if label == ()]
+    if empty and not none_allowed:
+        raise DataError(
+            f"{test.source}: an empty label list in {_rows(empty)}; a text without any label is an answer only with "
+            "AL_NONE_LABEL set (the 'none of these' option)"
+        )
+
     def fits(label: Answer | None) -> bool:
         if label is None:
             return False
-        if is_set(label):
-            return set(label) <= known and (len(label) > 0 or none_allowed)
-        return label in known
+        return set(label) <= known if is_set(label) else label in known
 
     unknown = [row for row, label in zip(test.rows, test.gold, strict=True) if not fits(label)]
     if unknown:
-        examples = sorted({str(test.gold[test.rows.index(r)]) for r in unknown[:_SHOWN_ROWS]})
-        empty = " (an empty list is an answer only with AL_NONE_LABEL set)" if "()" in examples else ""
-        raise DataError(
-            f"{test.source}: label not in the label set {labels} in {_rows(unknown)} (e.g. {examples}){empty}"
-        )
+        examples = sorted({shown(test.gold[test.rows.index(r)]) for r in unknown[:_SHOWN_ROWS]})
+        raise DataError(f"{test.source}: label not in the label set {labels} in {_rows(unknown)} (e.g. {examples})")
 
 
 def embedding_cache(model_path: Path, cache_dir: Path, fingerprint: str, encoder: Encoder | None = None) -> Path:

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -59,3 +60,41 @@ def simulated_annotator(stack: dict, dataset: str, data, **options) -> Simulated
         argilla_url=stack["url"], api_key=stack["annotator_key"], dataset=dataset, **({"delay": 0.01} | options)
     )
     return SimulatedAnnotator(config, gold, data.labels)
+
+
+CHROMIUM = Path(os.environ.get("AL_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def unavailable(reason: str):
+    """Skip locally; under CI a missing browser is a failure, not a silent skip."""
+    if in_ci():
+        pytest.fail(f"{reason} — CI is set, so the browser tests must run (.ci/run installs Chromium)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium through Playwright (never ``playwright install``); skipped where it or the
+    playwright package is missing, except under CI (``CI`` set), where that is a failure."""
+    if not CHROMIUM.exists():
+        unavailable(f"no Chromium at {CHROMIUM}: apt-get install chromium (or set AL_CHROMIUM)")
+    try:
+        import playwright.sync_api as playwright_api
+    except ImportError as exc:
+        unavailable(f"the playwright package is missing ({exc}): pip install -e '.[dev]'")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

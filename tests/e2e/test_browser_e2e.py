@@ -9,10 +9,8 @@ environment variable set, as .ci/run does), where a missing one is a failure: CI
 """
 
 import json
-import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
@@ -23,34 +21,8 @@ from tests.conftest import OUTPUT, TREC
 from tests.e2e.conftest import get_status, start_daemon
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = Path(os.environ.get("AL_CHROMIUM", "/usr/bin/chromium"))
 BATCH = 4
 TIMEOUT_MS = 30_000
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def unavailable(reason: str):
-    """Skip locally; under CI a missing browser is a failure, not a silent skip."""
-    if in_ci():
-        pytest.fail(f"{reason} — CI is set, so the browser test must run (.ci/run installs Chromium)")
-    pytest.skip(reason)
-
-
-@pytest.fixture
-def browser():
-    if not CHROMIUM.exists():
-        unavailable(f"no Chromium at {CHROMIUM}: apt-get install chromium (or set AL_CHROMIUM)")
-    try:
-        import playwright.sync_api as playwright_api
-    except ImportError as exc:
-        unavailable(f"the playwright package is missing ({exc}): pip install -e '.[dev]'")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 def gold_labels() -> dict[str, str]:

@@ -15,7 +15,7 @@ from daemon.stack import ANNOTATOR
 from daemon.state import StateStore
 from tests.conftest import OUTPUT, ROOT, write_jsonl
 from tests.e2e.conftest import get_status, start_daemon
-from tests.e2e.test_browser_e2e import TIMEOUT_MS, browser, current_text  # noqa: F401 (browser: a fixture)
+from tests.e2e.test_browser_e2e import TIMEOUT_MS, current_text
 
 pytestmark = pytest.mark.e2e
 BATCH = 4
@@ -39,7 +39,7 @@ def test_an_annotator_ticks_two_labels_and_batch_1_comes_with_label_set_suggesti
     dataset_name,
     trec_env,
     browser,
-    tmp_path,  # noqa: F811
+    tmp_path,
 ):
     shots = OUTPUT / "browser" / dataset_name
     shots.mkdir(parents=True, exist_ok=True)

@@ -10,8 +10,6 @@ daemon's ``/status`` (the page's rendering is what is under test, not the run). 
 """
 
 import copy
-import os
-from pathlib import Path
 
 import pytest
 
@@ -19,15 +17,6 @@ from daemon.plot import render_curve
 from daemon.status import StatusServer, create_app
 from tests.conftest import OUTPUT
 
-CHROMIUM = Path(os.environ.get("AL_CHROMIUM", "/usr/bin/chromium"))
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SHOTS = OUTPUT / "browser" / "status-page"
 ANNOTATORS = {
     "5b0c1f8e-7d1a-4c55-9a57-3f0e9a8d2c11": ("maria", 212, 0.912, 0.87),
@@ -156,25 +145,6 @@ class Stub:
 
     def plot(self) -> bytes:
         return self.png
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        message = f"no Chromium at {CHROMIUM}: apt-get install chromium (or set AL_CHROMIUM)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("the playwright package is missing (pip install -e '.[dev]')")
-        pytest.skip("the playwright package is missing (pip install -e '.[dev]')")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

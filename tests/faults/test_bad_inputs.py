@@ -71,6 +71,12 @@ def rows_with(tmp_path, name, change):
     return str(write_jsonl(tmp_path / name, rows))
 
 
+def as_label_sets(rows: list[dict]) -> None:
+    """A multi-label file: every row's label as a list (the odd rows with a second label)."""
+    for n, row in enumerate(rows):
+        row["label"] = [row["label"]] + ([LABELS[(LABELS.index(row["label"]) + 1) % 3]] if n % 2 else [])
+
+
 def bad_utf8(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_bytes(b'{"id": "a", "text": "fine", "label": "food"}\n{"id": "b", "text": "caf\xe9", "label": "food"}\n')
@@ -158,6 +164,21 @@ CASES = {  # name -> (setup(base) -> extra env, expected message)
         lambda b: {"AL_RAY_ADDRESS": "127.0.0.1:6379"},
         "ray_address must be a Ray Client address, ray://host:10001",
     ),
+    "label lists with AL_TASK=single": (
+        lambda b: {"AL_POOL_FILE": rows_with(b["dir"], "p.jsonl", as_label_sets), "AL_TASK": "single"},
+        "holds lists of labels (a multi-label task) but AL_TASK=single; set AL_TASK=multi (or auto)",
+    ),
+    "label lists with a single-label model": (
+        lambda b: {"AL_POOL_FILE": rows_with(b["dir"], "p.jsonl", as_label_sets), "AL_MODEL": "transformer"},
+        "holds label lists, so the task is multi-label: model=transformer is single-label only here",
+    ),
+    "an empty label list in the test file without AL_NONE_LABEL": (
+        lambda b: {
+            "AL_POOL_FILE": rows_with(b["dir"], "p.jsonl", as_label_sets),
+            "AL_TEST_FILE": rows_with(b["dir"], "t.jsonl", lambda r: (as_label_sets(r), r[2].update(label=[]))),
+        },
+        "an empty label list in row 3; a text without any label is an answer only with AL_NONE_LABEL set",
+    ),
 }
 # found on this machine, before Argilla is asked: exit 2 even when Argilla is down (checked with an unreachable URL)
 LOCAL = {
@@ -183,6 +204,9 @@ LOCAL = {
     "a label longer than Argilla allows",
     "a text with a NUL byte",
     "a Ray address that is not a Ray Client one",
+    "label lists with AL_TASK=single",
+    "label lists with a single-label model",
+    "an empty label list in the test file without AL_NONE_LABEL",
 }
 
 

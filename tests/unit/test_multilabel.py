@@ -251,3 +251,20 @@ def test_several_annotators_agree_label_by_label():
     assert consensus([("a",), ("b",), ("c",)]) == ("a",)  # nothing has a majority: the first vote's best label
     assert consensus([(), ("b",), ()]) == ()  # "none of these" by most
     assert consensus(["x", "y", "y"]) == "y" and consensus(["x", "y"]) == "x"  # single-label as before
+
+
+def test_three_annotators_label_sets_become_the_per_label_majority(tagged, cache_dir, tmp_path):
+    from tests.fakes import FakeGateway
+
+    gateway = FakeGateway()
+    daemon = multi_label_daemon(tagged, cache_dir, tmp_path / "state", gateway, annotators_per_record=3)
+    daemon.start()
+    records = gateway.batch(0)
+    votes = [["food", "sport"], ["food"], ["food", "tech"]]
+    for record in records:
+        for user, labels in zip(("u1", "u2", "u3"), votes, strict=True):
+            gateway.submit(record.record_id, labels, user)
+    daemon.tick()
+    batch = daemon.state.batches[0]
+    assert batch.complete and set(batch.labels.values()) == {("food",)}
+    assert batch.votes[records[0].record_id] == [["u1", ("food", "sport")], ["u2", ("food",)], ["u3", ("food", "tech")]]
