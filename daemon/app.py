@@ -26,6 +26,7 @@ from daemon.inputs import Data, load_data, model_name, preflight, task_settings
 from daemon.notify import Notifier, watchdog_interval
 from daemon.phases import Phase
 from daemon.plot import render_curve
+from daemon.pool import TextTable
 from daemon.recover import rebuild, summary
 from daemon.report import Live, status_view
 from daemon.state import StateStore, acquire_lock, now
@@ -201,16 +202,20 @@ class Service:
         else:
             log.info("AL_COLD_START=%s: batch 0 waits for the pool's features", settings.cold_start.value)
             learner = self.learner()
-        return Daemon(settings, gateway, learner, data.pool, data.labels, data.y_test, data.multi_label)
+        daemon = Daemon(settings, gateway, learner, data.pool, data.labels, data.y_test, data.multi_label, data.seed)
+        daemon.build_learner = lambda pool: self.learner(pool=pool)
+        return daemon
 
-    def learner(self, report: Report | None = None) -> Learner:
-        """Build the model's features (embedding the pool: the slow part) and a learner over them."""
+    def learner(self, report: Report | None = None, pool: TextTable | None = None) -> Learner:
+        """Build the model's features (embedding the pool: the slow part) and a learner over them. ``pool``: the
+        daemon's (with a warm start's training-only rows), once it has one."""
         from daemon.learner import Learner
         from daemon.models import build_features
 
         data, settings = self.data, self.settings
+        pool = pool or (self.daemon.pool if self.daemon is not None else data.pool)
         features = build_features(
-            settings, data.pool, data.test, data.y_test, len(data.labels), report, multi_label=data.multi_label
+            settings, pool, data.test, data.y_test, len(data.labels), report, multi_label=data.multi_label
         )
         return Learner.from_settings(features, len(data.labels), settings)
 
@@ -352,9 +357,8 @@ def export_now(settings: Settings, target: Path | None = None, connect_timeout: 
         raise StateError(
             f"{settings.state_dir} belongs to another pool file, label set or task than {settings.pool_file}"
         )
-    features = build_features(
-        settings, data.pool, data.test, data.y_test, len(data.labels), multi_label=data.multi_label
-    )
+    pool = data.pool.with_training_only(state.seed.extra_texts if state.seed else [])
+    features = build_features(settings, pool, data.test, data.y_test, len(data.labels), multi_label=data.multi_label)
     learner = Learner.from_settings(features, len(data.labels), settings)
     user_names: dict[str, str] = {}
     try:
@@ -365,7 +369,7 @@ def export_now(settings: Settings, target: Path | None = None, connect_timeout: 
         phase=Phase.stopped.value if state.stopped else "exported", model=features.name, pool_size=len(data.pool)
     )
     status = status_view(settings, state, live, StoppingSignals(settings, len(data.labels)).thresholds())
-    return export_run(settings, state, data.pool, data.labels, learner, status, user_names, target)
+    return export_run(settings, state, pool, data.labels, learner, status, user_names, target)
 
 
 def recover_now(settings: Settings, replace: bool = False, connect_timeout: float = 30.0) -> str:

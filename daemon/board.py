@@ -82,7 +82,7 @@ class StatusBoard:
             last_error=snapshot.last_error,
             progress=snapshot.progress,
             model=daemon.learner.name,
-            pool_size=len(daemon.pool),
+            pool_size=daemon.pool.queryable,  # the pool's own texts (a warm start's training-only rows aside)
             export=daemon.export,
             warnings=tuple(w for w in (snapshot.warning,) if w),
             annotation=self._annotation_view(),

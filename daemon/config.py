@@ -136,6 +136,11 @@ class Settings(BaseSettings):
         Path("data/trec6/train.jsonl"), description="unlabelled pool: JSONL/CSV/Parquet/datasets dir"
     )
     test_file: Path | None = Field(Path("data/trec6/test.jsonl"), description="labelled test set (optional)")
+    seed_file: Path | None = Field(
+        None,
+        description="warm start: texts labelled before the run (the pool's formats and columns), trained on before "
+        "batch 0 is chosen; read once, when the run begins",
+    )
     text_column: str = Field("text", description="column holding the text")
     label_column: str = Field("label", description="column holding gold labels (test set; pool for simulation)")
     id_column: str | None = Field("id", description="optional column of unique row ids")

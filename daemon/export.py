@@ -33,8 +33,8 @@ from daemon.files import atomic_dir
 from daemon.learner import Learner
 from daemon.plot import render_curve
 from daemon.pool import TextTable
-from daemon.report import curve
-from daemon.state import JOURNALED, RunState, now
+from daemon.report import curve, seed_view
+from daemon.state import JOURNALED, SEED_FILE, RunState, now
 
 log = logging.getLogger(__name__)
 
@@ -42,33 +42,41 @@ ENCODER_DIR = "encoder"  # the sentence-embedding model inside model/ (embedding
 
 
 def labelled_rows(state: RunState, pool: TextTable, user_names: dict[str, str]) -> list[dict]:
-    """One row per text used for training, in the order the batches were labelled: its training label (the
-    consensus) and every annotator's vote, relabel answers included."""
+    """One row per text used for training: a warm start's seed labels first (``source`` ``seed-file`` or
+    ``argilla``: adopted from the dataset), then in the order the batches were labelled (``batch``): its training
+    label (the consensus) and every annotator's vote, relabel answers included."""
     rows = []
     consensus = state.consensus_labels()
     votes = state.votes()
+
+    def row(index: int, source: str, batch_id: int | None, round_number: int | None, fallback: list[str]) -> dict:
+        given = [(who, label) for who, label in votes.get(index, []) if who != JOURNALED]
+        ids = [who for who, _ in given] or fallback
+        label = consensus[index]
+        return {
+            "id": pool.ids[index],
+            "pool_index": index,
+            "text": pool.texts[index],
+            "label": list(label) if is_set(label) else label,
+            "source": source,
+            "annotators": [user_names.get(u, u) for u in ids],
+            "annotator_ids": list(ids),
+            "votes": [user_names.get(who, who) + "=" + shown(label) for who, label in given],
+            "annotations": len(given),
+            "batch_id": batch_id,
+            "round": round_number,
+        }
+
+    seed = state.seed
+    for index in sorted(seed.labels if seed else ()):
+        if index in consensus:
+            rows.append(row(index, seed.sources.get(index, SEED_FILE), None, None, []))
     for batch in state.batches:
         if not batch.complete:
             continue
         for index in batch.pool_indices:
-            if index not in batch.labels or index not in consensus:
-                continue
-            given = [(who, label) for who, label in votes.get(index, []) if who != JOURNALED]
-            ids = [who for who, _ in given] or batch.annotators.get(index, [])
-            rows.append(
-                {
-                    "id": pool.ids[index],
-                    "pool_index": index,
-                    "text": pool.texts[index],
-                    "label": list(consensus[index]) if is_set(consensus[index]) else consensus[index],
-                    "annotators": [user_names.get(u, u) for u in ids],
-                    "annotator_ids": list(ids),
-                    "votes": [user_names.get(who, who) + "=" + shown(label) for who, label in given],
-                    "annotations": len(given),
-                    "batch_id": batch.batch_id,
-                    "round": batch.round,
-                }
-            )
+            if index in batch.labels and index in consensus:
+                rows.append(row(index, "batch", batch.batch_id, batch.round, batch.annotators.get(index, [])))
     return rows
 
 
@@ -187,6 +195,7 @@ def _write_export(
             "id": datasets.Value("string"),
             "pool_index": datasets.Value("int64"),
             "text": datasets.Value("string"),
+            "source": datasets.Value("string"),
             "label": datasets.Sequence(datasets.Value("string")) if state.multi_label else datasets.Value("string"),
             "annotators": datasets.Sequence(datasets.Value("string")),
             "annotator_ids": datasets.Sequence(datasets.Value("string")),
@@ -220,6 +229,7 @@ def _write_export(
         "discarded": len(state.discarded()),
         "discarded_ids": [pool.ids[i] for i in sorted(state.discarded())],
         "task": "multi-label" if state.multi_label else "single-label",
+        "seed": seed_view(state),
         "label_counts": dict(Counter(label for row in rows for label in members(canonical(row["label"])))),
         "open_ids": [pool.ids[i] for i in sorted(state.open_indices())],  # a stuck batch's unanswered records
         "changes": [change.model_dump(mode="json") for change in state.changes],  # made by people after training

@@ -79,6 +79,16 @@ class RecordView:
     text: str | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class Foreign:
+    """A record of the dataset that the daemon did not log (no ``pool_index`` metadata): a warm start adopts its
+    answers (:mod:`daemon.seeds`)."""
+
+    record_id: str
+    text: str | None
+    submitted: tuple[tuple[str, Answer], ...]  # (user id, label or label set), in submit order
+
+
 class Gateway(Protocol):
     """Every Argilla operation the daemon uses: the real :class:`ArgillaGateway` below, and the unit tests' fake
     (``tests/fakes.py``); ``tests/integration/test_gateway_contract.py`` runs the same assertions on both.
@@ -106,6 +116,8 @@ class Gateway(Protocol):
     def read_all(self) -> list[RecordView]: ...
 
     def max_batch_id(self) -> int | None: ...
+
+    def read_foreign(self) -> list[Foreign]: ...
 
     def batch_record_ids(self, batch_id: int) -> list[str]: ...
 
@@ -261,7 +273,7 @@ class ArgillaGateway:
             warnings.simplefilter("ignore")
             existing = client.datasets(spec.name, workspace=spec.workspace)
         if existing is not None:
-            check_schema(existing.settings, spec)
+            check_schema(existing.settings, spec, adopting=True)
             self._dataset = existing
             self.dataset_id = str(existing.id)
             self._add_missing_metadata(existing)
@@ -418,6 +430,24 @@ class ArgillaGateway:
         return len(found)
 
     @_translate
+    def read_foreign(self) -> list[Foreign]:
+        """Every record the daemon did not log (no ``pool_index`` metadata), with its text and submitted answers:
+        what a warm start adopts from an existing dataset."""
+        dataset = self._get_dataset()
+        found = []
+        for item in self._pages("GET", f"/api/v1/datasets/{dataset.id}/records"):
+            if (item.get("metadata") or {}).get("pool_index") is not None:
+                continue
+            found.append(
+                Foreign(
+                    record_id=str(item.get("external_id") or item["id"]),
+                    text=(item.get("fields") or {}).get(TEXT_FIELD),
+                    submitted=_submitted(item, self.none_label),
+                )
+            )
+        return found
+
+    @_translate
     def max_batch_id(self) -> int | None:
         """The highest batch id present in the dataset (None when it has no batch yet)."""
         dataset = self._get_dataset()
@@ -452,21 +482,25 @@ def _view(item: dict, none_label: str | None = None) -> RecordView | None:
     if index is None:
         return None
     answers = item.get("responses") or []
-    submitted = [
-        (str(answer["user_id"]), _answer(answer["values"][LABEL_QUESTION]["value"], none_label))
-        for answer in answers
-        if answer.get("status") == "submitted" and LABEL_QUESTION in (answer.get("values") or {})
-    ]
     return RecordView(
         record_id=str(item.get("external_id") or item["id"]),
         pool_index=int(index),
         status=str(item.get("status")),
-        submitted=tuple(submitted),
+        submitted=_submitted(item, none_label),
         discarded=any(answer.get("status") == "discarded" for answer in answers),
         relabel=int(metadata.get("relabel") or 0),
         batch_id=None if metadata.get("batch_id") is None else int(metadata["batch_id"]),
         round=None if metadata.get("round") is None else int(metadata["round"]),
         text=(item.get("fields") or {}).get(TEXT_FIELD),
+    )
+
+
+def _submitted(item: dict, none_label: str | None) -> tuple[tuple[str, Answer], ...]:
+    """A record's submitted answers, (user id, label or label set) in the order Argilla lists them."""
+    return tuple(
+        (str(answer["user_id"]), _answer(answer["values"][LABEL_QUESTION]["value"], none_label))
+        for answer in item.get("responses") or []
+        if answer.get("status") == "submitted" and LABEL_QUESTION in (answer.get("values") or {})
     )
 
 
@@ -477,8 +511,9 @@ def _answer(value, none_label: str | None) -> Answer:
     return str(value)
 
 
-def check_schema(settings, spec: DatasetSpec) -> None:
-    """Refuse an existing dataset whose field, question or metadata do not fit the daemon."""
+def check_schema(settings, spec: DatasetSpec, adopting: bool = False) -> None:
+    """Refuse an existing dataset whose field, question or metadata do not fit the daemon. ``adopting``: a new run
+    on a dataset it did not create (a warm start), which may lack the daemon's metadata (added, not refused)."""
     problems = []
     fields = {f.name: f for f in settings.fields}
     if TEXT_FIELD not in fields or type(fields[TEXT_FIELD]).__name__ != "TextField":
@@ -493,6 +528,8 @@ def check_schema(settings, spec: DatasetSpec) -> None:
         problems.append(problem)
     metadata = {m.name: type(m).__name__ for m in settings.metadata}
     for name in ("batch_id", "pool_index"):
+        if name not in metadata and adopting:  # a dataset made by hand: the daemon adds what it lacks
+            continue
         if metadata.get(name) != "IntegerMetadataProperty":
             problems.append(f"needs integer metadata {name!r}")
     if problems:

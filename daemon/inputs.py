@@ -15,6 +15,7 @@ from daemon.errors import DataError
 from daemon.files import check_writable
 from daemon.pool import (
     TextTable,
+    _rows,
     check_test_labels,
     default_model_path,
     drop_duplicate_texts,
@@ -30,6 +31,7 @@ class Data:
     labels: list[str]
     y_test: np.ndarray | None  # class indices; multi-label: a sparse 0/1 matrix (daemon.answers.label_matrix)
     multi_label: bool = False
+    seed: TextTable | None = None  # AL_SEED_FILE: every row labelled from the label set
 
 
 def load_data(settings: Settings) -> Data:
@@ -58,21 +60,50 @@ def load_data(settings: Settings) -> Data:
             settings.id_column,
             settings.max_text_chars,
         )
-    multi_label = settle_task(settings, pool, test)
+    seed = load_seed(settings)
+    multi_label = settle_task(settings, pool, test, seed)
     if multi_label:
         pool, test = pool.as_label_sets(), test.as_label_sets() if test is not None else None
-    labels = resolve_labels(settings.labels, test, pool)
+        seed = seed.as_label_sets() if seed is not None else None
+    labels = resolve_labels(settings.labels, test, pool, seed)
     if settings.none_label is not None and settings.none_label in labels:
         raise DataError(f"AL_NONE_LABEL {settings.none_label!r} is one of the labels {labels}: choose another name")
     y_test = None
     if test is not None:
         check_test_labels(test, labels, none_allowed=settings.none_label is not None)
+    if seed is not None:
+        check_test_labels(seed, labels, none_allowed=settings.none_label is not None, what="seed file")
         if multi_label:
             y_test = label_matrix([[labels.index(label) for label in gold] for gold in test.gold], len(labels))
         else:
             y_test = np.array([labels.index(label) for label in test.gold], dtype=np.int64)
     check_model_input(settings, pool)
-    return Data(pool=pool, test=test, labels=labels, y_test=y_test, multi_label=multi_label)
+    return Data(pool=pool, test=test, labels=labels, y_test=y_test, multi_label=multi_label, seed=seed)
+
+
+def load_seed(settings: Settings) -> TextTable | None:
+    """AL_SEED_FILE, read and checked like the pool (a text seen twice: the first row's label), every row labelled."""
+    if settings.seed_file is None:
+        return None
+    seed = drop_duplicate_texts(
+        load_table(
+            settings.seed_file,
+            settings.text_column,
+            settings.label_column,
+            settings.id_column,
+            settings.max_text_chars,
+        )
+    )
+    if seed.gold is None:
+        raise DataError(
+            f"{seed.source}: the seed file needs a label column {settings.label_column!r} (AL_LABEL_COLUMN)"
+        )
+    missing = [row for row, label in zip(seed.rows, seed.gold, strict=True) if label is None]
+    if missing:
+        raise DataError(
+            f"{seed.source}: no label in {_rows(missing)} (column {settings.label_column!r}): a seed text needs one"
+        )
+    return seed
 
 
 MULTI_LABEL_DEFAULT_STRATEGY = QueryStrategyName.random  # bench/multilabel.py: best on validation micro-F1
@@ -86,10 +117,10 @@ def task_settings(settings: Settings, multi_label: bool) -> Settings:
     return settings
 
 
-def settle_task(settings: Settings, pool: TextTable, test: TextTable | None) -> bool:
+def settle_task(settings: Settings, pool: TextTable, test: TextTable | None, seed: TextTable | None = None) -> bool:
     """True for a multi-label task: AL_TASK=multi, or AL_TASK=auto and a label column holding lists. AL_TASK=single
     with lists in the files is refused (a list cannot be one label); the settings that do not fit the task too."""
-    with_sets = [t for t in (pool, test) if t is not None and t.holds_label_sets]
+    with_sets = [t for t in (pool, test, seed) if t is not None and t.holds_label_sets]
     if settings.task is Task.single and with_sets:
         raise DataError(
             f"{with_sets[0].source}: the label column {settings.label_column!r} holds lists of labels (a multi-label "
@@ -125,6 +156,27 @@ def check_state(settings: Settings, data: Data) -> None:
     state = store.load()
     if state is not None:
         check_same_run(state, settings, data.pool.fingerprint, data.labels, store.path, data.multi_label)
+        check_seed(state, data.seed, store.path)
+
+
+def check_seed(state, seed: TextTable | None, path: Path) -> None:
+    """AL_SEED_FILE is read when a run begins: on a later start it must be the same file content (or unset: the
+    journal holds its labels); a seed file given to a run that began without one is refused."""
+    if seed is None:
+        return
+    from daemon.seeds import file_fingerprint
+
+    if state.seed is None or state.seed.file_fingerprint is None:
+        raise DataError(
+            f"AL_SEED_FILE={seed.source}: the run in {path.parent} began without a seed file, and seed labels are "
+            "read only when a run begins; unset AL_SEED_FILE, or start a new run (another AL_STATE_DIR and AL_DATASET)"
+        )
+    if file_fingerprint(seed) != state.seed.file_fingerprint:
+        raise DataError(
+            f"AL_SEED_FILE={seed.source} changed since the run began (its texts or labels differ from the "
+            f"{state.seed.file} the journal holds); restore it, or unset AL_SEED_FILE: the run keeps the labels it "
+            "began with"
+        )
 
 
 def check_model_input(settings: Settings, pool: TextTable) -> None:

@@ -11,10 +11,12 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import numpy as np
 
+from daemon.answers import encode
 from daemon.batches import (
     BatchProgress,
     QueryResult,
@@ -44,7 +46,8 @@ from daemon.pool import TextTable
 from daemon.report import change_line, closed_lines, guidelines, guidelines_note, round_summary
 from daemon.rounds import strategy_for
 from daemon.scoring import Scorer
-from daemon.state import Batch, RoundMetrics, RunState, StateStore, acquire_lock, check_same_run, now
+from daemon.seeds import build_seed, describe
+from daemon.state import Batch, RoundMetrics, RunState, Seed, StateStore, acquire_lock, check_same_run, now
 from daemon.steps import reached
 from daemon.stopping import StoppingSignals
 
@@ -67,9 +70,13 @@ class Daemon:
         labels: list[str],
         y_test: np.ndarray | None = None,
         multi_label: bool = False,
+        seed_table: TextTable | None = None,
     ) -> None:
         self.settings = settings
         self.multi_label = multi_label  # answers are label sets (daemon.answers)
+        self.seed_table = seed_table  # AL_SEED_FILE, read when a run begins (a warm start)
+        # builds a learner over a pool (the Service's features): a warm start needs a model before batch 0
+        self.build_learner: Callable[[TextTable], Learner] | None = None
         self.gateway = gateway
         self.learner = learner
         self.pool = pool
@@ -130,15 +137,21 @@ class Daemon:
                 labels=self.labels,
                 multi_label=self.multi_label,
                 batch_size=self.settings.batch_size,
+                seed=self._warm_start(),
             )
+            if state.seed is not None:  # journaled before anything is trained or logged
+                state.dataset_id = self.gateway.dataset_id
+                self.store.save(state)
+                reached("seed-journaled", labels=len(state.seed.labels))
         else:
             self._check_dataset_name(state)
             self._check_against_argilla(state)
         state.dataset_id = self.gateway.dataset_id
         self.state = state
+        if state.seed is not None:
+            self.pool = self.pool.with_training_only(state.seed.extra_texts)
         if not state.batches:
-            indices = self.learner.initial_batch(self.settings.batch_size)
-            self.journal_batch(0, 0, QueryResult.unscored(indices))
+            self.journal_batch(0, 0, self._first_batch(state))
         if state.stopped:
             if state.exported_at is None:
                 self._export()  # the last run stopped but did not get to export
@@ -150,6 +163,39 @@ class Daemon:
         self.last_contact = time.monotonic()
         self.set_phase(Phase.waiting)
         self.rounds.resume(state)
+
+    def _warm_start(self) -> Seed | None:
+        """A new run's seed labels: AL_SEED_FILE's, and the answers of records in the dataset that the daemon did
+        not log (adopted once, now); None when there are none."""
+        foreign = self.gateway.read_foreign()
+        if self.seed_table is None and not any(record.submitted for record in foreign):
+            if foreign:
+                log.warning("\n".join(describe(Seed(), self.pool.queryable, foreign)))
+            return None
+        seed = build_seed(self.pool, self.seed_table, foreign)
+        for line in describe(seed, self.pool.queryable, foreign):
+            log.info("%s", line)
+        return seed
+
+    def _first_batch(self, state: RunState) -> QueryResult:
+        """Batch 0: chosen by a model trained on the seed labels (a warm start), else drawn at random."""
+        size = self.settings.batch_size
+        if state.seed is None or not state.seed.labels:
+            return QueryResult.unscored(self.learner.initial_batch(size))
+        if not self.learner.ready or self.learner.pool_size != len(self.pool):
+            if self.build_learner is None:
+                raise StateError("a warm start needs the model's features before batch 0, and none can be built here")
+            self.set_phase(Phase.training, reason="warm start: building the model's features to choose batch 0")
+            self.learner = self.build_learner(self.pool)
+        self.set_phase(Phase.training, reason=f"warm start: training on {len(state.seed.labels)} seed labels")
+        labels = {i: encode(label, self.labels) for i, label in state.training_labels().items()}
+        trained = self.learner.fit(labels, set(), 0)
+        result = self.learner.query(size, 0, exclude=state.used_indices())
+        if trained:
+            log.info("warm start: batch 0 chosen by a model trained on %d seed labels", len(labels))
+        else:
+            log.warning("warm start: the seed labels name fewer than two classes; batch 0 drawn at random")
+        return result
 
     def _check_dataset_name(self, state: RunState) -> None:
         """AL_DATASET may name the run's dataset as it is called in Argilla now or as it was called before."""

@@ -269,13 +269,24 @@ def _encoder(settings: Settings, pool: TextTable) -> tuple[Path, Encoder]:
     return model_path, resolve_encoder(settings.encoder, model_path, settings.cache_path, len(pool))
 
 
+def _embed_pool(pool: TextTable, model_path, cache, progress, encoder, engine) -> np.ndarray:
+    """The pool's embeddings (cached by the pool's fingerprint), then its training-only rows' (a warm start's
+    texts the pool lacks: cached apart, so the pool's own cache serves seeded and unseeded runs alike)."""
+    base = pool.queryable
+    vectors = embed(pool.texts[:base], model_path, cache, pool.fingerprint, progress, encoder, engine)
+    if not pool.training_only:
+        return vectors
+    extra = embed(pool.texts[base:], model_path, cache, pool.training_only_fingerprint, None, encoder, engine)
+    return np.concatenate([vectors, extra])
+
+
 def _pool_vectors(settings: Settings, pool: TextTable) -> Callable[[], np.ndarray]:
     """The pool's sentence embeddings on first use (cached on disk): what the diversity strategies and the k-means
     cold start read for the fine-tuned models, instead of a pass of the fine-tuned model over the pool."""
 
     def vectors() -> np.ndarray:
         model_path, encoder = _encoder(settings, pool)
-        return embed(pool.texts, model_path, settings.cache_path, pool.fingerprint, None, encoder, engine_for(settings))
+        return _embed_pool(pool, model_path, settings.cache_path, None, encoder, engine_for(settings))
 
     return functools.cache(vectors)
 
@@ -285,7 +296,7 @@ def _embedding_features(settings, pool, test, y_test, num_classes, progress=None
 
     model_path, encoder = _encoder(settings, pool)
     cache, engine = settings.cache_path, engine_for(settings)
-    x_pool = embed(pool.texts, model_path, cache, pool.fingerprint, _stage(progress, "pool"), encoder, engine)
+    x_pool = _embed_pool(pool, model_path, cache, _stage(progress, "pool"), encoder, engine)
     test_ds = None
     if test is not None:
         x_test = embed(test.texts, model_path, cache, test.fingerprint, _stage(progress, "test"), encoder, engine)
@@ -312,7 +323,7 @@ def _hybrid_features(settings, pool, test, y_test, num_classes, progress=None, m
 
     model_path, encoder = _encoder(settings, pool)
     cache, engine = settings.cache_path, engine_for(settings)
-    x_emb = embed(pool.texts, model_path, cache, pool.fingerprint, _stage(progress, "pool"), encoder, engine)
+    x_emb = _embed_pool(pool, model_path, cache, _stage(progress, "pool"), encoder, engine)
     vectorizer, ngrams = fit_ngrams(pool.texts)
     x_pool = JoinedRows(x_emb, ngrams)  # the embeddings held once (the diversity strategies read them too)
     del ngrams

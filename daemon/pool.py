@@ -42,6 +42,27 @@ class TextTable:
     ids: list[str]
     gold: list[Answer | None] | None
     rows: list[int]
+    training_only: int = 0  # the last rows are texts labelled before the run (warm start) that the pool lacks
+
+    @property
+    def queryable(self) -> int:
+        """The pool's own rows (the first ones): what may be put in front of annotators."""
+        return len(self.texts) - self.training_only
+
+    def with_training_only(self, texts: list[str]) -> TextTable:
+        """The pool with ``texts`` appended as training-only rows (ids ``seed-<k>``): the model learns from their
+        seed labels, no query ever picks them, and the pool's identity (:attr:`fingerprint`) is unchanged."""
+        if not texts:
+            return self
+        base = self.queryable
+        return dataclasses.replace(
+            self,
+            texts=self.texts[:base] + list(texts),
+            ids=self.ids[:base] + [f"seed-{k}" for k in range(len(texts))],
+            gold=None if self.gold is None else self.gold[:base] + [None] * len(texts),
+            rows=self.rows[:base] + [0] * len(texts),
+            training_only=len(texts),
+        )
 
     @property
     def holds_label_sets(self) -> bool:
@@ -60,14 +81,24 @@ class TextTable:
 
     @property
     def fingerprint(self) -> str:
-        """Stable hash of ids and texts: state and caches belong to exactly one pool."""
-        digest = hashlib.sha256()
-        for row_id, text in zip(self.ids, self.texts, strict=True):
-            digest.update(row_id.encode())
-            digest.update(b"\0")
-            digest.update(text.encode())
-            digest.update(b"\1")
-        return digest.hexdigest()
+        """Stable hash of the pool's own ids and texts (training-only rows aside): state and caches belong to
+        exactly one pool."""
+        return _fingerprint(self.ids[: self.queryable], self.texts[: self.queryable])
+
+    @property
+    def training_only_fingerprint(self) -> str:
+        """The hash of the training-only rows (their embeddings' cache key)."""
+        return _fingerprint(self.ids[self.queryable :], self.texts[self.queryable :])
+
+
+def _fingerprint(ids: list[str], texts: list[str]) -> str:
+    digest = hashlib.sha256()
+    for row_id, text in zip(ids, texts, strict=True):
+        digest.update(row_id.encode())
+        digest.update(b"\0")
+        digest.update(text.encode())
+        digest.update(b"\1")
+    return digest.hexdigest()
 
 
 def _rows(numbers: list[int]) -> str:
@@ -310,11 +341,11 @@ def check_label_set(labels: list[str], where: str) -> None:
         )
 
 
-def check_test_labels(test: TextTable, labels: list[str], none_allowed: bool = False) -> None:
-    """Every test row needs a gold label from the label set (multi-label: a list of them, empty only where "none
-    of these" is an answer, ``none_allowed``)."""
+def check_test_labels(test: TextTable, labels: list[str], none_allowed: bool = False, what: str = "test set") -> None:
+    """Every test (or seed) row needs a gold label from the label set (multi-label: a list of them, empty only
+    where "none of these" is an answer, ``none_allowed``)."""
     if test.gold is None:
-        raise DataError(f"{test.source}: the test set needs a label column (set AL_LABEL_COLUMN)")
+        raise DataError(f"{test.source}: the {what} needs a label column (set AL_LABEL_COLUMN)")
     known = set(labels)
 
     empty = [row for row, label in zip(test.rows, test.gold, strict=True) if label == ()]

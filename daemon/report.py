@@ -7,6 +7,7 @@ terminal ``al-daemon status`` and the export report all tell the same story.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from daemon import __version__
@@ -114,12 +115,15 @@ def status_view(settings: Settings, state: RunState | None, live: Live, threshol
         "pool_size": live.pool_size,
         "unlabelled": None
         if state is None
-        else live.pool_size - labels - len(state.not_queryable() - state.training_labels().keys()),
+        else live.pool_size
+        - (labels - len(state.seed.extra_texts if state.seed else ()))  # training-only seed rows are not pool rows
+        - len(state.not_queryable() - state.training_labels().keys()),
         "round": len(rounds),
         "labels": labels,
         "discarded": len(state.discarded()) if state else 0,
         "open": len(state.open_indices()) if state else 0,
         "changes": changes_view(state),
+        "seed": seed_view(state),
         "annotation": live.annotation if live.annotation is not None else annotation_view(settings, state),
         "batch": progress,
         "task": "multi-label" if state is not None and state.multi_label else "single-label",
@@ -170,6 +174,21 @@ def annotation_view(settings: Settings, state: RunState | None, user_names: dict
         "annotations": sum(len(v) for v in votes.values()),
         "relabel_requests": sum(len(b.relabels) for b in state.batches) if state else 0,
         **view,
+    }
+
+
+def seed_view(state: RunState | None) -> dict | None:
+    """A warm start: how many seed labels, from where, how many only train (their texts are not in the pool)."""
+    seed = state.seed if state else None
+    if seed is None:
+        return None
+    sources = Counter(seed.sources.values())
+    return {
+        "labels": len(seed.labels),
+        "by_source": dict(sources),
+        "training_only": len(seed.extra_texts),
+        "file": seed.file,
+        "adopted_records": len(seed.adopted_records),
     }
 
 

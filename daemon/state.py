@@ -87,6 +87,25 @@ class Change(BaseModel):
     at: str = Field(default_factory=now)
 
 
+SEED_FILE = "seed-file"  # a seed label's source: AL_SEED_FILE
+ADOPTED = "argilla"  # ... or an answer found in the dataset that the daemon did not ask for (adopted at the start)
+
+
+class Seed(BaseModel):
+    """Labels the run started from (a warm start), journaled once when the run begins and never read again: from
+    ``AL_SEED_FILE`` and from answered records of an existing dataset that the daemon did not create. A seed text
+    that is in the pool keeps its pool index (never logged, never queried); one the pool lacks is a training-only
+    row, index ``pool size + k`` for its ``extra_texts[k]``."""
+
+    labels: dict[int, Answer] = Field(default_factory=dict)  # pool (or training-only) index -> label
+    sources: dict[int, str] = Field(default_factory=dict)  # index -> SEED_FILE | ADOPTED
+    extra_texts: list[str] = Field(default_factory=list)  # training-only texts, in index order after the pool
+    file: str | None = None  # AL_SEED_FILE as it was when the run began
+    file_fingerprint: str | None = None  # its texts and labels (a changed file is refused on restart)
+    adopted_records: list[str] = Field(default_factory=list)  # ids of the Argilla records adopted
+    votes: dict[int, list[list[Answer]]] = Field(default_factory=dict)  # adopted: index -> [[annotator, label], ...]
+
+
 class RoundMetrics(BaseModel):
     """What one training round measured."""
 
@@ -151,6 +170,7 @@ class RunState(BaseModel):
     stop_pending: str | None = None
     # several annotators: the last round's consensus (method; crowdlab's labels and annotator quality)
     consensus: dict = Field(default_factory=dict)
+    seed: Seed | None = None  # a warm start's labels (trained on from round 0 on, before batch 0 is chosen)
 
     @property
     def current(self) -> Batch | None:
@@ -199,14 +219,17 @@ class RunState(BaseModel):
                 for who, label in given:
                     kept[:] = [vote for vote in kept if vote[0] != who]
                     kept.append((who, label))
+        for index, given in (self.seed.votes if self.seed else {}).items():
+            found.setdefault(index, [(who, label) for who, label in given])
         for index, label in labelled.items():
             if not found.get(index):
                 found[index] = [(JOURNALED, label)]
         return found
 
     def training_labels_closed(self) -> dict[int, Answer]:
-        """The labels the batches closed with (texts still trained on), before relabel votes are counted."""
-        merged: dict[int, Answer] = {}
+        """The seed labels and the labels the batches closed with (texts still trained on), before relabel votes
+        are counted."""
+        merged: dict[int, Answer] = dict(self.seed.labels) if self.seed else {}
         for batch in self.batches:
             if batch.complete:
                 merged.update(batch.labels)
@@ -220,7 +243,8 @@ class RunState(BaseModel):
         return {i for batch in self.batches if batch.complete for i in batch.discarded}
 
     def used_indices(self) -> set[int]:
-        return {i for batch in self.batches for i in batch.pool_indices}
+        """Pool items already asked for or labelled before the run (a seed): never put in a batch again."""
+        return {i for batch in self.batches for i in batch.pool_indices} | set(self.seed.labels if self.seed else ())
 
     def reserved_indices(self) -> set[int]:
         """Pool items no query may pick: every batch's, and the batch prepared ahead."""

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 
 STEPS = (
+    "seed-journaled",  # labels: a warm start's seed labels journaled, batch 0 not chosen yet
     "closing-batch",  # batch: complete in Argilla, its labels about to be journaled
     "batch-closed",  # batch: its labels are journaled
     "training",  # round: about to fit the model (on the poll thread, or the background trainer's)

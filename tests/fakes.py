@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from daemon.answers import Answer, is_set
 from daemon.errors import ArgillaRefused
-from daemon.gateway import DatasetSpec, OutRecord, RecordView, _answer, incompatible, label_problem
+from daemon.gateway import DatasetSpec, Foreign, OutRecord, RecordView, _answer, incompatible, label_problem
 
 
 class FakeGateway:
@@ -30,6 +30,7 @@ class FakeGateway:
         self.dataset_name: str = ""
         self.members = {"u1", "u2", "u3", "u4"}  # the workspace's annotators
         self.webhooks: dict[str, tuple[list[str], str]] = {}  # url -> (events, secret)
+        self.foreign: dict[str, Foreign] = {}  # records someone else put in the dataset (no pool_index)
 
     def ping(self) -> None:
         return None
@@ -100,6 +101,9 @@ class FakeGateway:
             )
         return views
 
+    def read_foreign(self) -> list[Foreign]:
+        return list(self.foreign.values())
+
     def max_batch_id(self) -> int | None:
         return max((r.batch_id for r in self.records.values()), default=None)
 
@@ -124,6 +128,17 @@ class FakeGateway:
             assert label and self.spec.multi_label, "Argilla refuses an empty or single-label list answer (422)"
             label = _answer(label, self.spec.none_label)
         self.answers.setdefault(record_id, {})[user] = ("submitted", label)
+
+    def add_foreign(self, record_id: str, text: str) -> None:
+        """A record added by hand (not by the daemon): no metadata, no answer yet."""
+        self.foreign[record_id] = Foreign(record_id, text, ())
+
+    def answer_foreign(self, record_id: str, label, user: str = "u1") -> None:
+        if isinstance(label, list):
+            label = _answer(label, self.spec.none_label if self.spec else None)
+        record = self.foreign[record_id]
+        kept = tuple((who, given) for who, given in record.submitted if who != user)
+        self.foreign[record_id] = Foreign(record_id, record.text, (*kept, (user, label)))
 
     def discard(self, record_id: str, user: str = "u1") -> None:
         self.answers.setdefault(record_id, {})[user] = ("discarded", None)

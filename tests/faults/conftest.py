@@ -54,6 +54,8 @@ def audit(stack: dict, dataset: str, state_dir: Path) -> dict:
         f"/api/v1/datasets/{found[0]['id']}/records", params={"include": "responses", "limit": 1000}
     ).json()["items"]
     state = StateStore(state_dir).load()
+    foreign = [r for r in records if (r.get("metadata") or {}).get("pool_index") is None]  # added by hand
+    records = [r for r in records if (r.get("metadata") or {}).get("pool_index") is not None]
     per_index = Counter(int(r["metadata"]["pool_index"]) for r in records)
     batch_ids = sorted({int(r["metadata"]["batch_id"]) for r in records})
     complete = {b.batch_id for b in state.batches if b.complete}
@@ -78,6 +80,24 @@ def audit(stack: dict, dataset: str, state_dir: Path) -> dict:
         "labels": len(trained),
         "rounds": len(state.rounds),
         "stopped": state.stopped,
+        **(seed_checks(state, records, foreign) if state.seed is not None else {}),
+    }
+
+
+def seed_checks(state, records: list[dict], foreign: list[dict]) -> dict:
+    """A warm start: every seed label trained on (or overridden by nothing), no seed text ever logged as one of
+    the daemon's records, every answered record added by hand adopted."""
+    seed = state.seed
+    trained = state.training_labels()
+    asked = {int(r["metadata"]["pool_index"]) for r in records}
+    answered = {
+        str(r.get("external_id") or r["id"]) for r in foreign if any(x["status"] == "submitted" for x in r["responses"])
+    }
+    return {
+        "seed_labels": len(seed.labels),
+        "seed_lost": sum(1 for i, label in seed.labels.items() if trained.get(i) != label),
+        "seed_logged": len(asked & seed.labels.keys()),
+        "adopted_missing": len(answered - set(seed.adopted_records)),
     }
 
 
@@ -91,6 +111,8 @@ def assert_clean(checks: dict) -> None:
     assert checks["batch_ids_contiguous"], checks
     assert checks["labels_lost"] == 0 and checks["labels_changed"] == 0, checks
     assert checks["labels_used_twice"] == 0 and checks["trained_on_discards"] == 0, checks
+    if "seed_labels" in checks:
+        assert checks["seed_lost"] == 0 and checks["seed_logged"] == 0 and checks["adopted_missing"] == 0, checks
 
 
 def stable(text: str) -> str:
@@ -130,3 +152,31 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture
 def results():
     return record
+
+
+def hand_made_dataset(
+    stack: dict, name: str, labels: list[str], answered: dict[str, str], unanswered: list[str]
+) -> None:
+    """A dataset someone made in Argilla before the daemon (text field and label question as the daemon's, no
+    metadata): records whose texts are ``answered`` (text -> label, submitted by the stack's annotator) and
+    ``unanswered`` ones. What a warm start adopts."""
+    import argilla as rg
+    import httpx
+
+    client = rg.Argilla(api_url=stack["url"], api_key=stack["owner_key"])
+    settings = rg.Settings(
+        fields=[rg.TextField("text")],
+        questions=[rg.LabelQuestion("label", labels=labels)],
+        distribution=rg.TaskDistribution(min_submitted=1),
+    )
+    dataset = rg.Dataset(name, workspace="argilla", settings=settings, client=client).create()
+    texts = [*answered, *unanswered]
+    dataset.records.log([rg.Record(id=f"hand-{k}", fields={"text": text}) for k, text in enumerate(texts)])
+    owner = httpx.Client(base_url=stack["url"], headers={"X-Argilla-Api-Key": stack["owner_key"]}, timeout=30)
+    person = httpx.Client(base_url=stack["url"], headers={"X-Argilla-Api-Key": stack["annotator_key"]}, timeout=30)
+    items = owner.get(f"/api/v1/datasets/{dataset.id}/records", params={"limit": 1000}).json()["items"]
+    uuid = {item["fields"]["text"]: item["id"] for item in items}
+    for text, label in answered.items():
+        body = {"status": "submitted", "values": {"label": {"value": label}}}
+        response = person.post(f"/api/v1/records/{uuid[text]}/responses", json=body)
+        assert response.status_code == 201, response.text

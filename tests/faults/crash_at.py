@@ -10,6 +10,8 @@ SIGKILL points, in the order a round meets them:
   mid_log      half of the next batch's records are in Argilla
   after_log    all of them are in Argilla, before the state says so
   state_save   in the middle of writing state.json (a partial temporary file, before the atomic rename)
+  seed_journaled  a warm start's seed labels are journaled, before batch 0 is chosen (any AL_FAULT_ROUND)
+With AL_FAULT_ROUND=-1 the points after_query and mid_log meet batch 0 (a warm start chooses it with a model).
 
 Disk-full points (``disk_<point>@<round>``, several separated by commas, each once): the process's file-size limit
 drops to 0 bytes (RLIMIT_FSIZE, so every write to a regular file fails with EFBIG, as on a full disk) just before
@@ -106,6 +108,10 @@ def install() -> None:
     def exporting(state) -> None:
         fill_disk("export", state.rounds_trained)
 
+    def seed_journaled(labels) -> None:
+        if POINT == "seed_journaled" and not MARKER.exists():
+            die()
+
     for step, hook in (
         ("closing-batch", closing_batch),
         ("batch-closed", batch_closed),
@@ -117,6 +123,7 @@ def install() -> None:
         ("batch-logged", logged),
         ("saving-state", saving),
         ("exporting", exporting),
+        ("seed-journaled", seed_journaled),
     ):
         on_step(step, hook)
 

@@ -1,13 +1,15 @@
 """kill -9 at each step of a round, then restart: nothing lost, nothing twice, batch ids contiguous."""
 
+import json
 import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from daemon.state import StateStore
+from tests.conftest import ROOT, TREC, write_jsonl
 from tests.e2e.conftest import simulated_annotator, start_daemon
-from tests.faults.conftest import assert_clean, audit
+from tests.faults.conftest import assert_clean, audit, hand_made_dataset
 
 pytestmark = pytest.mark.faults
 
@@ -33,6 +35,54 @@ def test_kill9_while_training_with_the_pool_scored_on_ray(
     # down: that step is scored here and the next one connects again, which the audit above covers
     log = trec_env["log"].read_text()
     assert log.count("connecting to the Ray cluster") >= 2
+
+
+WARM_POINTS = ["seed_journaled", "after_query", "mid_log"]  # the last two at batch 0, chosen by the seed's model
+
+
+@pytest.mark.parametrize("point", WARM_POINTS)
+def test_kill9_during_a_warm_start(argilla_stack, dataset_name, trec_env, trec_data, tmp_path, point, results):
+    """A warm start from a seed file and a dataset made by hand (answered records adopted), killed while it
+    begins: the restart keeps the seed it journaled, never logs a seed text, and trains on every seed label."""
+    pool = trec_data.pool
+    test = [json.loads(line) for line in (TREC / "test.jsonl").read_text().splitlines()[:5]]
+    seed_rows = [{"id": f"s{i}", "text": pool.texts[i], "label": pool.gold[i]} for i in range(0, 400, 20)]
+    seed_rows += [{"id": row["id"], "text": row["text"], "label": row["label"]} for row in test]  # training-only
+    answered = {pool.texts[i]: pool.gold[i] for i in range(5, 400, 50)}
+    hand_made_dataset(argilla_stack, dataset_name, trec_data.labels, answered, ["a note nobody labelled"])
+    env = trec_env["env"] | {
+        "AL_SEED_FILE": str(write_jsonl(tmp_path / "seed.jsonl", seed_rows)),
+        "AL_BATCH_SIZE": "10",
+        "AL_MAX_ROUNDS": "3",
+        "AL_STOP_CRITERIA": "never",
+        "AL_POLL_INTERVAL": "0.3",
+        "AL_FAULT_POINT": point,
+        "AL_FAULT_MARKER": str(tmp_path / "killed"),
+        "AL_FAULT_ROUND": "-1",
+    }
+    log = trec_env["log"]
+    person = simulated_annotator(argilla_stack, dataset_name, trec_data, discard_rate=0.1, seed=3)
+    person.start_thread()
+    try:
+        with open(log, "ab") as out:
+            crashing = subprocess.Popen(
+                [sys.executable, "tests/faults/crash_at.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        code = crashing.wait(timeout=300)
+        assert code == -9 and (tmp_path / "killed").read_text() == point, log.read_text()[-3000:]
+        journaled = StateStore(trec_env["state_dir"]).load().seed
+        restarted = start_daemon(env, log)
+        assert restarted.wait(timeout=300) == 0, log.read_text()[-3000:]
+    finally:
+        person.stop()
+    checks = audit(argilla_stack, dataset_name, trec_env["state_dir"])
+    results(f"kill -9 during a warm start: {point.replace('_', ' ')}", "killed, restarted, finished", checks)
+    assert_clean(checks)
+    state = StateStore(trec_env["state_dir"]).load()
+    assert state.seed == journaled and checks["seed_labels"] == 25 + len(answered)
+    assert len(state.seed.extra_texts) == 5 and checks["rounds"] == 3 and checks["batches"] == 3
+    assert state.batches[0].scores[0] is not None  # batch 0 was chosen by the seed's model
+    assert person.counts.errors == 0
 
 
 def kill9_then_restart(argilla_stack, dataset_name, trec_env, trec_data, tmp_path, point, results, how=""):

@@ -29,6 +29,12 @@ class FakeSide:
     def connect_again(self) -> Gateway:
         return self.gateway  # one in-memory dataset: a second client sees the same one
 
+    def add_foreign(self, record_id: str, text: str) -> None:
+        self.gateway.add_foreign(record_id, text)
+
+    def answer_foreign(self, record_id: str, label: str) -> None:
+        self.gateway.answer_foreign(record_id, label, self.annotator_id)
+
     def answer(self, record_id: str, label: str | list[str] | None) -> None:
         if label is None:
             self.gateway.discard(record_id, self.annotator_id)
@@ -50,6 +56,15 @@ class ArgillaSide:
 
     def connect_again(self) -> Gateway:
         return ArgillaGateway(self.stack["url"], self.stack["owner_key"], "argilla", self.dataset)
+
+    def add_foreign(self, record_id: str, text: str) -> None:
+        """A record added by hand in Argilla: text only, no metadata."""
+        body = {"items": [{"external_id": record_id, "fields": {"text": text}}]}
+        response = self.owner.post(f"/api/v1/datasets/{self.gateway.dataset_id}/records/bulk", json=body)
+        assert response.status_code in (200, 201), response.text
+
+    def answer_foreign(self, record_id: str, label: str) -> None:
+        self.answer(record_id, label)
 
     def answer(self, record_id: str, label: str | list[str] | None) -> None:
         dataset_id = self.gateway.dataset_id
@@ -189,3 +204,18 @@ def test_a_multi_label_dataset_takes_label_sets_and_none_of_these(side, dataset_
         side.connect_again().ensure_dataset(DatasetSpec(dataset_name, "argilla", LABELS))
     with pytest.raises(SchemaError, match="the daemon expects"):  # the "none" option is part of the question
         gateway.check_dataset(DatasetSpec(dataset_name, "argilla", LABELS, multi_label=True))
+
+
+def test_records_the_daemon_did_not_log_are_read_with_their_answers(side, dataset_name):
+    gateway = side.gateway
+    gateway.ensure_dataset(DatasetSpec(dataset_name, "argilla", LABELS))
+    gateway.log_records(out(0, range(2)))
+    side.add_foreign("mine-1", "a text labelled by hand")
+    side.add_foreign("mine-2", "a text nobody answered")
+    side.answer_foreign("mine-1", "tech")
+    found = {record.record_id: record for record in gateway.read_foreign()}
+    assert sorted(found) == ["mine-1", "mine-2"]  # the daemon's own records are not among them
+    assert found["mine-1"].text == "a text labelled by hand"
+    assert found["mine-1"].submitted == ((side.annotator_id, "tech"),)
+    assert found["mine-2"].submitted == ()
+    assert sorted(v.record_id for v in gateway.read_all()) == ["pool-0", "pool-1"]
