@@ -23,8 +23,9 @@
    (bench/ray_throughput.py -> results/ray-throughput.json/.png; ~5 min).
 9. multilabel: multi-label active learning on GoEmotions (28 emotions), hybrid and embeddings x five strategies
    x 3 seeds to 1,000 labels (bench/multilabel.py -> results/multilabel.json/.png; ~30-40 min). Reads the data
-   from ../shared/data/goemotions or $AL_BENCH_DATA/goemotions (not shipped: its licence is unclear); without it
-   this step fails with a line saying so and the others still run.
+   from ../shared/data/goemotions or $AL_BENCH_DATA/goemotions (the full set; the checkout ships a 4,000-text subset,
+   data/goemotions, too small for this benchmark); without it this step fails with a line saying so and the others
+   still run.
 
 Not in the default set, chosen with ``--only encoders``: the CPU encoders (PyTorch, ONNX fp32/int8, threads,
 model2vec) for throughput and label efficiency on the six dev sets beside the checkout (bench/encoders.py).

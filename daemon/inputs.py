@@ -68,11 +68,11 @@ def load_data(settings: Settings) -> Data:
     labels = resolve_labels(settings.labels, test, pool, seed)
     if settings.none_label is not None and settings.none_label in labels:
         raise DataError(f"AL_NONE_LABEL {settings.none_label!r} is one of the labels {labels}: choose another name")
+    if seed is not None:
+        check_test_labels(seed, labels, none_allowed=settings.none_label is not None, what="seed file")
     y_test = None
     if test is not None:
         check_test_labels(test, labels, none_allowed=settings.none_label is not None)
-    if seed is not None:
-        check_test_labels(seed, labels, none_allowed=settings.none_label is not None, what="seed file")
         if multi_label:
             y_test = label_matrix([[labels.index(label) for label in gold] for gold in test.gold], len(labels))
         else:

@@ -131,3 +131,21 @@ def test_reading_writes_nothing_and_loads_no_torch(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=TREC.parents[1])
     assert done.stdout.split() == ["5452", "False", "False"], done.stderr
     assert list((tmp_path / "nowhere").iterdir()) == []
+
+
+@pytest.mark.parametrize("with_seed", [False, True])
+def test_load_data_gives_the_test_sets_classes_with_or_without_a_seed_file(tmp_path, with_seed):
+    from daemon.config import Settings
+    from daemon.inputs import load_data
+
+    rows = tiny_rows(10)
+    pool, test = write_jsonl(tmp_path / "pool.jsonl", rows), write_jsonl(tmp_path / "test.jsonl", rows[::3])
+    seed = write_jsonl(tmp_path / "seed.jsonl", rows[:4]) if with_seed else None
+    data = load_data(Settings(_env_file=None, pool_file=pool, test_file=test, seed_file=seed, cache_dir=tmp_path))
+    assert data.labels == ["food", "sport", "tech"] and not data.multi_label
+    assert list(data.y_test) == [data.labels.index(row["label"]) for row in rows[::3]]
+    assert (data.seed is not None) == with_seed
+    tagged = [dict(row, label=[row["label"]]) for row in rows]
+    test = write_jsonl(tmp_path / "tagged.jsonl", tagged[::3])
+    data = load_data(Settings(_env_file=None, pool_file=pool, test_file=test, seed_file=seed, cache_dir=tmp_path))
+    assert data.multi_label and data.y_test.shape == (len(tagged[::3]), 3) and data.y_test.sum() == len(tagged[::3])
