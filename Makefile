@@ -42,7 +42,7 @@ test: setup lint  ## unit + integration + end-to-end (starts its own Argilla sta
 faults: setup  ## the fault-injection suite alone (also part of `make test`); records its rows in tests/faults/RESULTS.md
 	AL_FAULTS_RECORD=1 $(BIN)/pytest -q -rs tests/faults $(ARGS)
 
-bench: setup  ## the default benchmark set (~75-90 min): efficiency, wait, idle, scale, first-batch, activelab (x2), ray, multilabel -> bench/results/
+bench: setup  ## the default benchmark set (~85-100 min): efficiency, wait, idle, scale, first-batch, activelab (x2), ray, multilabel, warm-start -> bench/results/
 	$(BIN)/python bench/all.py $(ARGS)
 
 stack-up: setup

@@ -1,4 +1,4 @@
-"""The default benchmark set, one command (``make bench``): about 75-90 min on 2 CPU cores.
+"""The default benchmark set, one command (``make bench``): about 85-100 min on 2 CPU cores.
 
     .venv/bin/python bench/all.py                     # TREC-6, everything below
     .venv/bin/python bench/all.py --pool my.parquet --test my-test.parquet --text-column body --label-column topic
@@ -26,6 +26,9 @@
    from ../shared/data/goemotions or $AL_BENCH_DATA/goemotions (the full set; the checkout ships a 4,000-text subset,
    data/goemotions, too small for this benchmark); without it this step fails with a line saying so and the others
    still run.
+10. warm-start: a 100-label seed, then 200 labels chosen by the default, against no seed and against the seed
+   followed by random batches, on TREC-6, MR and HWU64 x 3 seeds (bench/warm_start.py -> results/warm-start.json/
+   .png; ~10 min). MR and HWU64 come from ../shared/data or $AL_BENCH_DATA, as for multilabel.
 
 Not in the default set, chosen with ``--only encoders``: the CPU encoders (PyTorch, ONNX fp32/int8, threads,
 model2vec) for throughput and label efficiency on the six dev sets beside the checkout (bench/encoders.py).
@@ -48,7 +51,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-STEPS = ("efficiency", "wait", "idle", "scale", "first-batch", "activelab", "activelab-noisy", "ray", "multilabel")
+STEPS = (
+    "efficiency",
+    "wait",
+    "idle",
+    "scale",
+    "first-batch",
+    "activelab",
+    "activelab-noisy",
+    "ray",
+    "multilabel",
+    "warm-start",
+)
 EXTRA = ("encoders",)  # chosen with --only: needs the dev sets beside the checkout (../shared/data or AL_BENCH_DATA)
 
 
@@ -76,6 +90,7 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
         "encoders": [python, "bench/encoders.py"],
         "ray": [python, "bench/ray_throughput.py"],
         "multilabel": [python, "bench/multilabel.py"],
+        "warm-start": [python, "bench/warm_start.py"],
         "activelab": [python, "bench/activelab.py"],
         "activelab-noisy": [python, "bench/activelab.py", "--pool", "data/trec6/train.jsonl"]
         + ["--test", "data/trec6/test.jsonl", "--synthetic", "20", "--out", "bench/results/activelab-trec6-noisy.json"],

@@ -257,6 +257,29 @@ def multilabel(document: dict) -> str:
     return "\n".join(lines)
 
 
+def warm_start(document: dict) -> str:
+    """Test accuracy (mean ± std over the seeds) at +100 and +200 labels after the start, per way of starting."""
+    seed_size = document["settings"]["seed_size"]
+    names = {
+        "cold": "no seed (random batch 0)",
+        "warm": f"{seed_size}-label seed, then the default",
+        "seed+random": f"{seed_size}-label seed, then random",
+    }
+    checkpoints = document["checkpoints"]
+    lines = [
+        "| dataset | start | " + " | ".join(f"test accuracy at +{n}" for n in checkpoints) + " |",
+        "|---|---|" + "---|" * len(checkpoints),
+    ]
+    for dataset, found in document["results"].items():
+        for kind, summary in found.items():
+            at = {n: k for k, n in enumerate(summary["added"])}
+            cells = [
+                f"{summary['accuracy_mean'][at[n]]:.3f} ± {summary['accuracy_std'][at[n]]:.3f}" for n in checkpoints
+            ]
+            lines.append(f"| {dataset} | {names[kind]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _f(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
@@ -280,6 +303,7 @@ TABLES = {
     "encoders": ("encoders.json", encoders),
     "ray": ("ray-throughput.json", ray_throughput),
     "multilabel": ("multilabel.json", multilabel),
+    "warm-start": ("warm-start.json", warm_start),
 }
 
 

@@ -221,8 +221,9 @@ def curve(rounds: list[RoundMetrics]) -> list[dict]:
 
 GUIDELINES = """# Active-learning batches
 
-Records arrive in **batches** (metadata `batch_id`). Batch 0 is a random sample; each later batch is chosen by
-a model trained on every label submitted so far, so the texts it is least sure about come first.
+Records arrive in **batches** (metadata `batch_id`). Batch 0 is a random sample (or, when the run began from
+labels you already had, chosen by a model trained on them); each later batch is chosen by a model trained on every
+label submitted so far, so the texts it is least sure about come first.
 
 - {pick} and **Submit**. The model's guess is pre-selected as a suggestion:
   check it, don't trust it.

@@ -1,8 +1,10 @@
 """End-to-end helpers: the daemon as a subprocess, its status endpoint, and a simulated annotator."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -19,6 +21,30 @@ def start_daemon(env: dict, log_path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "daemon.cli", "run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
     )
+
+
+def run_with_simulator(env: dict, log_path, *simulate: str, timeout: float = 400) -> list[dict]:
+    """``al-daemon run`` until it exits (asserted 0), with ``al-daemon simulate <simulate...>`` answering meanwhile
+    (SIGTERM once the daemon is done); the counts each simulated annotator printed."""
+    import json
+
+    daemon = start_daemon(env, log_path)
+    with open(log_path, "ab") as log:
+        annotators = subprocess.Popen(
+            [sys.executable, "-m", "daemon.cli", "simulate", *simulate],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+    try:
+        assert daemon.wait(timeout=timeout) == 0, log_path.read_text()[-3000:]
+    finally:
+        annotators.send_signal(signal.SIGTERM)
+        out, _ = annotators.communicate(timeout=60)
+        if daemon.poll() is None:
+            daemon.kill()
+    return [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
 
 
 def get_status(port: int, token: str | None = None) -> dict | None:
@@ -98,3 +124,57 @@ def browser():
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+TIMEOUT_MS = 30_000  # a UI step
+
+
+def stop_daemon(daemon: subprocess.Popen) -> None:
+    """SIGTERM, as systemd sends it; killed if it has not left within 40 s."""
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        daemon.wait(timeout=40)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+
+
+def open_annotation(browser, stack: dict, dataset: str):
+    """A page signed in as the stack's annotator, on the dataset's annotation view."""
+    from daemon.stack import ANNOTATOR
+
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(f"{stack['url']}/sign-in", wait_until="networkidle")
+    page.fill("input[name=Username]", ANNOTATOR.username)
+    page.fill("input[name=Password]", ANNOTATOR.password)
+    page.click("button:has-text('Sign in')")
+    page.get_by_text(dataset, exact=True).click()
+    page.wait_for_url("**/annotation-mode**")
+    return page
+
+
+def current_text(page, gold: dict, strict: bool = True) -> str | None:
+    """The record on screen, found among the pool's texts (strict: waiting for it to render)."""
+    deadline = time.monotonic() + (TIMEOUT_MS / 1000 if strict else 0)
+    while True:
+        body = page.inner_text("body")
+        found = [text for text in gold if text in body]
+        if len(found) == 1 or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    if strict:
+        assert len(found) == 1, f"expected one pool text on the page, found {len(found)}"
+    return found[0] if len(found) == 1 else None
+
+
+def wait_for_next_batch(page, gold: dict, seconds: float = 300) -> str:
+    """Reload until a pool text is on screen again (the daemon logged the next batch); its text. The pool's
+    embedding may take a minute or two on a busy machine before the model chooses it."""
+    deadline = time.monotonic() + seconds
+    while True:
+        page.reload(wait_until="networkidle")
+        if page.get_by_text("Text", exact=True).count() and current_text(page, gold, strict=False):
+            return current_text(page, gold)
+        assert time.monotonic() < deadline, "the next batch never appeared in the UI"
+        time.sleep(1)

@@ -9,20 +9,24 @@ environment variable set, as .ci/run does), where a missing one is a failure: CI
 """
 
 import json
-import signal
-import time
 
 import pytest
 
 from daemon.simulate import wait_for
-from daemon.stack import ANNOTATOR
 from daemon.state import StateStore
 from tests.conftest import OUTPUT, TREC
-from tests.e2e.conftest import get_status, start_daemon
+from tests.e2e.conftest import (
+    TIMEOUT_MS,
+    current_text,
+    get_status,
+    open_annotation,
+    start_daemon,
+    stop_daemon,
+    wait_for_next_batch,
+)
 
 pytestmark = pytest.mark.e2e
 BATCH = 4
-TIMEOUT_MS = 30_000
 
 
 def gold_labels() -> dict[str, str]:
@@ -46,14 +50,7 @@ def test_an_annotator_labels_batch_0_in_the_ui_and_batch_1_appears(argilla_stack
     daemon = start_daemon(env, log)
     try:
         assert wait_for(lambda: (get_status(port) or {}).get("state") == "waiting-for-annotators", 240), log.read_text()
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(f"{argilla_stack['url']}/sign-in", wait_until="networkidle")
-        page.fill("input[name=Username]", ANNOTATOR.username)
-        page.fill("input[name=Password]", ANNOTATOR.password)
-        page.click("button:has-text('Sign in')")
-        page.get_by_text(dataset_name, exact=True).click()
-        page.wait_for_url("**/annotation-mode**")
+        page = open_annotation(browser, argilla_stack, dataset_name)
         page.screenshot(path=shots / "01-batch-0.png")
 
         answered = []
@@ -83,15 +80,7 @@ def test_an_annotator_labels_batch_0_in_the_ui_and_batch_1_appears(argilla_stack
 
         # the daemon sees the batch complete (three labels, one discard) and logs batch 1: the UI's pending queue
         # shows it after a reload, with the model's suggestion and the metadata the daemon wrote
-        deadline = time.monotonic() + 300  # the pool's embedding (seconds idle, a minute or two on a busy machine)
-        while True:
-            page.reload(wait_until="networkidle")
-            if page.get_by_text("Text", exact=True).count() and current_text(page, gold, strict=False):
-                break
-            assert time.monotonic() < deadline, "batch 1 never appeared in the UI"
-            time.sleep(1)
-        text = current_text(page, gold)
-        assert text not in answered
+        assert wait_for_next_batch(page, gold) not in answered
         page.get_by_text("Suggestion", exact=True).first.wait_for()
         assert ":round-1" in page.inner_text("body")  # the agent: the model of round 0, as batch 1's chooser
         page.screenshot(path=shots / f"{3 + BATCH:02d}-batch-1-suggestion.png")
@@ -103,31 +92,12 @@ def test_an_annotator_labels_batch_0_in_the_ui_and_batch_1_appears(argilla_stack
         assert "batch_id" in info and "\n1" in info.split("batch_id", 1)[1][:12], info
         assert "al_score" in info and "round" in info, info
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(timeout=40)
-        finally:
-            if daemon.poll() is None:
-                daemon.kill()
+        stop_daemon(daemon)
     state = StateStore(trec_env["state_dir"]).load()
     batch = state.batches[0]
     assert batch.complete and len(batch.labels) == BATCH - 1 and len(batch.discarded) == 1
     assert set(batch.labels.values()) <= set(state.labels)
     assert state.batches[1].logged and state.rounds[0].labels == BATCH - 1  # the discard is never trained on
-
-
-def current_text(page, gold: dict[str, str], strict: bool = True) -> str | None:
-    """The record on screen, found among the pool's texts (strict: waiting for it to render)."""
-    deadline = time.monotonic() + (TIMEOUT_MS / 1000 if strict else 0)
-    while True:
-        body = page.inner_text("body")
-        found = [text for text in gold if text in body]
-        if len(found) == 1 or time.monotonic() >= deadline:
-            break
-        time.sleep(0.2)
-    if strict:
-        assert len(found) == 1, f"expected one pool text on the page, found {len(found)}"
-    return found[0] if len(found) == 1 else None
 
 
 def open_record_menu(page) -> None:

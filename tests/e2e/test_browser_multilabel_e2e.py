@@ -4,18 +4,22 @@ see batch 1 arrive with the model's label-set suggestions. GoEmotions texts whos
 every option is on screen (Argilla folds long label lists). Screenshots go to tests/output/browser/<dataset>/."""
 
 import json
-import signal
-import time
 
 import httpx
 import pytest
 
 from daemon.simulate import wait_for
-from daemon.stack import ANNOTATOR
 from daemon.state import StateStore
 from tests.conftest import OUTPUT, ROOT, write_jsonl
-from tests.e2e.conftest import get_status, start_daemon
-from tests.e2e.test_browser_e2e import TIMEOUT_MS, current_text
+from tests.e2e.conftest import (
+    TIMEOUT_MS,
+    current_text,
+    get_status,
+    open_annotation,
+    start_daemon,
+    stop_daemon,
+    wait_for_next_batch,
+)
 
 pytestmark = pytest.mark.e2e
 BATCH = 4
@@ -60,14 +64,7 @@ def test_an_annotator_ticks_two_labels_and_batch_1_comes_with_label_set_suggesti
     try:
         assert wait_for(lambda: (get_status(port) or {}).get("state") == "waiting-for-annotators", 240), log.read_text()
         assert get_status(port)["task"] == "multi-label"
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(f"{argilla_stack['url']}/sign-in", wait_until="networkidle")
-        page.fill("input[name=Username]", ANNOTATOR.username)
-        page.fill("input[name=Password]", ANNOTATOR.password)
-        page.click("button:has-text('Sign in')")
-        page.get_by_text(dataset_name, exact=True).click()
-        page.wait_for_url("**/annotation-mode**")
+        page = open_annotation(browser, argilla_stack, dataset_name)
         for n in range(BATCH):
             text = current_text(page, gold)
             first = gold[text][0]
@@ -86,24 +83,12 @@ def test_an_annotator_ticks_two_labels_and_batch_1_comes_with_label_set_suggesti
             ticked[text] = sorted({first, second})
             page.wait_for_function("t => !document.body.innerText.includes(t)", arg=text, timeout=TIMEOUT_MS)
 
-        deadline = time.monotonic() + 300
-        while True:
-            page.reload(wait_until="networkidle")
-            if page.get_by_text("Text", exact=True).count() and current_text(page, gold, strict=False):
-                break
-            assert time.monotonic() < deadline, "batch 1 never appeared in the UI"
-            time.sleep(1)
-        assert current_text(page, gold) not in ticked
+        assert wait_for_next_batch(page, gold) not in ticked
         page.get_by_text("Suggestion", exact=True).first.wait_for()
         assert ":round-1" in page.inner_text("body")
         page.screenshot(path=shots / f"{1 + BATCH:02d}-batch-1-suggestions.png")
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(timeout=40)
-        finally:
-            if daemon.poll() is None:
-                daemon.kill()
+        stop_daemon(daemon)
     state = StateStore(trec_env["state_dir"]).load()
     assert state.multi_label and state.batches[0].complete
     assert sorted(list(labels) for labels in state.batches[0].labels.values()) == sorted(ticked.values())

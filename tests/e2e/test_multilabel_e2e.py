@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import ROOT, write_jsonl
-from tests.e2e.conftest import start_daemon
+from tests.e2e.conftest import run_with_simulator
 
 pytestmark = pytest.mark.e2e
 
@@ -21,9 +21,6 @@ def rows(name: str, count: int) -> list[dict]:
 
 
 def test_a_multi_label_run_through_the_cli(argilla_stack, dataset_name, trec_env, tmp_path):
-    import signal
-    import subprocess
-    import sys
 
     pool = rows("train.jsonl", 300)
     for row in pool[:40:8]:  # five texts whose answer is "none of these" (an empty label set)
@@ -38,23 +35,7 @@ def test_a_multi_label_run_through_the_cli(argilla_stack, dataset_name, trec_env
         "AL_STOP_CRITERIA": "never",
     }
     log_path = trec_env["log"]
-    daemon = start_daemon(env, log_path)
-    with open(log_path, "ab") as log:
-        annotator = subprocess.Popen(
-            [sys.executable, "-m", "daemon.cli", "simulate", "--delay", "0.02"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=log,
-        )
-    try:
-        assert daemon.wait(timeout=400) == 0, log_path.read_text()[-3000:]
-    finally:
-        annotator.send_signal(signal.SIGTERM)
-        out, _ = annotator.communicate(timeout=60)
-        if daemon.poll() is None:
-            daemon.kill()
-    counts = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+    counts = run_with_simulator(env, log_path, "--delay", "0.02")
     assert counts and counts[0]["errors"] == 0 and counts[0]["submitted"] >= 40  # every answer taken: HTTP 201
 
     log_text = log_path.read_text()

@@ -2,15 +2,11 @@
 `al-daemon simulate --annotators 3` creating three annotator users who answer from the recorded ratings."""
 
 import json
-import signal
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT
-from tests.e2e.conftest import start_daemon
+from tests.e2e.conftest import run_with_simulator
 from tests.integration.test_multiannotator import subset
 
 pytestmark = pytest.mark.e2e
@@ -30,23 +26,7 @@ def test_a_simulated_team_through_the_cli(argilla_stack, dataset_name, trec_env,
         "AL_STOP_CRITERIA": "never",
     }
     log_path = trec_env["log"]
-    daemon = start_daemon(env, log_path)
-    with open(log_path, "ab") as log:
-        team = subprocess.Popen(
-            [sys.executable, "-m", "daemon.cli", "simulate", "--annotators", "3", "--delay", "0.02"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=log,
-        )
-    try:
-        assert daemon.wait(timeout=400) == 0, log_path.read_text()[-3000:]
-    finally:
-        team.send_signal(signal.SIGTERM)
-        out, _ = team.communicate(timeout=60)
-        if daemon.poll() is None:
-            daemon.kill()
-    counts = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+    counts = run_with_simulator(env, log_path, "--annotators", "3", "--delay", "0.02")
     assert len(counts) == 3 and all(c["errors"] == 0 for c in counts)
     assert sum(c["submitted"] for c in counts) >= 40
 

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -60,26 +61,21 @@ def test_kill9_during_a_warm_start(argilla_stack, dataset_name, trec_env, trec_d
         "AL_FAULT_MARKER": str(tmp_path / "killed"),
         "AL_FAULT_ROUND": "-1",
     }
-    log = trec_env["log"]
-    person = simulated_annotator(argilla_stack, dataset_name, trec_data, discard_rate=0.1, seed=3)
-    person.start_thread()
-    try:
-        with open(log, "ab") as out:
-            crashing = subprocess.Popen(
-                [sys.executable, "tests/faults/crash_at.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-        code = crashing.wait(timeout=300)
-        assert code == -9 and (tmp_path / "killed").read_text() == point, log.read_text()[-3000:]
-        journaled = StateStore(trec_env["state_dir"]).load().seed
-        restarted = start_daemon(env, log)
-        assert restarted.wait(timeout=300) == 0, log.read_text()[-3000:]
-    finally:
-        person.stop()
+    journaled = []
+    person = killed_and_restarted(
+        argilla_stack,
+        dataset_name,
+        trec_env,
+        trec_data,
+        env,
+        point,
+        lambda: journaled.append(StateStore(trec_env["state_dir"]).load().seed),
+    )
     checks = audit(argilla_stack, dataset_name, trec_env["state_dir"])
     results(f"kill -9 during a warm start: {point.replace('_', ' ')}", "killed, restarted, finished", checks)
     assert_clean(checks)
     state = StateStore(trec_env["state_dir"]).load()
-    assert state.seed == journaled and checks["seed_labels"] == 25 + len(answered)
+    assert state.seed == journaled[0] and checks["seed_labels"] == 25 + len(answered)
     assert len(state.seed.extra_texts) == 5 and checks["rounds"] == 3 and checks["batches"] == 3
     assert state.batches[0].scores[0] is not None  # batch 0 was chosen by the seed's model
     assert person.counts.errors == 0
@@ -95,8 +91,19 @@ def kill9_then_restart(argilla_stack, dataset_name, trec_env, trec_data, tmp_pat
         "AL_FAULT_MARKER": str(tmp_path / "killed"),
         "AL_FAULT_ROUND": "1",
     }
+    person = killed_and_restarted(argilla_stack, dataset_name, trec_env, trec_data, env, point)
+    checks = audit(argilla_stack, dataset_name, trec_env["state_dir"])
+    results(f"kill -9 {point.replace('_', ' ')} (round 1){how}", "killed, restarted, finished", checks)
+    assert_clean(checks)
+    assert checks["stopped"].startswith("max_rounds") and checks["rounds"] == 4 and checks["batches"] == 4
+    assert person.counts.errors == 0
+
+
+def killed_and_restarted(stack, dataset, trec_env, trec_data, env, point, after_kill=lambda: None):
+    """The launcher (tests/faults/crash_at.py) until it kills itself at ``point``, then the plain daemon with the
+    same settings and state until it finishes, while a simulated annotator labels (returned, stopped)."""
     log = trec_env["log"]
-    person = simulated_annotator(argilla_stack, dataset_name, trec_data, discard_rate=0.1, seed=3)
+    person = simulated_annotator(stack, dataset, trec_data, discard_rate=0.1, seed=3)
     person.start_thread()
     try:
         with open(log, "ab") as out:
@@ -104,13 +111,10 @@ def kill9_then_restart(argilla_stack, dataset_name, trec_env, trec_data, tmp_pat
                 [sys.executable, "tests/faults/crash_at.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
             )
         code = crashing.wait(timeout=300)
-        assert code == -9 and (tmp_path / "killed").read_text() == point, log.read_text()[-3000:]
-        restarted = start_daemon(env, log)  # the plain daemon, same settings and state
+        assert code == -9 and Path(env["AL_FAULT_MARKER"]).read_text() == point, log.read_text()[-3000:]
+        after_kill()
+        restarted = start_daemon(env, log)
         assert restarted.wait(timeout=300) == 0, log.read_text()[-3000:]
     finally:
         person.stop()
-    checks = audit(argilla_stack, dataset_name, trec_env["state_dir"])
-    results(f"kill -9 {point.replace('_', ' ')} (round 1){how}", "killed, restarted, finished", checks)
-    assert_clean(checks)
-    assert checks["stopped"].startswith("max_rounds") and checks["rounds"] == 4 and checks["batches"] == 4
-    assert person.counts.errors == 0
+    return person
