@@ -399,6 +399,16 @@ def recover_now(settings: Settings, replace: bool = False, connect_timeout: floa
         gateway.check_dataset(spec)
         state = rebuild(settings, data.pool, data.labels, gateway.read_all(), gateway.dataset_id)
         state.multi_label = data.multi_label
+        foreign = gateway.read_foreign()
+        if data.seed is not None or any(record.submitted for record in foreign):
+            from daemon.seeds import build_seed
+
+            # a warm start's seed, read again as when the run began: AL_SEED_FILE and the answers of the records
+            # the daemon did not log (the batches never held a seed text, so none is counted twice)
+            asked = state.used_indices()  # the batches' (no seed yet)
+            seed = build_seed(data.pool, data.seed, foreign)
+            seed.labels = {i: label for i, label in seed.labels.items() if i not in asked}
+            state.seed = seed
         kept = ""
         if store.path.exists():
             old = store.path.with_name(f"{store.path.name}.{'replaced' if readable else 'broken'}-{now()}")

@@ -79,6 +79,21 @@ def test_kill9_during_a_warm_start(argilla_stack, dataset_name, trec_env, trec_d
     assert len(state.seed.extra_texts) == 5 and checks["rounds"] == 3 and checks["batches"] == 3
     assert state.batches[0].scores[0] is not None  # batch 0 was chosen by the seed's model
     assert person.counts.errors == 0
+    if point == "seed_journaled":  # then the journal lost: recover reads the seed again, as when the run began
+        (trec_env["state_dir"] / "state.json").unlink()
+        recovered = subprocess.run(
+            [sys.executable, "-m", "daemon.cli", "recover"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+        rebuilt = StateStore(trec_env["state_dir"]).load()
+        assert rebuilt.seed.labels == state.seed.labels and rebuilt.seed.extra_texts == state.seed.extra_texts
+        last = state.batches[-1].labels  # recover leaves the last batch open for the daemon to close
+        assert rebuilt.training_labels() == {i: label for i, label in state.training_labels().items() if i not in last}
 
 
 def kill9_then_restart(argilla_stack, dataset_name, trec_env, trec_data, tmp_path, point, results, how=""):
