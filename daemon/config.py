@@ -450,7 +450,7 @@ class Settings(BaseSettings):
         return data
 
 
-MULTI_LABEL_MODELS = (ModelKind.hybrid, ModelKind.embeddings, ModelKind.tfidf)
+MULTI_LABEL_MODELS = (ModelKind.hybrid, ModelKind.embeddings, ModelKind.tfidf, ModelKind.transformer)
 SINGLE_LABEL_STRATEGIES = (QueryStrategyName.bald,)
 MULTI_LABEL_STRATEGIES = (QueryStrategyName.cvirs,)
 

@@ -99,6 +99,8 @@ def save_model(learner: Learner, settings: Settings, labels: list[str], target: 
         model, tokenizer = classifier.model, classifier.tokenizer
         model.config.id2label = dict(enumerate(labels))
         model.config.label2id = {label: i for i, label in enumerate(labels)}
+        if learner.multi_label:  # pipelines then apply a sigmoid per label, not a softmax over them
+            model.config.problem_type = "multi_label_classification"
         model.save_pretrained(target)
         tokenizer.save_pretrained(target)
         return {

@@ -250,7 +250,8 @@ def build_features(
     labels per text (``y_test`` a 0/1 matrix, see :func:`daemon.learner.label_matrix`): the pool's targets are a
     label matrix and the classifier one yes/no regression per label (tfidf, embeddings, hybrid)."""
     if multi_label and settings.model not in MULTI_LABEL_MODELS:
-        raise ValueError(f"model {settings.model.value} is single-label only (multi-label: tfidf, embeddings, hybrid)")
+        names = ", ".join(m.value for m in MULTI_LABEL_MODELS)
+        raise ValueError(f"model {settings.model.value} is single-label only (multi-label: {names})")
     return MODELS[settings.model](settings, pool, test, y_test, num_classes, progress, multi_label)
 
 
@@ -404,20 +405,23 @@ def _transformer_features(settings, pool, test, y_test, num_classes, progress=No
     def dataset(texts: list[str], y: np.ndarray) -> TransformersDataset:
         return TransformersDataset.from_arrays(texts, y, tokenizer, max_length=max_length, target_labels=labels)
 
-    pool_ds = dataset(pool.texts, unlabelled_targets(len(pool)))
+    pool_ds = dataset(pool.texts, _pool_targets(multi_label, len(pool), num_classes))
     test_ds = dataset(test.texts, y_test) if test is not None else None
+    kwargs = {
+        "device": device(),
+        "num_epochs": settings.transformer_epochs,
+        "lr": settings.transformer_lr,
+        "mini_batch_size": settings.transformer_batch_size,
+        "verbosity": VERBOSITY_MORE_VERBOSE,  # one log line per epoch: progress of long fine-tuning
+    }
+    # multi-label: one sigmoid output per label, binary cross-entropy (small-text's multi_label=True); its class
+    # weights are for single-label targets only
+    kwargs |= {"multi_label": True} if multi_label else {"class_weight": "balanced"}
     inner = TunedTransformerFactory(
         TransformerModelArguments(model_path),
         num_classes,
         weight_decay=settings.transformer_weight_decay,
-        kwargs={
-            "device": device(),
-            "num_epochs": settings.transformer_epochs,
-            "lr": settings.transformer_lr,
-            "mini_batch_size": settings.transformer_batch_size,
-            "class_weight": "balanced",
-            "verbosity": VERBOSITY_MORE_VERBOSE,  # one log line per epoch: progress of long fine-tuning
-        },
+        kwargs=kwargs,
     )
     vectors = _pool_vectors(settings, pool)
     return Features(

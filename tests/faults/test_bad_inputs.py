@@ -169,8 +169,8 @@ CASES = {  # name -> (setup(base) -> extra env, expected message)
         "holds lists of labels (a multi-label task) but AL_TASK=single; set AL_TASK=multi (or auto)",
     ),
     "label lists with a single-label model": (
-        lambda b: {"AL_POOL_FILE": rows_with(b["dir"], "p.jsonl", as_label_sets), "AL_MODEL": "transformer"},
-        "holds label lists, so the task is multi-label: model=transformer is single-label only here",
+        lambda b: {"AL_POOL_FILE": rows_with(b["dir"], "p.jsonl", as_label_sets), "AL_MODEL": "setfit"},
+        "holds label lists, so the task is multi-label: model=setfit is single-label only here",
     ),
     "an empty label list in the test file without AL_NONE_LABEL": (
         lambda b: {

@@ -30,7 +30,7 @@ def test_labels_from_comma_list(monkeypatch):
         ({"status_host": "0.0.0.0", "status_token": "short"}, "at least 16"),
         ({"model": "gpt"}, "embeddings"),
         ({"query_strategy": "cvirs", "task": "single"}, "needs a multi-label task"),
-        ({"task": "multi", "model": "transformer"}, "single-label only here"),
+        ({"task": "multi", "model": "setfit"}, "single-label only here"),
         ({"task": "multi", "activelab": True, "training": "inline"}, "cleanlab's multiannotator"),
         ({"task": "multi", "query_strategy": "bald", "model": "setfit"}, "single-label only here"),
         ({"task": "single", "none_label": "none"}, "none_label is for multi-label tasks"),

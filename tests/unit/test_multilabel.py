@@ -2,6 +2,7 @@
 logistic regression per label), the query strategies that apply, suggestions as label sets, multi-label scores."""
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -168,11 +169,30 @@ def test_at_least_one_label_is_predicted_unless_an_empty_answer_is_allowed():
     assert QueryResult.guessed_sets([0], proba, 0.5, at_least_one=False).predicted == [()]
 
 
-def test_fine_tuned_models_are_single_label_so_far(tagged, tmp_path):
+def test_the_transformer_fine_tunes_one_sigmoid_per_label_and_setfit_is_refused(tagged, tmp_path):
+    """small-text's transformer classifier with multi_label=True (binary cross-entropy per label) on CPU, short:
+    label sets in, label sets suggested, a probability per label; exported for pipelines as multi-label."""
     _, pool, sets = tagged
-    settings = Settings(_env_file=None, model=ModelKind.transformer, state_dir=tmp_path)
-    with pytest.raises(ValueError, match="model transformer is single-label only"):
-        build_features(settings, pool, None, None, len(LABELS), multi_label=True)
+    settings = Settings(
+        _env_file=None, model=ModelKind.transformer, state_dir=tmp_path, transformer_epochs=1, transformer_max_length=16
+    )
+    features = build_features(settings, pool, pool, label_matrix(sets, len(LABELS)), len(LABELS), multi_label=True)
+    learner = Learner.from_settings(features, len(LABELS), settings.model_copy(update={"query_strategy": "random"}))
+    first = [i for i in range(len(pool)) if i % 8 < 2]
+    assert learner.multi_label and learner.fit({i: sets[i] for i in first}, set(), 0)
+    result = learner.query(4, 0)
+    assert all(isinstance(guess, tuple) and len(guess) >= 1 for guess in result.predicted)
+    proba = learner.pool_proba()
+    assert proba.shape == (len(pool), 3) and ((proba >= 0) & (proba <= 1)).all()
+    assert learner.evaluate(label_matrix(sets, len(LABELS))).hamming_loss is not None
+    from daemon.export import save_model
+
+    saved = save_model(learner, settings, LABELS, tmp_path / "model")
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert saved["saved"] and config["problem_type"] == "multi_label_classification"
+    setfit = Settings(_env_file=None, model=ModelKind.setfit, state_dir=tmp_path)
+    with pytest.raises(ValueError, match="model setfit is single-label only"):
+        build_features(setfit, pool, None, None, len(LABELS), multi_label=True)
 
 
 # ---- the daemon on a multi-label task (fake gateway; tests/integration/test_multilabel_run.py: real Argilla) ----
