@@ -154,6 +154,23 @@ def results():
     return record
 
 
+def cli(command: str, env: dict, timeout: float = 120):
+    """``al-daemon <command>`` in this checkout, its output captured."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    return subprocess.run(
+        [sys.executable, "-m", "daemon.cli", command],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def hand_made_dataset(
     stack: dict, name: str, labels: list[str], answered: dict[str, str], unanswered: list[str]
 ) -> None:

@@ -21,7 +21,7 @@ from daemon.simulate import wait_for
 from daemon.state import StateStore
 from tests.conftest import ROOT, write_jsonl
 from tests.e2e.conftest import get_status, simulated_annotator
-from tests.faults.conftest import assert_clean, audit
+from tests.faults.conftest import assert_clean, audit, cli
 
 pytestmark = pytest.mark.faults
 
@@ -230,19 +230,10 @@ def test_a_journal_cut_short_by_an_older_version_is_recovered(
         journal = state_dir / "state.json"
         whole = journal.read_bytes()
         journal.write_bytes(whole[: len(whole) // 2])  # what 0.1 left: the first half, renamed over the journal
-        refused = subprocess.run(
-            [sys.executable, "-m", "daemon.cli", "run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-        )
+        refused = cli("run", env)
         assert refused.returncode == 2 and "the journal is cut short" in refused.stderr, refused.stderr
         assert "al-daemon recover" in refused.stderr
-        recovered = subprocess.run(
-            [sys.executable, "-m", "daemon.cli", "recover"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        recovered = cli("recover", env)
         assert recovered.returncode == 0, recovered.stdout + recovered.stderr
         assert "rebuilt" in recovered.stdout and len(list(state_dir.glob("state.json.broken-*"))) == 1
         person = simulated_annotator(argilla_stack, dataset_name, trec_data, discard_rate=0.1, seed=10)

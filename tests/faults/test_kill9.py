@@ -10,7 +10,7 @@ import pytest
 from daemon.state import StateStore
 from tests.conftest import ROOT, TREC, write_jsonl
 from tests.e2e.conftest import simulated_annotator, start_daemon
-from tests.faults.conftest import assert_clean, audit, hand_made_dataset
+from tests.faults.conftest import assert_clean, audit, cli, hand_made_dataset
 
 pytestmark = pytest.mark.faults
 
@@ -81,14 +81,7 @@ def test_kill9_during_a_warm_start(argilla_stack, dataset_name, trec_env, trec_d
     assert person.counts.errors == 0
     if point == "seed_journaled":  # then the journal lost: recover reads the seed again, as when the run began
         (trec_env["state_dir"] / "state.json").unlink()
-        recovered = subprocess.run(
-            [sys.executable, "-m", "daemon.cli", "recover"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        recovered = cli("recover", env)
         assert recovered.returncode == 0, recovered.stdout + recovered.stderr
         rebuilt = StateStore(trec_env["state_dir"]).load()
         assert rebuilt.seed.labels == state.seed.labels and rebuilt.seed.extra_texts == state.seed.extra_texts
