@@ -11,6 +11,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from daemon import __version__
+from daemon.answers import shown
 from daemon.config import Settings, StuckAction
 from daemon.consensus import agreement
 from daemon.state import JOURNALED, Batch, Change, RoundMetrics, RunState
@@ -353,8 +354,12 @@ def closed_lines(batch: Batch, progress: BatchProgress, early: StuckAction | Non
 
 def change_line(change: Change, round_number: int) -> str:
     """The log line of a label people changed in Argilla after its batch closed."""
+
+    def label(answer) -> str:
+        return "(not trained on)" if answer is None else shown(answer)
+
     return (
         f"pool item {change.pool_index} (batch {change.batch_id}) {change.kind} in Argilla: "
-        f"{change.old or '(not trained on)'} -> {change.new or '(not trained on)'}; round {round_number} trains "
-        + ("on the new label" if change.new else "without it")
+        f"{label(change.old)} -> {label(change.new)}; round {round_number} trains "
+        + ("on the new label" if change.new is not None else "without it")
     )

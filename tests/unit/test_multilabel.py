@@ -288,3 +288,13 @@ def test_three_annotators_label_sets_become_the_per_label_majority(tagged, cache
     batch = daemon.state.batches[0]
     assert batch.complete and set(batch.labels.values()) == {("food",)}
     assert batch.votes[records[0].record_id] == [["u1", ("food", "sport")], ["u2", ("food",)], ["u3", ("food", "tech")]]
+
+
+def test_a_changed_label_set_reads_as_labels_in_the_log():
+    from daemon.report import change_line
+    from daemon.state import Change
+
+    line = change_line(Change(round=3, batch_id=1, pool_index=7, kind="relabelled", old=("a", "b"), new=()), 3)
+    assert "relabelled in Argilla: a+b -> (none); round 3 trains on the new label" in line
+    gone = change_line(Change(round=3, batch_id=1, pool_index=7, kind="withdrawn", old="x", new=None), 3)
+    assert "x -> (not trained on); round 3 trains without it" in gone
