@@ -50,6 +50,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # bench.strategies names the results of another pool
 RESULTS = ROOT / "bench" / "results"
 STEPS = (
     "efficiency",
@@ -75,9 +76,10 @@ def relative(path: Path) -> str:
 def commands(args: argparse.Namespace) -> dict[str, list[str]]:
     data = ["--pool", relative(args.pool), "--test", relative(args.test)]
     data += ["--text-column", args.text_column, "--label-column", args.label_column]
-    out = RESULTS / "label-efficiency.json"
-    if args.pool.resolve() != ROOT / "data/trec6/train.jsonl":
-        out = RESULTS / f"label-efficiency-{args.pool.stem}.json"
+    from bench.strategies import dataset_name
+
+    name = dataset_name(args.pool)
+    out = RESULTS / ("label-efficiency.json" if name == "TREC-6" else f"label-efficiency-{name}.json")
     python = sys.executable
     return {
         "efficiency": [python, "bench/strategies.py", "--models", "hybrid,embeddings"]

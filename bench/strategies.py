@@ -21,8 +21,11 @@ then the other seeds cheapest strategy first, and are skipped once the next one 
 (``--torch-threads``): on the shared 2-core machine (load 4-6) a forward pass took 2.5x longer with two.
 Std is over seeds (ddof=1). Labels to reach an accuracy: the first label count at which it is reached, per
 seed; the mean only when every seed reached it (else null, with ``mean_of_reached``).
-Writes bench/results/strategies.json (after every run, so a partial result survives) and strategies.png;
-caches (embeddings, per-run logs) go to tests/output/bench-strategies/.
+Writes bench/results/strategies.json for TREC-6, strategies-<dataset>.json for another pool (the folder's name
+when the file is train.jsonl), after every run so a partial result survives, and the PNG beside it (its accuracy
+axis fits the curves); caches go to tests/output/bench-strategies/, per-run logs to its logs/<dataset>/.
+``--resume`` keeps the runs with the same settings and counts their process time in ``wall_seconds``, not the
+time of runs it drops. bench/every_dataset.py runs the default against random on every dev set, one table.
 """
 
 from __future__ import annotations
@@ -205,9 +208,24 @@ class Job:
         return (self.model, self.strategy, self.seed)
 
 
+def dataset_name(pool: Path) -> str:
+    """What a pool file's results are called: TREC-6 for the bundled one; the folder's name for a generic file name
+    (``../shared/data/mr/train.jsonl`` is ``mr``), else the file's stem."""
+    pool = Path(pool)
+    if pool.resolve() == DATA["pool"].resolve():
+        return "TREC-6"
+    return pool.parent.name if pool.stem in ("train", "pool", "data", "all") else pool.stem
+
+
+def default_out(pool: Path) -> Path:
+    """bench/results/strategies.json for TREC-6, strategies-<dataset>.json for any other pool."""
+    name = dataset_name(pool)
+    return RESULTS / ("strategies.json" if name == "TREC-6" else f"strategies-{name}.json")
+
+
 def spawn(job: Job, args: argparse.Namespace) -> dict:
     """Run one job in a fresh interpreter (its own peak RSS); a crash of the process is recorded too."""
-    log = WORK / "logs" / f"{job.model}-{job.strategy}-{job.seed}.log"
+    log = WORK / "logs" / dataset_name(args.pool) / f"{job.model}-{job.strategy}-{job.seed}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, __file__, "--one", job.model, job.strategy, str(job.seed)]
     command += ["--max-labels", str(job.max_labels), "--transformer-pool", str(args.transformer_pool)]
@@ -443,12 +461,28 @@ def plot(results: dict, path: Path, dataset: str = "TREC-6") -> None:
         pool = next((s.get("pool_size") for s in results[model].values() if s.get("pool_size")), None)
         axis.set_title(f"{model} (pool {pool:,})" if pool else model)
         axis.set_xlabel("labels")
-        axis.set_ylim(0.1, 0.9)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8, loc="lower right")
     axes[0].set_ylabel("test accuracy")
+    axes[0].set_ylim(*y_range(results))
     figure.suptitle(f"{dataset}, batch 20, oracle labels: mean ± std over seeds")
     figure.savefig(path, dpi=90)
+
+
+def y_range(results: dict) -> tuple[float, float]:
+    """The accuracy axis: the curves' lowest and highest (± std) with a margin, within 0-1."""
+    low, high = [], []
+    for by_strategy in results.values():
+        for summary in by_strategy.values():
+            pairs = zip(summary.get("accuracy_mean") or [], summary.get("accuracy_std") or [], strict=True)
+            for mean, std in pairs:
+                if mean is not None:
+                    low.append(mean - (std or 0.0))
+                    high.append(mean + (std or 0.0))
+    if not low:
+        return 0.0, 1.0
+    margin = 0.03 * max(0.1, max(high) - min(low))
+    return max(0.0, min(low) - margin), min(1.0, max(high) + margin)
 
 
 def main() -> None:
@@ -464,7 +498,9 @@ def main() -> None:
     parser.add_argument(
         "--torch-threads", type=int, default=1, help="torch threads of transformer runs (0 = torch's default)"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS / "strategies.json")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="default: results/strategies.json (TREC-6), strategies-<dataset>.json"
+    )
     parser.add_argument("--resume", action="store_true", help="keep runs already in --out with the same settings")
     parser.add_argument("--replot", action="store_true", help="only redraw the PNG from --out")
     parser.add_argument("--note", action="append", default=[], help="a note to add to the JSON")
@@ -475,6 +511,7 @@ def main() -> None:
     parser.add_argument("--warm", metavar="MODEL", help=argparse.SUPPRESS)
     parser.add_argument("--one", nargs=3, metavar=("MODEL", "STRATEGY", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.out = args.out or default_out(args.pool)
     if args.replot:
         document = json.loads(args.out.read_text())
         name = (document.get("dataset") or {}).get("name", "TREC-6")
@@ -512,11 +549,10 @@ def main() -> None:
             notes.append(f"bald skipped for {model}: it needs a model with dropout (transformer)")
         max_labels = args.transformer_max_labels if model == "transformer" else args.max_labels
         jobs += [Job(model, strategy, seed, max_labels) for seed in seeds for strategy in strategies]
-    dataset_name = "TREC-6" if args.pool == DATA["pool"] else args.pool.stem
+    name = dataset_name(args.pool)
     meta = {
-        "what": f"{dataset_name} active learning with oracle labels, daemon's Learner, batch 20; accuracy/macro-F1"
-        " on test",
-        "dataset": {"name": dataset_name, "pool": shown(args.pool), "test": shown(args.test)},
+        "what": f"{name} active learning with oracle labels, daemon's Learner, batch 20; accuracy/macro-F1 on test",
+        "dataset": {"name": name, "pool": shown(args.pool), "test": shown(args.test)},
         "settings": {
             "batch_size": BATCH,
             "seeds": seeds,
@@ -547,7 +583,9 @@ def main() -> None:
             if key in wanted and "error" not in run and run["max_labels"] == wanted[key].max_labels:
                 runs[key] = {**run, "rounds": [dict(zip(columns, row, strict=True)) for row in run["rounds"]]}
         notes.extend(n for n in previous.get("notes", []) if n not in notes)
-        started -= previous.get("wall_seconds", 0.0)  # wall_seconds: every invocation that made these runs
+        # wall_seconds: this invocation and the processes of the runs kept (runs go one at a time); the time of
+        # runs dropped (other settings, errors) is not carried over
+        started -= sum(run.get("process_s") or run.get("seconds") or 0.0 for run in runs.values())
         print(f"resuming: {len(runs)} runs kept from {args.out}", flush=True)
     for model in dict.fromkeys(job.model for job in jobs if job.key not in runs):
         if model != "tfidf":  # embeddings (pool, test; the transformer's pool for diversity strategies) cached once
