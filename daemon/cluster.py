@@ -31,9 +31,11 @@ path on the workers (a shared volume, or the same image: the bundled model is in
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -44,6 +46,7 @@ from daemon.engine import PART, LocalEngine, encode_part, score_chunk
 
 log = logging.getLogger(__name__)
 
+CONNECT_RETRIES = (1.0, 2.0, 4.0)  # seconds between attempts when Ray Client's server refuses a new client
 SHARDS_KEPT = 4  # datasets whose shards stay in the object store (the pool, the test set, and a spare or two)
 
 
@@ -88,9 +91,24 @@ class RayEngine:
         with self._lock:
             if not ray.is_initialized():
                 log.info("connecting to the Ray cluster at %s", self.address)
-                ray.init(
-                    address=self.address, namespace="al-daemon", log_to_driver=False, logging_level=logging.WARNING
-                )
+                for wait in (*CONNECT_RETRIES, None):
+                    try:
+                        ray.init(
+                            address=self.address,
+                            namespace="al-daemon",
+                            log_to_driver=False,
+                            logging_level=logging.WARNING,
+                        )
+                        break
+                    except ConnectionAbortedError as exc:
+                        # Ray Client's server refuses a new client ("Initialization failure from server") while the
+                        # session of one it lost (a killed daemon, a restarted cluster) is torn down: seconds
+                        if wait is None:
+                            raise
+                        log.info("Ray Client refused the connection (%s); trying again in %.0f s", exc, wait)
+                        with contextlib.suppress(Exception):
+                            ray.shutdown()
+                        time.sleep(wait)
                 self._shards.clear()  # object refs do not outlive a connection
         return ray
 
