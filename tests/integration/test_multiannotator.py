@@ -97,7 +97,10 @@ def test_a_team_run_with_crowdlab_and_activelab(argilla_stack, dataset_name, tmp
     assert {ids[who] for who in view["annotators"]} == {f"sim-team-{k}" for k in range(1, 5)}
     for item in view["annotators"].values():
         assert 0.0 <= item["agreement"] <= 1.0 and 0.0 <= item["quality"] <= 1.0
-    assert 0.5 <= view["mean_agreement"] <= 1.0
+    # the texts with several votes are the ones ActiveLab found most in doubt, and CROWDLAB may side with the model
+    # against a tied or split vote, so the mean sits near 0.5 (0.4965 in one fresh-clone run); a label mix-up between
+    # the votes and the consensus (an inverted mapping) would put it near 0.25
+    assert 0.4 <= view["mean_agreement"] <= 1.0
 
     rows = pd.read_parquet(tmp_path / "state" / "export" / "labelled.parquet")
     assert len(rows) == len(state.training_labels())
