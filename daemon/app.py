@@ -213,7 +213,8 @@ class Service:
         from daemon.models import build_features
 
         data, settings = self.data, self.settings
-        pool = pool or (self.daemon.pool if self.daemon is not None else data.pool)
+        if pool is None:
+            pool = self.daemon.pool if self.daemon is not None else data.pool
         features = build_features(
             settings, pool, data.test, data.y_test, len(data.labels), report, multi_label=data.multi_label
         )
@@ -389,14 +390,7 @@ def recover_now(settings: Settings, replace: bool = False, connect_timeout: floa
                 f"{store.path} is readable: nothing to recover (pass --replace to rebuild it from Argilla anyway)"
             )
         gateway = connect(settings, connect_timeout)
-        spec = DatasetSpec(
-            settings.dataset,
-            settings.workspace,
-            data.labels,
-            multi_label=data.multi_label,
-            none_label=settings.none_label,
-        )
-        gateway.check_dataset(spec)
+        gateway.check_dataset(DatasetSpec.of_run(settings, data.labels, data.multi_label))
         state = rebuild(settings, data.pool, data.labels, gateway.read_all(), gateway.dataset_id)
         state.multi_label = data.multi_label
         foreign = gateway.read_foreign()
@@ -405,10 +399,7 @@ def recover_now(settings: Settings, replace: bool = False, connect_timeout: floa
 
             # a warm start's seed, read again as when the run began: AL_SEED_FILE and the answers of the records
             # the daemon did not log (the batches never held a seed text, so none is counted twice)
-            asked = state.used_indices()  # the batches' (no seed yet)
-            seed = build_seed(data.pool, data.seed, foreign)
-            seed.labels = {i: label for i, label in seed.labels.items() if i not in asked}
-            state.seed = seed
+            state.seed = build_seed(data.pool, data.seed, foreign, asked=state.used_indices())  # the batches' own
         kept = ""
         if store.path.exists():
             old = store.path.with_name(f"{store.path.name}.{'replaced' if readable else 'broken'}-{now()}")

@@ -42,6 +42,19 @@ class DatasetSpec:
     multi_label: bool = False  # a MultiLabelQuestion: an answer is a set of labels
     none_label: str | None = None  # multi-label: the extra option meaning "none of these" (an empty set)
 
+    @classmethod
+    def of_run(cls, settings, labels: list[str], multi_label: bool, guidelines: str = "") -> DatasetSpec:
+        """The dataset a run with these settings (``daemon.config.Settings``) and labels needs."""
+        return cls(
+            name=settings.dataset,
+            workspace=settings.workspace,
+            labels=list(labels),
+            min_submitted=settings.annotators_per_record,
+            guidelines=guidelines,
+            multi_label=multi_label,
+            none_label=settings.none_label if multi_label else None,
+        )
+
     @property
     def options(self) -> list[str]:
         """The question's options: the labels, and the "none of these" option where there is one."""

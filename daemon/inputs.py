@@ -15,12 +15,12 @@ from daemon.errors import DataError
 from daemon.files import check_writable
 from daemon.pool import (
     TextTable,
-    _rows,
     check_test_labels,
     default_model_path,
     drop_duplicate_texts,
     load_table,
     resolve_labels,
+    rows_named,
 )
 
 
@@ -101,7 +101,7 @@ def load_seed(settings: Settings) -> TextTable | None:
     missing = [row for row, label in zip(seed.rows, seed.gold, strict=True) if label is None]
     if missing:
         raise DataError(
-            f"{seed.source}: no label in {_rows(missing)} (column {settings.label_column!r}): a seed text needs one"
+            f"{seed.source}: no label in {rows_named(missing)} (column {settings.label_column!r}): a seed text needs one"
         )
     return seed
 

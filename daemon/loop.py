@@ -105,15 +105,8 @@ class Daemon:
 
     # ---- start-up ------------------------------------------------------------------------------------
     def spec(self) -> DatasetSpec:
-        return DatasetSpec(
-            name=self.settings.dataset,
-            workspace=self.settings.workspace,
-            labels=self.labels,
-            min_submitted=self.settings.annotators_per_record,
-            guidelines=guidelines(self.labels, self.multi_label, self.settings.none_label),
-            multi_label=self.multi_label,
-            none_label=self.settings.none_label,
-        )
+        text = guidelines(self.labels, self.multi_label, self.settings.none_label)
+        return DatasetSpec.of_run(self.settings, self.labels, self.multi_label, guidelines=text)
 
     def start(self) -> None:
         """Create or check the dataset, load or create the state, and make sure the current batch is logged."""

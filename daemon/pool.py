@@ -101,7 +101,8 @@ def _fingerprint(ids: list[str], texts: list[str]) -> str:
     return digest.hexdigest()
 
 
-def _rows(numbers: list[int]) -> str:
+def rows_named(numbers: list[int]) -> str:
+    """File rows for a message: "row 4", "rows 2, 5, 9 and 3 more"."""
     shown = ", ".join(str(n) for n in numbers[:_SHOWN_ROWS])
     more = f" and {len(numbers) - _SHOWN_ROWS} more" if len(numbers) > _SHOWN_ROWS else ""
     return f"row{'s' if len(numbers) > 1 else ''} {shown}{more}"
@@ -159,7 +160,7 @@ def _text(path: Path) -> str:
 def _rows_to_columns(path: Path, records: list) -> Columns:
     bad = [number for number, record in enumerate(records, 1) if not isinstance(record, dict)]
     if bad:
-        raise DataError(f'{path}: not a JSON object in {_rows(bad)} (each row must be {{"text": ..., ...}})')
+        raise DataError(f'{path}: not a JSON object in {rows_named(bad)} (each row must be {{"text": ..., ...}})')
     names = list(dict.fromkeys(key for record in records for key in record))
     return Columns({name: [record.get(name) for record in records] for name in names})
 
@@ -221,12 +222,12 @@ def load_table(
     rows = list(range(1, len(raw_texts) + 1))
     bad = [row for row, text in zip(rows, raw_texts, strict=True) if not isinstance(text, str) or not text.strip()]
     if bad:
-        raise DataError(f"{path}: empty or missing text in {_rows(bad)} (column {text_column!r})")
+        raise DataError(f"{path}: empty or missing text in {rows_named(bad)} (column {text_column!r})")
     texts = [text.strip() for text in raw_texts]
     nul = [row for row, text in zip(rows, texts, strict=True) if "\x00" in text]
     if nul:
         raise DataError(
-            f"{path}: NUL character (\\u0000) in the text of {_rows(nul)}; Argilla's database (PostgreSQL) cannot "
+            f"{path}: NUL character (\\u0000) in the text of {rows_named(nul)}; Argilla's database (PostgreSQL) cannot "
             "store it: remove it from those texts"
         )
     if max_chars is not None:
@@ -234,7 +235,7 @@ def load_table(
         if long:
             longest = max(len(t) for t in texts)
             raise DataError(
-                f"{path}: text longer than {max_chars:,} characters in {_rows(long)} (longest {longest:,}); "
+                f"{path}: text longer than {max_chars:,} characters in {rows_named(long)} (longest {longest:,}); "
                 "shorten or split those rows, or raise AL_MAX_TEXT_CHARS"
             )
 
@@ -242,7 +243,7 @@ def load_table(
         ids = [str(value) if value is not None else "" for value in table[id_column]]
         missing = [row for row, value in zip(rows, ids, strict=True) if not value]
         if missing:
-            raise DataError(f"{path}: empty id in {_rows(missing)} (column {id_column!r})")
+            raise DataError(f"{path}: empty id in {rows_named(missing)} (column {id_column!r})")
         seen: dict[str, int] = {}
         clashes = []
         for row, value in zip(rows, ids, strict=True):
@@ -250,7 +251,7 @@ def load_table(
                 clashes.append(row)
             seen.setdefault(value, row)
         if clashes:
-            raise DataError(f"{path}: duplicate id in {_rows(clashes)} (column {id_column!r})")
+            raise DataError(f"{path}: duplicate id in {rows_named(clashes)} (column {id_column!r})")
     else:
         ids = [f"row-{row}" for row in rows]
 
@@ -263,7 +264,9 @@ def load_table(
             if value is not None and is_set(value) and any(not label for label in value)
         ]
         if bad:
-            raise DataError(f"{path}: an empty label inside a label list in {_rows(bad)} (column {label_column!r})")
+            raise DataError(
+                f"{path}: an empty label inside a label list in {rows_named(bad)} (column {label_column!r})"
+            )
     return TextTable(source=path, texts=texts, ids=ids, gold=gold, rows=rows)
 
 
@@ -291,7 +294,7 @@ def drop_duplicate_texts(table: TextTable) -> TextTable:
             keep.append(position)
     if not dropped:
         return table
-    log.warning("%s: skipping %d duplicate text(s): %s", table.source, len(dropped), _rows(dropped))
+    log.warning("%s: skipping %d duplicate text(s): %s", table.source, len(dropped), rows_named(dropped))
     return TextTable(
         source=table.source,
         texts=[table.texts[i] for i in keep],
@@ -351,7 +354,7 @@ def check_test_labels(test: TextTable, labels: list[str], none_allowed: bool = F
     empty = [row for row, label in zip(test.rows, test.gold, strict=True) if label == ()]
     if empty and not none_allowed:
         raise DataError(
-            f"{test.source}: an empty label list in {_rows(empty)}; a text without any label is an answer only with "
+            f"{test.source}: an empty label list in {rows_named(empty)}; a text without any label is an answer only with "
             "AL_NONE_LABEL set (the 'none of these' option)"
         )
 
@@ -363,7 +366,9 @@ def check_test_labels(test: TextTable, labels: list[str], none_allowed: bool = F
     unknown = [row for row, label in zip(test.rows, test.gold, strict=True) if not fits(label)]
     if unknown:
         examples = sorted({shown(test.gold[test.rows.index(r)]) for r in unknown[:_SHOWN_ROWS]})
-        raise DataError(f"{test.source}: label not in the label set {labels} in {_rows(unknown)} (e.g. {examples})")
+        raise DataError(
+            f"{test.source}: label not in the label set {labels} in {rows_named(unknown)} (e.g. {examples})"
+        )
 
 
 def embedding_cache(model_path: Path, cache_dir: Path, fingerprint: str, encoder: Encoder | None = None) -> Path:

@@ -30,10 +30,13 @@ def file_fingerprint(table: TextTable) -> str:
     return digest.hexdigest()
 
 
-def build_seed(pool: TextTable, table: TextTable | None, foreign: Sequence[Foreign] = ()) -> Seed:
+def build_seed(
+    pool: TextTable, table: TextTable | None, foreign: Sequence[Foreign] = (), asked: set[int] = frozenset()
+) -> Seed:
     """The warm start of a new run: every row of the seed file ``table`` (its gold labels, checked when the file
     was read) and every ``foreign`` record with submitted answers (their consensus). The first source of a text
-    wins (the file, then the records in their order); ``pool`` is the pool without training-only rows."""
+    wins (the file, then the records in their order); ``pool`` is the pool without training-only rows. ``asked``:
+    pool items the run's batches hold already (``al-daemon recover``): their labels are the batches'."""
     where = {text: index for index, text in enumerate(pool.texts[: pool.queryable])}
     seed = Seed()
     extra: dict[str, int] = {}
@@ -50,14 +53,14 @@ def build_seed(pool: TextTable, table: TextTable | None, foreign: Sequence[Forei
         seed.file, seed.file_fingerprint = str(table.source), file_fingerprint(table)
         for text, label in zip(table.texts, table.gold or [], strict=True):
             index = index_of(text)
-            if index not in seed.labels:
+            if index not in seed.labels and index not in asked:
                 seed.labels[index], seed.sources[index] = label, SEED_FILE
     for record in foreign:
         if not record.submitted or not record.text or not record.text.strip():
             continue
         index = index_of(record.text.strip())
         seed.adopted_records.append(record.record_id)
-        if index in seed.labels:
+        if index in seed.labels or index in asked:
             continue
         seed.labels[index] = consensus([label for _, label in record.submitted])
         seed.sources[index] = ADOPTED
