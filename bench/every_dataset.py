@@ -7,7 +7,7 @@ The dev sets are the folders of ``../shared/data`` (or ``$AL_BENCH_DATA``) that 
 ``test.jsonl`` with one ``label`` per row (multi-label folders, whose labels are lists, are skipped). For each,
 ``bench/strategies.py --models hybrid --strategies breaking_ties,random --resume`` writes
 ``results/strategies-<dataset>.json`` (runs already there with the same settings are kept), then one table is
-printed and written to ``results/every-dataset.json``: test accuracy of the default and of random at 40, 100, 200 and 500
+printed and written to ``results/every-dataset.json`` (a panel per dataset in ``every-dataset.png``): test accuracy of the default and of random at 40, 100, 200 and 500
 labels (mean ± std over the seeds), whether the default is ever below random by more than one seed standard
 deviation there, and the label saving at 95 % of random's accuracy at the last count (labels each mean curve needs,
 interpolated between rounds; ``1 - default / random``).
@@ -21,6 +21,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -68,25 +70,35 @@ def row(name: str, document: dict, checkpoints: tuple[int, ...]) -> dict:
     return {"dataset": name, "at": cells, "behind_random_at": behind, "level": level, "saving": saving}
 
 
-def table(rows: list[dict], checkpoints: tuple[int, ...]) -> str:
-    head = " | ".join(f"{n} labels: default / random" for n in checkpoints)
-    lines = [f"| dataset | {head} | below random by > 1 std at | saving at 95 % of random@{checkpoints[-1]} |"]
-    lines.append("|---|" + "---|" * (len(checkpoints) + 2))
-    for found in rows:
-        cells = []
-        for n in checkpoints:
-            c = found["at"][n]
-            cells.append(
-                "—"
-                if c["default"] is None
-                else f"{c['default']:.3f} / {c['random']:.3f} (±{max(c['default_std'], c['random_std']):.3f})"
-            )
-        behind = ", ".join(map(str, found["behind_random_at"])) or "never"
-        saving = "not reached" if found["saving"] is None else f"{100 * found['saving']:.0f} %"
-        lines.append(
-            f"| {found['dataset']} | " + " | ".join(cells) + f" | {behind} | {saving} (at {found['level']:.3f}) |"
-        )
-    return "\n".join(lines)
+def plot(document: dict, folders: list[Path], path: Path) -> None:
+    """One panel per dataset: the default's and random's mean test accuracy (± std) against labels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from bench.strategies import default_out
+
+    columns = min(4, len(folders))
+    rows = -(-len(folders) // columns)
+    figure = Figure(figsize=(3.6 * columns, 3.0 * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for axis, folder in zip(axes, folders, strict=False):
+        found = json.loads(default_out(folder / "train.jsonl").read_text())["results"]["hybrid"]
+        for strategy, name, colour in (("breaking_ties", "default", "C0"), ("random", "random", "C1")):
+            summary = found[strategy]
+            x, mean, std = (np.array(summary[k], dtype=float) for k in ("labels", "accuracy_mean", "accuracy_std"))
+            axis.plot(x, mean, color=colour, label=name, linewidth=1.3)
+            axis.fill_between(x, mean - std, mean + std, color=colour, alpha=0.15, linewidth=0)
+        axis.set_title(folder.name, fontsize=10)
+        axis.grid(alpha=0.3)
+    for axis in axes[len(folders) :]:
+        axis.set_visible(False)
+    axes[0].legend(fontsize=8, loc="lower right")
+    figure.supxlabel("labels")
+    figure.supylabel("test accuracy")
+    figure.suptitle(f"hybrid + breaking_ties (default) vs random, batch 20, seeds {document['seeds']}")
+    figure.savefig(path, dpi=90)
 
 
 def main() -> None:
@@ -117,12 +129,13 @@ def main() -> None:
         print(f"{dataset_name(pool)}: {' '.join(command[1:])}", flush=True)
         subprocess.run(command, cwd=ROOT, check=True)
         rows.append(row(dataset_name(pool), json.loads(out.read_text()), checkpoints))
-    text = table(rows, checkpoints)
+    from bench.tables import every_dataset
+
+    document = {"seeds": args.seeds, "checkpoints": list(checkpoints), "rows": rows}
     target = RESULTS / "every-dataset.json"
-    target.write_text(
-        json.dumps({"seeds": args.seeds, "checkpoints": list(checkpoints), "rows": rows}, indent=1) + "\n"
-    )
-    print(text)
+    target.write_text(json.dumps(document, indent=1) + "\n")
+    plot(document, folders, RESULTS / "every-dataset.png")
+    print(every_dataset(json.loads(target.read_text())))
     print(f"wrote {target}")
 
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
 README = ROOT / "README.md"
 CHECKPOINTS = (100, 200, 300, 400, 500)
@@ -280,6 +282,103 @@ def warm_start(document: dict) -> str:
     return "\n".join(lines)
 
 
+def every_dataset(document: dict) -> str:
+    """Default against random on every dev set: accuracy at the checkpoints, shortfalls, the saving."""
+    checkpoints = document["checkpoints"]
+    head = " | ".join(f"{n} labels: default / random" for n in checkpoints)
+    lines = [f"| dataset | {head} | below random by > 1 std at | saving at 95 % of random@{checkpoints[-1]} |"]
+    lines.append("|---|" + "---|" * (len(checkpoints) + 2))
+    for found in document["rows"]:
+        cells = []
+        for n in checkpoints:
+            c = found["at"][str(n)] if str(n) in found["at"] else found["at"][n]
+            spread = max(c["default_std"], c["random_std"])
+            cells.append("—" if c["default"] is None else f"{c['default']:.3f} / {c['random']:.3f} (±{spread:.3f})")
+        behind = ", ".join(map(str, found["behind_random_at"])) or "never"
+        lines.append(
+            f"| {found['dataset']} | " + " | ".join(cells) + f" | {behind} | {_percent(found['saving'])} "
+            f"(at {found['level']:.3f}) |"
+        )
+    savings = [found["saving"] for found in document["rows"] if found["saving"] is not None]
+    if savings:
+        mean = sum(savings) / len(savings)
+        lines.append("| mean | " + " | ".join("" for _ in checkpoints) + f" | | {_percent(mean)} |")
+    return "\n".join(lines)
+
+
+def validation_search(document: dict) -> str:
+    """Per candidate (rows) and dev set (columns, validation split): the label saving against random at 95 % of
+    random's accuracy at the last count, and the accuracy there; where the candidate is below random by more than
+    one seed std (40/100/200/500 labels)."""
+    from bench.strategies import labels_for
+
+    names = list(document["summary"])
+    head = " | ".join(f"{name} (ceiling {max(document['ceilings'][name].values()):.3f})" for name in names)
+    lines = [f"| candidate | {head} | mean saving | below random by > 1 std at |", "|---|" + "---|" * (len(names) + 2)]
+    for candidate in document["candidates"]:
+        cells, savings, behind = [], [], []
+        for name in names:
+            mine, random = document["summary"][name][candidate], document["summary"][name]["random"]
+            last = random["labels"][-1]
+            accuracy = mine["accuracy_mean"][mine["labels"].index(last)]
+            if candidate == "random":
+                cells.append(f"— ({accuracy:.3f})")
+                continue
+            level = 0.95 * random["accuracy_mean"][-1]
+            need, baseline = labels_for(mine, level), labels_for(random, level)
+            saving = None if not (need and baseline) else 1 - need / baseline
+            savings += [] if saving is None else [saving]
+            cells.append(f"{_percent(saving)} ({accuracy:.3f})")
+            for n in (40, 100, 200, 500):
+                if n in mine["labels"] and n in random["labels"]:
+                    i, j = mine["labels"].index(n), random["labels"].index(n)
+                    spread = max(mine["accuracy_std"][i], random["accuracy_std"][j])
+                    if random["accuracy_mean"][j] - mine["accuracy_mean"][i] > spread:
+                        behind.append(f"{name} {n}")
+        mean = _percent(sum(savings) / len(savings)) if savings else "—"
+        lines.append(f"| {candidate} | " + " | ".join(cells) + f" | {mean} | {', '.join(behind) or 'never'} |")
+    return "\n".join(lines)
+
+
+def fine_tune_gain(document: dict) -> str:
+    """Validation accuracy of the frozen hybrid and the fine-tuned transformer on the same random labels."""
+    lines = [
+        "| dataset | labels | hybrid (frozen) | transformer (fine-tuned) | fine-tune seconds |",
+        "|---|---|---|---|---|",
+    ]
+    for name, found in document["datasets"].items():
+        runs = [r for r in document["runs"] if r["dataset"] == name and "accuracy" in r["transformer"]]
+        for n in sorted({r["n"] for r in runs}):
+            at = [r for r in runs if r["n"] == n]
+            hybrid = sum(r["hybrid_acc"] for r in at) / len(at)
+            tuned = sum(r["transformer"]["accuracy"] for r in at) / len(at)
+            seconds = sum(r["transformer"]["fine_tune_s"] for r in at) / len(at)
+            lines.append(f"| {name} | {n} | {hybrid:.3f} | {tuned:.3f} | {seconds:.0f} |")
+        lines.append(f"| {name} | whole pool ({found['pool']:,}) | {found['hybrid_full_pool_acc']:.3f} | | |")
+    return "\n".join(lines)
+
+
+def why(document: dict) -> str:
+    """The diagnostics of BreakingTies' picks against random's (validation splits)."""
+    lines = [
+        "| dataset | picks a full-pool model gets wrong: bt / random | mean cosine within a batch: bt / random "
+        "| largest class in a batch: bt / random | calibration error at 500 labels: C = 100 / C by CV (mean C) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, by in document["summary"].items():
+        bt, random = by["bt"]["diagnostics"], by["random"]["diagnostics"]
+        cv = by.get("bt_cv")
+        calibration = f"{by['bt']['ece']['500']:.3f}" + (
+            f" / {cv['ece']['500']:.3f} ({cv['mean_c']:.0f})" if cv else ""
+        )
+        lines.append(
+            f"| {name} | {bt['mistaken_by_ceiling']:.2f} / {random['mistaken_by_ceiling']:.2f} "
+            f"| {bt['redundancy']:.2f} / {random['redundancy']:.2f} "
+            f"| {bt['largest_class_share']:.2f} / {random['largest_class_share']:.2f} | {calibration} |"
+        )
+    return "\n".join(lines)
+
+
 def _f(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
@@ -304,6 +403,10 @@ TABLES = {
     "ray": ("ray-throughput.json", ray_throughput),
     "multilabel": ("multilabel.json", multilabel),
     "warm-start": ("warm-start.json", warm_start),
+    "every-dataset": ("every-dataset.json", every_dataset),
+    "validation-search": ("validation-search.json", validation_search),
+    "why": ("validation-search.json", why),
+    "fine-tune-gain": ("fine-tune-gain.json", fine_tune_gain),
 }
 
 
