@@ -34,7 +34,7 @@ Not in the default set, chosen with ``--only encoders``: the CPU encoders (PyTor
 model2vec) for throughput and label efficiency on the six dev sets beside the checkout (bench/encoders.py).
 
 Each step runs as its own process; a failing step is reported and the others still run (exit code 1 at the
-end). The wall time of each step goes to results/bench-all.json. The transformer studies (every model x strategy
+end). The wall time of each step goes to results/bench-all.json (a step not run keeps its last record). The transformer studies (every model x strategy
 in bench/strategies.py, the transformer wait configurations) take hours on CPU and are not part of this set.
 """
 
@@ -112,7 +112,9 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown step(s) {', '.join(sorted(unknown))}; choose from {', '.join(STEPS + EXTRA)}")
     steps = commands(args)
-    record = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "steps": {}}
+    now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    kept = RESULTS / "bench-all.json"  # the steps not run now keep their last record
+    record = {"date": now, "steps": json.loads(kept.read_text()).get("steps", {}) if kept.exists() else {}}
     started = time.perf_counter()
     failed = []
     for name in chosen:
@@ -120,7 +122,12 @@ def main() -> int:
         mark = time.perf_counter()
         code = subprocess.run(steps[name], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
         seconds = round(time.perf_counter() - mark, 1)
-        record["steps"][name] = {"command": steps[name][1:], "exit_code": code.returncode, "seconds": seconds}
+        record["steps"][name] = {
+            "date": now,
+            "command": steps[name][1:],
+            "exit_code": code.returncode,
+            "seconds": seconds,
+        }
         print(f"== {name}: exit {code.returncode} after {seconds / 60:.1f} min", flush=True)
         if code.returncode != 0:
             failed.append(name)
