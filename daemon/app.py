@@ -17,7 +17,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from daemon.config import ColdStart, Settings
+from daemon.config import ColdStart, ModelKind, Settings
 from daemon.errors import EXIT_TEMPORARY, ArgillaError, ArgillaUnavailable, DiskError, StateError
 from daemon.features import FeatureBuilder, Report
 from daemon.files import check_writable
@@ -204,17 +204,29 @@ class Service:
             learner = self.learner()
         daemon = Daemon(settings, gateway, learner, data.pool, data.labels, data.y_test, data.multi_label, data.seed)
         daemon.build_learner = lambda pool: self.learner(pool=pool)
+        if settings.ladder is not None:
+            from daemon.ladder import LadderRunner
+
+            daemon.ladder = LadderRunner(daemon, settings.ladder, lambda kind: self.learner(model=kind))
         return daemon
 
-    def learner(self, report: Report | None = None, pool: TextTable | None = None) -> Learner:
-        """Build the model's features (embedding the pool: the slow part) and a learner over them. ``pool``: the
-        daemon's (with a warm start's training-only rows), once it has one."""
+    def learner(
+        self, report: Report | None = None, pool: TextTable | None = None, model: ModelKind | None = None
+    ) -> Learner:
+        """Build a model's features (embedding the pool: the slow part) and a learner over them. ``pool``: the
+        daemon's (with a warm start's training-only rows), once it has one. ``model``: AL_MODEL's, or the one the
+        model ladder put in its place (``RunState.model_in_use``), unless named."""
         from daemon.learner import Learner
         from daemon.models import build_features
 
         data, settings = self.data, self.settings
         if pool is None:
             pool = self.daemon.pool if self.daemon is not None else data.pool
+        state = self.daemon.state if self.daemon is not None else None
+        if model is None and state is not None and state.model_in_use is not None:
+            model = ModelKind(state.model_in_use)
+        if model is not None and model is not settings.model:
+            settings = settings.model_copy(update={"model": model})
         features = build_features(
             settings, pool, data.test, data.y_test, len(data.labels), report, multi_label=data.multi_label
         )

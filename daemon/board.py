@@ -86,6 +86,7 @@ class StatusBoard:
             export=daemon.export,
             warnings=tuple(w for w in (snapshot.warning,) if w),
             annotation=self._annotation_view(),
+            training_mode=daemon.rounds.mode,
         )
         self._published = status_view(daemon.settings, daemon.state, live, daemon.signals.thresholds())
         return self._published
@@ -109,13 +110,17 @@ class StatusBoard:
             if daemon.builder is not None
             else features_view("ready" if daemon.learner.ready else "building"),  # not started yet: building
             "engine": engine_for(daemon.settings).view(),  # local, or the Ray cluster and its fallbacks
-            "warnings": published["warnings"] + [w for w in (daemon.rounds.last_error,) if w],
+            "warnings": published["warnings"]
+            + [w for w in (daemon.rounds.last_error, daemon.ladder and daemon.ladder.trainer.last_error) if w],
             "argilla_errors": dict(daemon.gateway.errors),
             # unix time of the last successful exchange with Argilla (monotonic inside, wall clock here)
             "argilla_last_contact": None
             if daemon.last_contact is None
             else round(time.time() - (time.monotonic() - daemon.last_contact), 3),
             "run_by": daemon.run_by,
+            "ladder": None
+            if published["ladder"] is None
+            else published["ladder"] | {"running": daemon.ladder.trainer.describe() if daemon.ladder else None},
         }
 
     def ready(self) -> tuple[bool, str]:

@@ -178,6 +178,16 @@ class Settings(BaseSettings):
     )
     model: ModelKind = Field(ModelKind.hybrid, description="hybrid | embeddings | transformer | tfidf | setfit")
     model_path: Path | None = Field(None, description="local HF model dir; default: the bundled all-MiniLM-L6-v2")
+    ladder: ModelKind | None = Field(
+        None,
+        description="model ladder: a second model (e.g. transformer) trained in the background once AL_LADDER_AFTER "
+        "labels exist; it takes over the batches when cross-validation on the labels in hand says it is better. "
+        "Single-label; unset: off",
+    )
+    ladder_after: int = Field(
+        500, ge=4, description="labels in hand at the ladder's first comparison; again each time they grew 1.5-fold"
+    )
+    ladder_folds: int = Field(3, ge=2, le=10, description="folds of the ladder's cross-validation")
     encoder: EncoderName = Field(
         EncoderName.auto,
         description="auto | torch | onnx-int8: how sentence embeddings are computed (auto: onnx-int8 for pools of "
@@ -370,6 +380,21 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_ladder(self) -> Settings:
+        if self.ladder is None:
+            return self
+        if self.ladder is self.model:
+            raise ValueError(f"ladder={self.ladder.value} is AL_MODEL already: name the model that may take over")
+        if self.ladder in FINE_TUNED and self.training is Training.inline:
+            raise ValueError(
+                f"ladder={self.ladder.value} fine-tunes a network each round once it takes over: with "
+                "AL_TRAINING=inline annotators would wait for it; use AL_TRAINING=auto (ahead once it takes over)"
+            )
+        if self.activelab or self.crowdlab:
+            raise ValueError("the model ladder and activelab / consensus=crowdlab do not go together yet")
+        return self
+
+    @model_validator(mode="after")
     def _check_task(self) -> Settings:
         if self.task is not Task.auto and (problem := task_problem(self, self.task is Task.multi)):
             raise ValueError(problem)
@@ -465,6 +490,8 @@ def task_problem(settings: Settings, multi_label: bool) -> str | None:
         if settings.none_label is not None:
             return "none_label is for multi-label tasks (AL_TASK=multi): a single-label text always has one label"
         return None
+    if settings.ladder is not None:
+        return "the model ladder (AL_LADDER) compares single-label models only"
     if settings.model not in MULTI_LABEL_MODELS:
         names = ", ".join(m.value for m in MULTI_LABEL_MODELS)
         return f"model={settings.model.value} is single-label only here; a multi-label task needs one of {names}"

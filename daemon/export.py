@@ -33,7 +33,7 @@ from daemon.files import atomic_dir
 from daemon.learner import Learner
 from daemon.plot import render_curve
 from daemon.pool import TextTable
-from daemon.report import curve, seed_view
+from daemon.report import curve, ladder_view, seed_view
 from daemon.state import JOURNALED, SEED_FILE, RunState, now
 
 log = logging.getLogger(__name__)
@@ -232,6 +232,7 @@ def _write_export(
         "discarded_ids": [pool.ids[i] for i in sorted(state.discarded())],
         "task": "multi-label" if state.multi_label else "single-label",
         "seed": seed_view(state),
+        "ladder": ladder_view(settings, state),
         "label_counts": dict(Counter(label for row in rows for label in members(canonical(row["label"])))),
         "open_ids": [pool.ids[i] for i in sorted(state.open_indices())],  # a stuck batch's unanswered records
         "changes": [change.model_dump(mode="json") for change in state.changes],  # made by people after training

@@ -7,19 +7,35 @@ So the comparison is made when enough labels exist (:func:`due`), and a switch n
 than the comparison's own noise (:func:`compare`): both models are scored on the same held-out labels, so the
 paired differences give a standard error, and the candidate must lead by at least that and by ``margin``.
 
-Pure: two learners over the same pool and the labels; no I/O and no threads (the daemon runs it off the poll
-thread). Single-label runs only: the folds are stratified by class.
+:func:`due` and :func:`compare` are pure: two learners over the same pool and the labels, no I/O. The
+:class:`LadderRunner` runs them for the daemon (``AL_LADDER``) on a thread of its own, off the poll thread: the
+candidate's features are built once, both models cross-validated, and on a switch the candidate trained on every
+label in hand; then, under the daemon's lock, the verdict is journaled (``RunState.ladder``) and on a switch the
+candidate chooses the batches from then on (``RunState.model_in_use``). Single-label runs only: the folds are
+stratified by class.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from daemon.answers import encode
+from daemon.config import ModelKind
 from daemon.learner import Learner
+from daemon.state import LadderVerdict, RunState
+from daemon.trainer import BackgroundTrainer, Job
+
+if TYPE_CHECKING:
+    from daemon.loop import Daemon
+
+log = logging.getLogger(__name__)
+GROWTH = 1.5  # a comparison each time the labels in hand grew this much since the last
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +69,7 @@ class Verdict:
         return f"{scores}: {self.current} stays (a switch needs a lead over {need:.3f})"
 
 
-def due(labels: int, first: int, compared_at: Sequence[int], growth: float = 1.5) -> bool:
+def due(labels: int, first: int, compared_at: Sequence[int], growth: float = GROWTH) -> bool:
     """A comparison is due at ``first`` labels, then each time the labels in hand have grown ``growth``-fold since
     the last comparison (200, 300, 450, ... with the defaults): often while the candidate is about to overtake,
     rarely once it is far behind or ahead."""
@@ -106,3 +122,66 @@ def compare(
         switch=lead > max(margin, standard_error),
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+class LadderRunner:
+    """The daemon's model ladder: after each round it asks whether a comparison is due (:meth:`consider`, under the
+    daemon's lock) and runs it on its own background thread, one at a time."""
+
+    def __init__(self, daemon: Daemon, kind: ModelKind, build: Callable[[ModelKind], Learner]) -> None:
+        self.daemon = daemon
+        self.kind = kind  # the model that may take over
+        self.build = build  # a learner of a model kind over the daemon's pool (its features built: slow)
+        self.trainer = BackgroundTrainer(self._compare)
+        self._candidate: Learner | None = None  # built once; fresh copies share its features
+
+    @property
+    def busy(self) -> bool:
+        return self.trainer.busy
+
+    def consider(self, state: RunState) -> bool:
+        """Submit a comparison when one is due: the candidate has not taken over, the run goes on, the model in
+        hand is trained and none is running; True when one was submitted."""
+        daemon = self.daemon
+        if state.model_in_use is not None or state.stopped or state.stop_pending or self.trainer.busy:
+            return False
+        if not (daemon.learner.ready and daemon.learner.trained):
+            return False
+        labels = state.training_labels()
+        if not due(len(labels), daemon.settings.ladder_after, [v.labels for v in state.ladder]):
+            return False
+        rounds = [m.round for m in state.rounds]
+        self.trainer.submit(
+            Job(
+                round=max(rounds) if rounds else 0,
+                labels={i: encode(label, daemon.labels) for i, label in labels.items()},
+                ignored=state.not_queryable(),
+                used=set(),
+            )
+        )
+        log.info("model ladder: comparing %s with %s on %d labels", daemon.learner.name, self.kind.value, len(labels))
+        return True
+
+    def _compare(self, job: Job) -> None:
+        daemon = self.daemon
+        if self._candidate is None:
+            self._candidate = self.build(self.kind)
+        candidate = self._candidate.fresh()
+        verdict = compare(
+            daemon.learner.fresh(), candidate, job.labels, folds=daemon.settings.ladder_folds, round_number=job.round
+        )
+        if verdict.switch:  # trained on every label before it takes over: the next batch is its choice
+            candidate.fit(job.labels, job.ignored, job.round)
+        with daemon.lock:
+            state = daemon.state
+            if daemon.shutdown_requested.is_set() or state is None or state.stopped or state.stop_pending:
+                log.info("model ladder: comparison done, not used (the run is stopping)")
+                return
+            fields = dataclasses.asdict(verdict)
+            state.ladder.append(LadderVerdict(round=job.round, reason=verdict.reason, **fields))
+            if verdict.switch:
+                state.model_in_use = self.kind.value
+                daemon.use_model(candidate)
+            daemon.store.save(state)
+            log.info("model ladder: %s", verdict.reason)
+            daemon.publish()

@@ -31,20 +31,21 @@ from daemon.batches import (
     unknown_batches,
 )
 from daemon.board import StatusBoard
-from daemon.config import Settings, StuckAction
+from daemon.config import FINE_TUNED, ModelKind, Settings, StuckAction, Training
 from daemon.consensus import Pick
 from daemon.errors import ArgillaError, ArgillaUnavailable, DiskError, StateError
 from daemon.export import export_or_explain, export_run
 from daemon.features import FeatureBuilder
 from daemon.files import remove_leftovers
 from daemon.gateway import DatasetSpec, Gateway
+from daemon.ladder import LadderRunner
 from daemon.learner import Learner, PendingLearner
 from daemon.phases import Phase
 from daemon.plot import write_curve
 from daemon.policy import ActiveLabPolicy, ConsensusPolicy
 from daemon.pool import TextTable
 from daemon.report import change_line, closed_lines, guidelines, guidelines_note, round_summary
-from daemon.rounds import strategy_for
+from daemon.rounds import AheadRounds, strategy_for
 from daemon.scoring import Scorer
 from daemon.seeds import build_seed, describe
 from daemon.state import Batch, RoundMetrics, RunState, Seed, StateStore, acquire_lock, check_same_run, now
@@ -102,6 +103,7 @@ class Daemon:
         self.activelab = ActiveLabPolicy(settings)
         self.rounds = strategy_for(self)  # inline or ahead, chosen once (AL_TRAINING)
         self.builder: FeatureBuilder | None = None  # builds the features off the start-up path (daemon/features.py)
+        self.ladder: LadderRunner | None = None  # AL_LADDER: the model that may take over (set up by the service)
 
     # ---- start-up ------------------------------------------------------------------------------------
     def spec(self) -> DatasetSpec:
@@ -155,6 +157,7 @@ class Daemon:
         self._ensure_logged()
         self.last_contact = time.monotonic()
         self.set_phase(Phase.waiting)
+        self._trains_ahead_if_fine_tuned()
         self.rounds.resume(state)
 
     def _warm_start(self) -> Seed | None:
@@ -352,8 +355,26 @@ class Daemon:
 
     # ---- the steps a round strategy calls (daemon/rounds.py) ------------------------------------------
     def settle(self, timeout: float | None = None) -> bool:
-        """Wait until no background training is running or waiting (tests, and a clean exit)."""
-        return self.rounds.settle(timeout)
+        """Wait until no background training (nor the model ladder's comparison) is running or waiting (tests,
+        and a clean exit)."""
+        settled = self.rounds.settle(timeout)
+        return (self.ladder.trainer.wait(timeout) if self.ladder is not None else True) and settled
+
+    def use_model(self, learner: Learner) -> None:
+        """The model ladder's switch, under the lock: ``learner`` (trained on the labels in hand) chooses the
+        batches from now on, the journal names its model (``RunState.model_in_use``)."""
+        self.learner = learner
+        self._trains_ahead_if_fine_tuned()
+        log.info("model ladder: %s chooses the batches from now on", learner.name)
+
+    def _trains_ahead_if_fine_tuned(self) -> None:
+        """Once the ladder's fine-tuned model took over, it trains in the background (AL_TRAINING=auto): a
+        fine-tuning on the annotators' path would keep them waiting for minutes."""
+        taken = self.state.model_in_use if self.state is not None else None
+        if taken is None or isinstance(self.rounds, AheadRounds):
+            return
+        if ModelKind(taken) in FINE_TUNED and self.settings.training is Training.auto:
+            self.rounds = AheadRounds(self)
 
     def trains(self, round_number: int) -> bool:
         """Whether this round trains a new model: never before the features exist, then every AL_RETRAIN_EVERY-th
@@ -415,8 +436,10 @@ class Daemon:
         self.finished.set()
 
     def after_round(self) -> None:
-        """Cosmetic follow-ups that must never fail a round: annotator names, the plot file and the progress note
-        in Argilla."""
+        """Follow-ups that must never fail a round: the model ladder's comparison when one is due (off this
+        thread), annotator names, the plot file and the progress note in Argilla."""
+        if self.ladder is not None and self.state is not None:
+            self.ladder.consider(self.state)
         try:
             self.board.set_user_names(self.gateway.user_names())
         except ArgillaError as exc:
@@ -443,8 +466,11 @@ class Daemon:
             log.warning("annotator names unavailable (%s): the export lists user ids", exc)
             user_names = {}
         status = self.status()
+        settings = self.settings  # the export is the model in use's (the model ladder may have replaced AL_MODEL's)
+        if self.state.model_in_use is not None:
+            settings = settings.model_copy(update={"model": ModelKind(self.state.model_in_use)})
         export = export_or_explain(
-            lambda: export_run(self.settings, self.state, self.pool, self.labels, self.learner, status, user_names)
+            lambda: export_run(settings, self.state, self.pool, self.labels, self.learner, status, user_names)
         )
         if export["path"] is not None:
             self.state.exported_at = now()

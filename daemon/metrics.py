@@ -162,6 +162,25 @@ class StatusCollector(Collector):
             yield _gauge("al_features_texts_per_second", "Embedding throughput", features.get("rate"))
             yield _gauge("al_features_eta_seconds", "Seconds until the features are ready", features.get("eta_seconds"))
 
+        ladder = s.get("ladder")
+        if ladder:  # AL_LADDER: whether the second model took over the batches, and how the comparisons went
+            yield _gauge(
+                "al_ladder_taken_over",
+                "1 once the model ladder's second model chooses the batches",
+                float(ladder["taken_over"]),
+            )
+            yield _gauge(
+                "al_ladder_comparisons", "Cross-validated comparisons the model ladder made", len(ladder["comparisons"])
+            )
+            if ladder["comparisons"]:
+                last = ladder["comparisons"][-1]
+                accuracy = GaugeMetricFamily(
+                    "al_ladder_cv_accuracy_ratio", "Last comparison's cross-validated accuracy", labels=["model"]
+                )
+                accuracy.add_metric(["current"], float(last["current_accuracy"]))
+                accuracy.add_metric(["candidate"], float(last["candidate_accuracy"]))
+                yield accuracy
+
         engine = s.get("engine")
         if engine and engine.get("name") == "ray":  # AL_RAY_ADDRESS: steps the cluster failed, run here instead
             fallbacks = CounterMetricFamily(

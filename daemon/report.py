@@ -35,6 +35,7 @@ class Live:
     export: dict | None = None
     warnings: tuple[str, ...] = ()
     annotation: dict | None = None  # annotation_view(), when the caller keeps it cached (None: computed here)
+    training_mode: str | None = None  # inline | ahead as running (the model ladder may have moved it to ahead)
 
 
 def number(value, digits: int = 3, missing: str = "-") -> str:
@@ -104,7 +105,7 @@ def status_view(settings: Settings, state: RunState | None, live: Live, threshol
         "model": live.model,
         "query_strategy": settings.query_strategy.value,
         "training": {
-            "mode": "ahead" if settings.ahead else "inline",
+            "mode": live.training_mode or ("ahead" if settings.ahead else "inline"),
             "retrain_every": settings.retrain_every,
             "prepared": None
             if state is None or state.prepared is None
@@ -125,6 +126,7 @@ def status_view(settings: Settings, state: RunState | None, live: Live, threshol
         "open": len(state.open_indices()) if state else 0,
         "changes": changes_view(state),
         "seed": seed_view(state),
+        "ladder": ladder_view(settings, state),
         "annotation": live.annotation if live.annotation is not None else annotation_view(settings, state),
         "batch": progress,
         "task": "multi-label" if state is not None and state.multi_label else "single-label",
@@ -175,6 +177,21 @@ def annotation_view(settings: Settings, state: RunState | None, user_names: dict
         "annotations": sum(len(v) for v in votes.values()),
         "relabel_requests": sum(len(b.relabels) for b in state.batches) if state else 0,
         **view,
+    }
+
+
+def ladder_view(settings: Settings, state: RunState | None) -> dict | None:
+    """The model ladder (AL_LADDER): the model that may take over, whether it did, and every comparison (the
+    running one is added live by the status board). None when the run has no ladder."""
+    verdicts = state.ladder if state is not None else []
+    if settings.ladder is None and not verdicts:
+        return None
+    return {
+        "candidate": settings.ladder.value if settings.ladder is not None else None,
+        "first_comparison_at": settings.ladder_after,
+        "model_in_use": (state.model_in_use if state is not None else None) or settings.model.value,
+        "taken_over": state is not None and state.model_in_use is not None,
+        "comparisons": [verdict.model_dump() for verdict in verdicts],
     }
 
 

@@ -50,6 +50,7 @@ POOL_EXHAUSTED = "pool exhausted: every pool item is labelled or discarded"
 class RoundStrategy:
     """One verb: :meth:`run_round`. The rest is what the daemon asks of the strategy around it."""
 
+    mode = ""  # inline | ahead, as the status shows it
     busy = False  # a model is training off the poll thread
     last_error: str | None = None  # the last background training's failure, for the status
 
@@ -78,6 +79,8 @@ class RoundStrategy:
 
 class InlineRounds(RoundStrategy):
     """Train, evaluate, query, journal, log: the freshest model picks every batch."""
+
+    mode = "inline"
 
     def __init__(self, daemon: Daemon) -> None:
         super().__init__(daemon)
@@ -147,6 +150,8 @@ class InlineRounds(RoundStrategy):
 
 class AheadRounds(RoundStrategy):
     """The next batch at once; the model trains on a background thread (see the invariants above)."""
+
+    mode = "ahead"
 
     def __init__(self, daemon: Daemon) -> None:
         super().__init__(daemon)
@@ -288,6 +293,12 @@ class AheadRounds(RoundStrategy):
 
     def _adopt(self, job: Job, learner: Learner, trained: bool, scores: Scores, ahead: QueryResult) -> None:
         daemon, state = self.daemon, self.daemon.state
+        if learner.features is not getattr(daemon.learner, "features", None) and daemon.learner.ready:
+            # the model ladder switched models while this one trained: the next round trains the new one
+            log.info(
+                "round %d trained %s, which the model ladder replaced meanwhile: not used", job.round, learner.name
+            )
+            return
         metrics = None
         if not (job.restore and any(m.round == job.round for m in state.rounds)):
             metrics = daemon.scorer.evaluate(state.rounds, job.round, len(job.labels), learner, trained, scores)

@@ -126,6 +126,25 @@ class RoundMetrics(BaseModel):
         return signal.value if signal else None
 
 
+class LadderVerdict(BaseModel):
+    """One comparison of the model ladder (``daemon.ladder``): the model choosing the batches against the one that
+    may take over, by cross-validation on the labels in hand."""
+
+    round: int
+    labels: int
+    current: str
+    candidate: str
+    folds: int
+    current_accuracy: float
+    candidate_accuracy: float
+    standard_error: float
+    margin: float
+    switch: bool
+    seconds: float
+    reason: str
+    at: str = Field(default_factory=now)
+
+
 class RunState(BaseModel):
     """Everything needed to resume: identity of the run, the batches, and the metric history."""
 
@@ -171,6 +190,9 @@ class RunState(BaseModel):
     # several annotators: the last round's consensus (method; crowdlab's labels and annotator quality)
     consensus: dict = Field(default_factory=dict)
     seed: Seed | None = None  # a warm start's labels (trained on from round 0 on, before batch 0 is chosen)
+    # the model ladder (AL_LADDER): its comparisons, and the model that took over the batches (None: AL_MODEL's)
+    ladder: list[LadderVerdict] = Field(default_factory=list)
+    model_in_use: str | None = None
 
     @property
     def current(self) -> Batch | None:

@@ -108,6 +108,35 @@ TOPICS = {
 }
 
 
+# One word per text that no other text has, in the same sentence: n-grams learnt from the other texts say nothing
+# about it, while sentence embeddings know bread from golf from routers.
+SYNONYMS = {
+    "food": "apple banana bread butter cheese pasta rice soup salad pizza burger noodles yogurt cereal pancake "
+    "omelette sandwich sushi tomato potato carrot onion garlic mushroom strawberry chocolate cookie muffin bagel "
+    "steak".split(),
+    "sport": "football tennis golf basketball baseball hockey cricket rugby volleyball badminton swimming cycling "
+    "marathon boxing wrestling karate judo fencing rowing sailing surfing skiing snowboarding skating archery "
+    "bowling climbing gymnastics triathlon handball".split(),
+    "tech": "laptop router smartphone keyboard monitor processor software database compiler server firmware modem "
+    "tablet printer scanner motherboard headphones webcam smartwatch microchip algorithm browser spreadsheet "
+    "bluetooth ethernet transistor semiconductor touchscreen microphone encryption".split(),
+}
+
+
+def synonym_rows() -> list[dict]:
+    """The three topics in one sentence with one unseen word each (90 rows, shuffled: a model whose margins all tie
+    picks in pool order): only a model that knows words' meanings can tell them apart (the model ladder's tests)."""
+    import random
+
+    rows = [
+        {"id": f"{label}-{i}", "text": f"I keep thinking about {word}", "label": label}
+        for label, words in SYNONYMS.items()
+        for i, word in enumerate(words)
+    ]
+    random.Random(0).shuffle(rows)
+    return rows
+
+
 def tiny_rows(per_topic: int = 30) -> list[dict]:
     """A small separable three-class text set (made up here, no download)."""
     rows = []

@@ -5,14 +5,22 @@ import dataclasses
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from small_text import SklearnDataset
 
-from daemon.config import ModelKind, QueryStrategyName, Settings
-from daemon.ladder import compare, due
+from daemon.app import Service
+from daemon.config import ModelKind, QueryStrategyName, Settings, task_problem
+from daemon.inputs import load_data
+from daemon.ladder import LadderRunner, compare, due
 from daemon.learner import Features, Learner, logistic_regression_factory
+from daemon.loop import Daemon
 from daemon.models import build_features
 from daemon.pool import load_table
-from tests.conftest import tiny_rows, write_jsonl
+from daemon.rounds import AheadRounds, InlineRounds
+from daemon.status import create_app
+from tests.conftest import synonym_rows, tiny_rows, write_jsonl
+from tests.fakes import FakeGateway
+from tests.unit.test_status import Source
 
 LABELS = ["food", "sport", "tech"]
 
@@ -72,3 +80,121 @@ def test_a_comparison_is_due_at_the_first_count_then_as_the_labels_grow():
     assert due(300, first=200, compared_at=[200])
     assert not due(440, first=200, compared_at=[200, 300])
     assert due(450, first=200, compared_at=[200, 300])
+
+
+# ---- the ladder in a run (fake gateway, real learners) ------------------------------------------------------------
+@pytest.fixture
+def synonyms(tmp_path):
+    path = write_jsonl(tmp_path / "pool.jsonl", synonym_rows())
+    pool = load_table(path, "text", "label", "id")
+    gold = {text: label for text, label in zip(pool.texts, pool.gold, strict=True)}
+    y = np.array([LABELS.index(label) for label in pool.gold])
+    return {"pool": pool, "gold": gold, "y": y, "gateway": FakeGateway(), "dir": tmp_path / "state"}
+
+
+def ladder_daemon(world, **overrides) -> Daemon:
+    options = {
+        "model": ModelKind.tfidf,
+        "ladder": ModelKind.embeddings,
+        "ladder_after": 30,
+        "batch_size": 10,
+        "state_dir": world["dir"],
+        "dataset": "d",
+        "workspace": "w",
+        "max_rounds": 8,
+        "stop_criteria": [],  # the runs here stop by max_rounds, not when the predictions settle
+    }
+    settings = Settings(_env_file=None, **(options | overrides))
+
+    def learner(kind: ModelKind) -> Learner:
+        chosen = settings.model_copy(update={"model": kind})
+        features = build_features(chosen, world["pool"], world["pool"], world["y"], len(LABELS))
+        return Learner.from_settings(features, len(LABELS), chosen)
+
+    daemon = Daemon(settings, world["gateway"], learner(settings.model), world["pool"], LABELS, world["y"])
+    daemon.ladder = LadderRunner(daemon, settings.ladder, learner)
+    return daemon
+
+
+def answer_batch(world, daemon, batch_id):
+    for record in world["gateway"].batch(batch_id):
+        world["gateway"].submit(record.record_id, world["gold"][record.text])
+    daemon.tick()
+    assert daemon.settle(120)
+
+
+def test_a_model_that_cross_validates_better_takes_over_the_batches_and_says_why(synonyms):
+    daemon = ladder_daemon(synonyms)
+    daemon.start()
+    answer_batch(synonyms, daemon, 0)
+    answer_batch(synonyms, daemon, 1)
+    assert daemon.state.ladder == [] and daemon.status()["ladder"]["taken_over"] is False  # 20 labels: not yet
+    answer_batch(synonyms, daemon, 2)  # 30 labels: the comparison runs off the poll thread, then the switch
+    [verdict] = daemon.state.ladder
+    assert verdict.labels == 30 and verdict.switch and verdict.current.startswith("tfidf")
+    assert verdict.candidate_accuracy > verdict.current_accuracy + 0.2
+    assert daemon.state.model_in_use == "embeddings" and daemon.learner.trained
+    assert daemon.learner.name.startswith("embeddings") and daemon.status()["model"] == daemon.learner.name
+    ladder = daemon.status()["ladder"]
+    assert ladder["taken_over"] and ladder["model_in_use"] == "embeddings" and ladder["running"] is None
+    assert "takes over" in ladder["comparisons"][0]["reason"]
+    journaled = daemon.store.load()
+    assert journaled.model_in_use == "embeddings" and journaled.ladder[0].switch
+    client = TestClient(create_app(Source(daemon)))
+    assert "embeddings chooses the batches" in client.get("/").text and "takes over" in client.get("/").text
+    assert "al_ladder_taken_over 1.0" in client.get("/metrics").text
+    # batch 3 was chosen by the model in hand at round 2; from round 3 on the embeddings model trains and chooses
+    answer_batch(synonyms, daemon, 3)
+    assert daemon.learner.name.startswith("embeddings") and daemon.learner.fits["initialize_data"] >= 1
+    answer_batch(synonyms, daemon, 4)  # 50 labels: grown 1.5-fold, but the ladder has been climbed
+    assert len(daemon.state.ladder) == 1
+    assert daemon.state.rounds[-1].accuracy > 0.8  # the test set is the pool: the embeddings model learnt it
+
+
+def test_a_model_no_better_in_cross_validation_does_not_take_over(synonyms):
+    daemon = ladder_daemon(synonyms, model=ModelKind.embeddings, ladder=ModelKind.tfidf)  # the other way round
+    daemon.start()
+    for batch_id in range(3):
+        answer_batch(synonyms, daemon, batch_id)
+    [verdict] = daemon.state.ladder
+    assert not verdict.switch and "embeddings-all-MiniLM-L6-v2 stays" in verdict.reason
+    assert daemon.state.model_in_use is None and daemon.learner.name.startswith("embeddings")
+    assert daemon.status()["ladder"]["model_in_use"] == "embeddings"
+    answer_batch(synonyms, daemon, 3)  # 40 labels: not yet 1.5 x 30
+    assert len(daemon.state.ladder) == 1
+    answer_batch(synonyms, daemon, 4)  # 50 labels: compared again
+    assert [v.labels for v in daemon.state.ladder] == [30, 50] and not daemon.state.ladder[1].switch
+
+
+def test_ladder_settings_that_cannot_work_are_refused():
+    with pytest.raises(ValueError, match="AL_MODEL already"):
+        Settings(_env_file=None, model=ModelKind.hybrid, ladder=ModelKind.hybrid)
+    with pytest.raises(ValueError, match="annotators would wait"):
+        Settings(_env_file=None, ladder=ModelKind.transformer, training="inline")
+    assert task_problem(Settings(_env_file=None, ladder=ModelKind.transformer), multi_label=True)
+    assert task_problem(Settings(_env_file=None, ladder=ModelKind.transformer), multi_label=False) is None
+
+
+def test_after_a_restart_the_model_that_took_over_is_built_and_a_fine_tuned_one_trains_ahead(synonyms):
+    daemon = ladder_daemon(synonyms)
+    daemon.start()
+    for batch_id in range(3):
+        answer_batch(synonyms, daemon, batch_id)
+    assert daemon.state.model_in_use == "embeddings"
+    # the service builds the learner of the model in use (its features), not AL_MODEL's
+    settings = daemon.settings.model_copy(update={"pool_file": synonyms["pool"].source, "test_file": None})
+    service = Service(settings, data=load_data(settings))
+    service.daemon = daemon
+    assert service.learner().name.startswith("embeddings")
+    assert service.learner(model=ModelKind.tfidf).name.startswith("tfidf")
+    daemon.close()
+    # a fine-tuned model that took over trains in the background (AL_TRAINING=auto), on this start and the next
+    assert isinstance(daemon.rounds, InlineRounds)
+    state = daemon.store.load()
+    state.model_in_use = "transformer"
+    daemon.store.save(state)
+    again = ladder_daemon(synonyms, ladder=ModelKind.transformer)
+    again.start()
+    assert isinstance(again.rounds, AheadRounds) and again.status()["training"]["mode"] == "ahead"
+    assert again.settle(60)  # it rebuilds its model in the background at once: no thread left to the next test
+    again.close()
