@@ -70,19 +70,35 @@ def row(name: str, document: dict, checkpoints: tuple[int, ...]) -> dict:
     return {"dataset": name, "at": cells, "behind_random_at": behind, "level": level, "saving": saving}
 
 
-def plot(document: dict, folders: list[Path], path: Path) -> None:
-    """One panel per dataset: the default's and random's mean test accuracy (± std) against labels."""
+def panels(count: int):
+    """A figure with ``count`` small panels, four to a row: (figure, axes)."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
+    columns = min(4, count)
+    rows = -(-count // columns)
+    figure = Figure(figsize=(3.6 * columns, 3.0 * rows), layout="constrained")
+    return figure, figure.subplots(rows, columns, squeeze=False).ravel()
+
+
+def save_panels(figure, axes, used: int, ylabel: str, title: str, path: Path) -> None:
+    """Hide the panels left over, label the axes once, write the PNG."""
+    for axis in axes[used:]:
+        axis.set_visible(False)
+    axes[0].legend(fontsize=7, loc="lower right")
+    figure.supxlabel("labels")
+    figure.supylabel(ylabel)
+    figure.suptitle(title)
+    figure.savefig(path, dpi=90)
+
+
+def plot(document: dict, folders: list[Path], path: Path) -> None:
+    """One panel per dataset: the default's and random's mean test accuracy (± std) against labels."""
     from bench.strategies import default_out
 
-    columns = min(4, len(folders))
-    rows = -(-len(folders) // columns)
-    figure = Figure(figsize=(3.6 * columns, 3.0 * rows), layout="constrained")
-    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    figure, axes = panels(len(folders))
     for axis, folder in zip(axes, folders, strict=False):
         found = json.loads(default_out(folder / "train.jsonl").read_text())["results"]["hybrid"]
         for strategy, name, colour in (("breaking_ties", "default", "C0"), ("random", "random", "C1")):
@@ -92,13 +108,8 @@ def plot(document: dict, folders: list[Path], path: Path) -> None:
             axis.fill_between(x, mean - std, mean + std, color=colour, alpha=0.15, linewidth=0)
         axis.set_title(folder.name, fontsize=10)
         axis.grid(alpha=0.3)
-    for axis in axes[len(folders) :]:
-        axis.set_visible(False)
-    axes[0].legend(fontsize=8, loc="lower right")
-    figure.supxlabel("labels")
-    figure.supylabel("test accuracy")
-    figure.suptitle(f"hybrid + breaking_ties (default) vs random, batch 20, seeds {document['seeds']}")
-    figure.savefig(path, dpi=90)
+    title = f"hybrid + breaking_ties (default) vs random, batch 20, seeds {document['seeds']}"
+    save_panels(figure, axes, len(folders), "test accuracy", title, path)
 
 
 def main() -> None:

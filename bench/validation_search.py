@@ -297,16 +297,10 @@ def summary(runs: list[dict]) -> dict:
 
 def plot(result: dict, path: Path) -> None:
     """One panel per dataset: each candidate's mean validation accuracy against labels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
+    from bench.every_dataset import panels, save_panels
 
     names = list(result["summary"])
-    columns = min(4, len(names))
-    rows = -(-len(names) // columns)
-    figure = Figure(figsize=(3.6 * columns, 3.0 * rows), layout="constrained")
-    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    figure, axes = panels(len(names))
     for axis, name in zip(axes, names, strict=False):
         for k, (candidate, summary) in enumerate(result["summary"][name].items()):
             style = "--" if candidate.startswith("random") else "-"
@@ -314,13 +308,8 @@ def plot(result: dict, path: Path) -> None:
         axis.axhline(max(result["ceilings"][name].values()), color="grey", linewidth=0.8, linestyle=":")
         axis.set_title(f"{name} (dotted: full pool)", fontsize=10)
         axis.grid(alpha=0.3)
-    for axis in axes[len(names) :]:
-        axis.set_visible(False)
-    axes[0].legend(fontsize=7, loc="lower right")
-    figure.supxlabel("labels")
-    figure.supylabel("validation accuracy")
-    figure.suptitle(f"validation splits of the train files, batch {BATCH}, seeds {result['seeds']}")
-    figure.savefig(path, dpi=90)
+    title = f"validation splits of the train files, batch {BATCH}, seeds {result['seeds']}"
+    save_panels(figure, axes, len(names), "validation accuracy", title, path)
 
 
 def main() -> None:

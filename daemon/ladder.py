@@ -17,7 +17,6 @@ stratified by class.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,35 +37,16 @@ log = logging.getLogger(__name__)
 GROWTH = 1.5  # a comparison each time the labels in hand grew this much since the last
 
 
-@dataclasses.dataclass(frozen=True)
-class Verdict:
-    """One comparison, as journaled and shown: who was compared, on how many labels, the scores and the outcome."""
-
-    labels: int
-    current: str
-    candidate: str
-    folds: int
-    current_accuracy: float
-    candidate_accuracy: float
-    standard_error: float  # of the paired difference (candidate - current) over the labels
-    margin: float
-    switch: bool
-    seconds: float
-
-    @property
-    def lead(self) -> float:
-        return self.candidate_accuracy - self.current_accuracy
-
-    @property
-    def reason(self) -> str:
-        scores = (
-            f"{self.candidate} {self.candidate_accuracy:.3f} vs {self.current} {self.current_accuracy:.3f} in "
-            f"{self.folds}-fold cross-validation on {self.labels} labels"
-        )
-        if self.switch:
-            return f"{scores}: {self.candidate} takes over"
-        need = max(self.margin, self.standard_error)
-        return f"{scores}: {self.current} stays (a switch needs a lead over {need:.3f})"
+def reason(verdict: LadderVerdict) -> str:
+    """The verdict in one line, for the journal, the log and the status page."""
+    scores = (
+        f"{verdict.candidate} {verdict.candidate_accuracy:.3f} vs {verdict.current} {verdict.current_accuracy:.3f} "
+        f"in {verdict.folds}-fold cross-validation on {verdict.labels} labels"
+    )
+    if verdict.switch:
+        return f"{scores}: {verdict.candidate} takes over"
+    need = max(verdict.margin, verdict.standard_error)
+    return f"{scores}: {verdict.current} stays (a switch needs a lead over {need:.3f})"
 
 
 def due(labels: int, first: int, compared_at: Sequence[int], growth: float = GROWTH) -> bool:
@@ -96,7 +76,7 @@ def compare(
     folds: int = 3,
     margin: float = 0.01,
     round_number: int = 0,
-) -> Verdict:
+) -> LadderVerdict:
     """Cross-validate both learners on the same folds of ``labelled`` (pool index -> class index); the candidate
     takes over when its held-out accuracy leads by more than ``margin`` and by more than the standard error of the
     paired difference."""
@@ -110,7 +90,8 @@ def compare(
     difference = theirs.astype(float) - mine.astype(float)
     standard_error = float(difference.std(ddof=1) / np.sqrt(len(difference))) if len(difference) > 1 else 1.0
     lead = float(difference.mean()) if len(difference) else 0.0
-    return Verdict(
+    verdict = LadderVerdict(
+        round=round_number,
         labels=len(labelled),
         current=current.name,
         candidate=candidate.name,
@@ -122,6 +103,7 @@ def compare(
         switch=lead > max(margin, standard_error),
         seconds=round(time.perf_counter() - started, 3),
     )
+    return verdict.model_copy(update={"reason": reason(verdict)})
 
 
 class LadderRunner:
@@ -177,8 +159,7 @@ class LadderRunner:
             if daemon.shutdown_requested.is_set() or state is None or state.stopped or state.stop_pending:
                 log.info("model ladder: comparison done, not used (the run is stopping)")
                 return
-            fields = dataclasses.asdict(verdict)
-            state.ladder.append(LadderVerdict(round=job.round, reason=verdict.reason, **fields))
+            state.ladder.append(verdict)
             if verdict.switch:
                 state.model_in_use = self.kind.value
                 daemon.use_model(candidate)

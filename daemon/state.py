@@ -141,8 +141,12 @@ class LadderVerdict(BaseModel):
     margin: float
     switch: bool
     seconds: float
-    reason: str
+    reason: str = ""  # the verdict in one line (daemon.ladder.reason)
     at: str = Field(default_factory=now)
+
+    @property
+    def lead(self) -> float:
+        return self.candidate_accuracy - self.current_accuracy
 
 
 class RunState(BaseModel):
