@@ -51,8 +51,8 @@ def reason(verdict: LadderVerdict) -> str:
 
 def due(labels: int, first: int, compared_at: Sequence[int], growth: float = GROWTH) -> bool:
     """A comparison is due at ``first`` labels, then each time the labels in hand have grown ``growth``-fold since
-    the last comparison (200, 300, 450, ... with the defaults): often while the candidate is about to overtake,
-    rarely once it is far behind or ahead."""
+    the last comparison (500, 750, 1,125, ... labels with the defaults): often while the candidate is about to
+    overtake, rarely once it is far behind or ahead."""
     if labels < first:
         return False
     if not compared_at:
@@ -116,10 +116,6 @@ class LadderRunner:
         self.build = build  # a learner of a model kind over the daemon's pool (its features built: slow)
         self.trainer = BackgroundTrainer(self._compare)
         self._candidate: Learner | None = None  # built once; fresh copies share its features
-
-    @property
-    def busy(self) -> bool:
-        return self.trainer.busy
 
     def consider(self, state: RunState) -> bool:
         """Submit a comparison when one is due: the candidate has not taken over, the run goes on, the model in
