@@ -223,10 +223,7 @@ class Service:
         if pool is None:
             pool = self.daemon.pool if self.daemon is not None else data.pool
         state = self.daemon.state if self.daemon is not None else None
-        if model is None and state is not None and state.model_in_use is not None:
-            model = ModelKind(state.model_in_use)
-        if model is not None and model is not settings.model:
-            settings = settings.model_copy(update={"model": model})
+        settings = settings.using(model or (state.model_in_use if state is not None else None))
         features = build_features(
             settings, pool, data.test, data.y_test, len(data.labels), report, multi_label=data.multi_label
         )

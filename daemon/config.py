@@ -447,6 +447,13 @@ class Settings(BaseSettings):
             )
         return self
 
+    def using(self, model: ModelKind | str | None) -> Settings:
+        """These settings with another model (the model ladder's model in use, ``RunState.model_in_use``); the same
+        settings when ``model`` is None or already AL_MODEL."""
+        if model is None or ModelKind(model) is self.model:
+            return self
+        return self.model_copy(update={"model": ModelKind(model)})
+
     @property
     def crowdlab(self) -> bool:
         return self.consensus is ConsensusMethod.crowdlab

@@ -466,9 +466,7 @@ class Daemon:
             log.warning("annotator names unavailable (%s): the export lists user ids", exc)
             user_names = {}
         status = self.status()
-        settings = self.settings  # the export is the model in use's (the model ladder may have replaced AL_MODEL's)
-        if self.state.model_in_use is not None:
-            settings = settings.model_copy(update={"model": ModelKind(self.state.model_in_use)})
+        settings = self.settings.using(self.state.model_in_use)  # the model ladder may have replaced AL_MODEL's
         export = export_or_explain(
             lambda: export_run(settings, self.state, self.pool, self.labels, self.learner, status, user_names)
         )

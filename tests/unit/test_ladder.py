@@ -107,7 +107,7 @@ def ladder_daemon(world, **overrides) -> Daemon:
     settings = Settings(_env_file=None, **(options | overrides))
 
     def learner(kind: ModelKind) -> Learner:
-        chosen = settings.model_copy(update={"model": kind})
+        chosen = settings.using(kind)
         features = build_features(chosen, world["pool"], world["pool"], world["y"], len(LABELS))
         return Learner.from_settings(features, len(LABELS), chosen)
 
