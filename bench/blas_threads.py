@@ -18,8 +18,8 @@ import numpy as np
 
 from daemon.app import load_data
 from daemon.config import Settings
-from daemon.learner import logistic_regression_factory
 from daemon.pool import default_model_path, embed
+from daemon.smalltext import logistic_regression_factory
 
 RESULTS = Path(__file__).parent / "results"
 

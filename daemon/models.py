@@ -16,8 +16,9 @@ from daemon.encoders import resolve as resolve_encoder
 from daemon.engine import engine_for
 from daemon.features import Report
 from daemon.inputs import model_name
-from daemon.learner import Features, PooledClassifierFactory, logistic_regression_factory, unlabelled_targets
+from daemon.learner import Features, unlabelled_targets
 from daemon.pool import TextTable, default_model_path, embed
+from daemon.smalltext import PooledClassifierFactory, logistic_regression_factory
 
 log = logging.getLogger(__name__)
 
@@ -464,7 +465,7 @@ def _setfit_features(settings, pool, test, y_test, num_classes, progress=None, m
     )
 
 
-# AL_MODEL -> the function that builds its features (as learner.STRATEGIES maps AL_STRATEGY to a query strategy)
+# AL_MODEL -> the function that builds its features (as smalltext.STRATEGIES maps AL_STRATEGY to a query strategy)
 MODELS = {
     ModelKind.embeddings: _embedding_features,
     ModelKind.hybrid: _hybrid_features,

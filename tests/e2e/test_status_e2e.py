@@ -27,14 +27,17 @@ TOKEN = "e2e-token-0123456789abcdef"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 
+KAPPA = 0.9
+
+
 def test_run_stops_by_kappa_and_exports(argilla_stack, dataset_name, trec_env, trec_data):
     import argilla as rg
 
     port, log_path, state_dir = trec_env["port"], trec_env["log"], trec_env["state_dir"]
     base = f"http://127.0.0.1:{port}"
     env = trec_env["env"] | {
-        # 0.99 (the default) fires after ~55 rounds on TREC-6; 0.95 after ~20 keeps the test short
-        "AL_KAPPA_THRESHOLD": "0.95",
+        # 0.99 (the default) fires after ~55 rounds on TREC-6, 0.95 after ~17; 0.90 after ~10 keeps the test short
+        "AL_KAPPA_THRESHOLD": str(KAPPA),
         "AL_STOP_CRITERIA": "kappa_average",
         "AL_MAX_ROUNDS": "60",  # a safety cap: the test fails if kappa does not stop the run first
         "AL_EXIT_ON_STOP": "false",
@@ -99,7 +102,7 @@ def test_run_stops_by_kappa_and_exports(argilla_stack, dataset_name, trec_env, t
     assert labels == sorted(labels)
     kappa = final["signals"]["kappa_average"]
     assert kappa["fired"] and kappa["stops"] and len(kappa["history"]) == final["round"] - 1
-    assert np.mean([k for _, k in kappa["history"][-3:]]) >= 0.95  # the window that fired
+    assert np.mean([k for _, k in kappa["history"][-3:]]) >= KAPPA  # the window that fired
     assert any(s["stop"]["projected_round"] is not None for s in seen[:-1])
     assert {"waiting-for-annotators", "stopped"} <= {s["state"] for s in seen}
     assert final["stop"]["reason"].startswith("kappa_average fired")

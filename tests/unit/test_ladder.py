@@ -10,11 +10,12 @@ from daemon.app import Service
 from daemon.config import ModelKind, QueryStrategyName, Settings, task_problem
 from daemon.inputs import load_data
 from daemon.ladder import LadderRunner, compare, due
-from daemon.learner import Features, Learner, logistic_regression_factory
+from daemon.learner import Features, Learner
 from daemon.loop import Daemon
 from daemon.models import build_features
 from daemon.pool import load_table
 from daemon.rounds import AheadRounds, InlineRounds
+from daemon.smalltext import logistic_regression_factory
 from daemon.status import create_app
 from tests.conftest import synonym_rows, tiny_rows, write_jsonl
 from tests.fakes import FakeGateway

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from daemon.config import ModelKind, QueryStrategyName, Settings
-from daemon.learner import Learner, PooledClassifier
+from daemon.learner import Learner
 from daemon.models import build_features
 from daemon.pool import load_table
+from daemon.smalltext import PooledClassifier
 from tests.conftest import tiny_rows, write_jsonl
 
 LABELS = ["food", "sport", "tech"]
@@ -121,9 +122,9 @@ def test_hybrid_model_joins_embeddings_and_ngrams_and_its_encoder_reproduces_the
     """The pool keeps the embeddings once (the diversity strategies' vectors are the same array) and joins rows
     with their n-grams only when asked; scored in chunks, the pool's probabilities are those of the whole joined
     matrix."""
-    import daemon.learner
+    import daemon.smalltext
 
-    monkeypatch.setattr(daemon.learner, "SCORE_CHUNK", 7)  # 30 rows: five chunks, the last one short
+    monkeypatch.setattr(daemon.smalltext, "SCORE_CHUNK", 7)  # 30 rows: five chunks, the last one short
     path = write_jsonl(tmp_path / "pool.jsonl", tiny_rows(10))
     pool = load_table(path, "text", "label", "id")
     gold = np.array([LABELS.index(label) for label in pool.gold])
@@ -313,7 +314,7 @@ def test_setfit_fine_tunes_the_encoder_queries_with_bald_and_exports(tmp_path, c
 def test_vectorised_strategies_score_and_pick_like_small_text(ours, theirs):
     import small_text
 
-    import daemon.learner
+    import daemon.smalltext
 
     rng = np.random.default_rng(0)
     proba = rng.dirichlet(np.ones(6) * 0.3, size=2000)
@@ -325,7 +326,7 @@ def test_vectorised_strategies_score_and_pick_like_small_text(ours, theirs):
             return proba
 
     unlabelled = np.arange(0, 2000, 3)
-    mine, reference = getattr(daemon.learner, ours)(), getattr(small_text, theirs)()
+    mine, reference = getattr(daemon.smalltext, ours)(), getattr(small_text, theirs)()
     picked = mine.query(Fixed(), None, unlabelled, np.array([1]), np.array([0]), n=25)
     expected = reference.query(Fixed(), None, unlabelled, np.array([1]), np.array([0]), n=25)
     np.testing.assert_allclose(mine.scores_, reference.scores_, atol=1e-12)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from daemon.config import ModelKind, QueryStrategyName, Settings
-from daemon.learner import Learner, ScoredCVIRS, label_matrix, multi_label_scores
+from daemon.learner import Learner, label_matrix, multi_label_scores
 from daemon.models import build_features
 from daemon.pool import load_table
+from daemon.smalltext import ScoredCVIRS
 from tests.conftest import TOPICS, write_jsonl
 
 LABELS = list(TOPICS)  # food, sport, tech
