@@ -229,6 +229,12 @@ class Service:
         )
         return Learner.from_settings(features, len(data.labels), settings)
 
+    def _replaced_on_restart(self, daemon: Daemon) -> bool:
+        """A k-means first batch builds AL_MODEL's learner before the journal is read: on a restart after the
+        model ladder's switch, the model in use is built in the background (AL_MODEL's serves meanwhile)."""
+        taken = daemon.state.model_in_use if daemon.state is not None else None
+        return daemon.learner.ready and taken not in (None, self.settings.model.value)
+
     def start_features(self, daemon: Daemon) -> None:
         """Build the features on a background thread; the daemon adopts the learner once they exist."""
         builder = FeatureBuilder(self.learner, daemon.adopt)
@@ -264,7 +270,7 @@ class Service:
         daemon.start()
         if self.shutdown_requested.is_set():
             return False
-        if not daemon.learner.ready:
+        if not daemon.learner.ready or self._replaced_on_restart(daemon):
             self.start_features(daemon)
         self._scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(1)})
         self._scheduler.add_job(

@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 from small_text import SklearnDataset
 
 from daemon.app import Service
-from daemon.config import ModelKind, QueryStrategyName, Settings, task_problem
+from daemon.config import ColdStart, ModelKind, QueryStrategyName, Settings, task_problem
 from daemon.inputs import load_data
 from daemon.ladder import LadderRunner, compare, due
 from daemon.learner import Features, Learner
@@ -15,9 +15,10 @@ from daemon.loop import Daemon
 from daemon.models import build_features
 from daemon.pool import load_table
 from daemon.rounds import AheadRounds, InlineRounds
+from daemon.simulate import wait_for
 from daemon.smalltext import logistic_regression_factory
 from daemon.status import create_app
-from tests.conftest import synonym_rows, tiny_rows, write_jsonl
+from tests.conftest import free_port, synonym_rows, tiny_rows, write_jsonl
 from tests.fakes import FakeGateway
 from tests.unit.test_status import Source
 
@@ -199,3 +200,30 @@ def test_after_a_restart_the_model_that_took_over_is_built_and_a_fine_tuned_one_
     assert isinstance(again.rounds, AheadRounds) and again.status()["training"]["mode"] == "ahead"
     assert again.settle(60)  # it rebuilds its model in the background at once: no thread left to the next test
     again.close()
+
+
+def test_a_restart_with_a_k_means_first_batch_builds_the_model_that_took_over(synonyms, monkeypatch):
+    """AL_COLD_START=kmeans builds AL_MODEL's learner before the journal is read: after the switch, a restart
+    builds the model in use in the background and adopts it."""
+    daemon = ladder_daemon(synonyms)
+    daemon.start()
+    for batch_id in range(3):
+        answer_batch(synonyms, daemon, batch_id)
+    assert daemon.state.model_in_use == "embeddings"
+    daemon.close()
+    settings = daemon.settings.model_copy(
+        update={
+            "pool_file": synonyms["pool"].source,
+            "test_file": None,
+            "cold_start": ColdStart.kmeans,
+            "status_port": free_port(),
+        }
+    )
+    monkeypatch.setattr("daemon.app.connect", lambda *_: synonyms["gateway"])  # the fake, behind the Gateway API
+    service = Service(settings)
+    try:
+        assert service.startup()
+        assert wait_for(lambda: service.daemon.learner.name.startswith("embeddings"), timeout=60)
+    finally:
+        service.request_shutdown()
+        service.shutdown()
