@@ -108,6 +108,9 @@ YEAR = 365 * DAY
 NAME_MAX = 200  # Argilla 2.x: dataset names (and label values) of 1-200 characters
 
 
+MAX_EPOCHS = 30  # AL_TRANSFORMER_MIN_STEPS never asks for more epochs than this
+
+
 class Settings(BaseSettings):
     """Everything the daemon can be told. See `.env.example` for one line per setting."""
 
@@ -221,6 +224,12 @@ class Settings(BaseSettings):
     cold_start: ColdStart = Field(ColdStart.random, description="random | kmeans: how the first batch is drawn")
     seed: int = Field(0, description="seed of the initial random batch and the models")
     transformer_epochs: int = Field(3, ge=1, description="fine-tuning epochs per round (transformer model)")
+    transformer_min_steps: int = Field(
+        0,
+        ge=0,
+        description="transformer: at least this many optimizer steps per fine-tuning (more epochs while labels are few,"
+        f" up to {MAX_EPOCHS}); 0: AL_TRANSFORMER_EPOCHS always",
+    )
     transformer_lr: float = Field(5e-5, gt=0, description="fine-tuning learning rate (transformer model)")
     transformer_weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (transformer model)")
     transformer_batch_size: int = Field(16, ge=1, description="fine-tuning mini-batch size (transformer, setfit)")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from daemon.config import MULTI_LABEL_MODELS, EncoderName, ModelKind, Settings
+from daemon.config import MAX_EPOCHS, MULTI_LABEL_MODELS, EncoderName, ModelKind, Settings
 from daemon.encoders import Encoder
 from daemon.encoders import resolve as resolve_encoder
 from daemon.engine import engine_for
@@ -423,6 +424,7 @@ def _transformer_features(settings, pool, test, y_test, num_classes, progress=No
         num_classes,
         weight_decay=settings.transformer_weight_decay,
         kwargs=kwargs,
+        min_steps=settings.transformer_min_steps,
     )
     vectors = _pool_vectors(settings, pool)
     return Features(
@@ -537,26 +539,46 @@ def _tuned_classes():
     from torch.optim import AdamW
 
     class TunedTransformerClassification(TransformerBasedClassification):
-        def __init__(self, *args, weight_decay: float = 0.01, **kwargs) -> None:
+        def __init__(self, *args, weight_decay: float = 0.01, min_steps: int = 0, **kwargs) -> None:
             super().__init__(*args, **kwargs)
             self.weight_decay = weight_decay
+            self.min_steps = min_steps
+            self.base_epochs = self.num_epochs
+
+        def _fit_main(self, sub_train, *args, **kwargs):
+            self.num_epochs = epochs_for(len(sub_train), self.mini_batch_size, self.base_epochs, self.min_steps)
+            return super()._fit_main(sub_train, *args, **kwargs)
 
         def _default_optimizer(self, base_lr):
             params, _ = super()._default_optimizer(base_lr)
             return params, AdamW(params, lr=base_lr, eps=1e-8, weight_decay=self.weight_decay)
 
     class Factory(TransformerBasedClassificationFactory):
-        def __init__(self, model_args, num_classes, weight_decay: float, kwargs=None) -> None:
+        def __init__(self, model_args, num_classes, weight_decay: float, kwargs=None, min_steps: int = 0) -> None:
             super().__init__(model_args, num_classes, kwargs=kwargs or {})
             self.weight_decay = weight_decay
+            self.min_steps = min_steps
 
         def new(self):
             return TunedTransformerClassification(
-                self.transformer_model_args, self.num_classes, weight_decay=self.weight_decay, **self.kwargs
+                self.transformer_model_args,
+                self.num_classes,
+                weight_decay=self.weight_decay,
+                min_steps=self.min_steps,
+                **self.kwargs,
             )
 
     return TunedTransformerClassification, Factory
 
 
-def TunedTransformerFactory(model_args, num_classes: int, weight_decay: float, kwargs: dict):  # noqa: N802
-    return _tuned_classes()[1](model_args, num_classes, weight_decay, kwargs)
+def TunedTransformerFactory(model_args, num_classes: int, weight_decay: float, kwargs: dict, min_steps: int = 0):  # noqa: N802
+    return _tuned_classes()[1](model_args, num_classes, weight_decay, kwargs, min_steps)
+
+
+def epochs_for(rows: int, batch_size: int, epochs: int, min_steps: int) -> int:
+    """Fine-tuning epochs over ``rows`` training texts: ``epochs``, or more while the labels are few, so that one
+    fine-tuning takes at least ``min_steps`` optimizer steps (AL_TRANSFORMER_MIN_STEPS), at most MAX_EPOCHS. With
+    200 labels a 3-epoch fine-tuning takes 36 steps and falls to the majority class on MR; see README, *What
+    fine-tuning is worth*."""
+    steps_per_epoch = max(1, math.ceil(rows / batch_size))
+    return max(epochs, min(MAX_EPOCHS, math.ceil(min_steps / steps_per_epoch)))

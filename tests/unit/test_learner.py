@@ -149,13 +149,20 @@ def test_hybrid_model_joins_embeddings_and_ngrams_and_its_encoder_reproduces_the
     assert model.evaluate(gold).accuracy > 0.8  # three separable topics
 
 
-def test_transformer_model_fine_tunes_and_queries(tmp_path, caplog):
-    """The seed tutorial's model: small-text fine-tuning the bundled MiniLM directory on CPU (1 short epoch)."""
+@pytest.mark.parametrize(("min_steps", "epochs"), [(0, 1), (3, 3)])
+def test_transformer_model_fine_tunes_and_queries(tmp_path, caplog, min_steps, epochs):
+    """The seed tutorial's model: small-text fine-tuning the bundled MiniLM directory on CPU (1 short epoch; with
+    AL_TRANSFORMER_MIN_STEPS=3, three: the 8 training texts make one mini-batch of 16)."""
     path = write_jsonl(tmp_path / "pool.jsonl", tiny_rows(8))
     pool = load_table(path, "text", "label", "id")
     gold = np.array([LABELS.index(label) for label in pool.gold])
     settings = Settings(
-        _env_file=None, model=ModelKind.transformer, state_dir=tmp_path, transformer_epochs=1, transformer_max_length=16
+        _env_file=None,
+        model=ModelKind.transformer,
+        state_dir=tmp_path,
+        transformer_epochs=1,
+        transformer_max_length=16,
+        transformer_min_steps=min_steps,
     )
     features = build_features(settings, pool, pool, gold, len(LABELS))
     assert features.name == "transformer-all-MiniLM-L6-v2"
@@ -163,7 +170,8 @@ def test_transformer_model_fine_tunes_and_queries(tmp_path, caplog):
     first = model.initial_batch(9)
     with caplog.at_level("INFO"):
         assert model.fit({i: int(gold[i]) for i in first}, set(), 0)
-    assert "Epoch: 1" in caplog.text  # fine-tuning reports progress per epoch
+    assert f"Epoch: {epochs} " in caplog.text and f"Epoch: {epochs + 1} " not in caplog.text  # progress per epoch
+    assert model.classifier.num_epochs == epochs
     result = model.query(4, 0)
     assert len(result.indices) == 4 and not set(result.indices) & set(first)
     assert all(p in (0, 1, 2) for p in result.predicted)
@@ -378,3 +386,14 @@ def test_blocked_rows_are_scored_as_scikit_learn_scores_them_joined(classes):
     bayes = MultinomialNB().fit(abs(rows.joined()), y)
     positive = JoinedRows(abs(dense), words)
     assert np.array_equal(positive.linear_proba(bayes), bayes.predict_proba(positive.joined()))
+
+
+def test_fine_tuning_epochs_grow_while_the_labels_are_few():
+    from daemon.config import MAX_EPOCHS
+    from daemon.models import epochs_for
+
+    assert epochs_for(900, 16, 3, 0) == 3  # off: AL_TRANSFORMER_EPOCHS
+    assert epochs_for(900, 16, 3, 170) == 3  # 57 steps an epoch: three are enough
+    assert epochs_for(180, 16, 3, 170) == 15  # 12 steps an epoch
+    assert epochs_for(450, 16, 3, 170) == 6
+    assert epochs_for(9, 16, 3, 170) == MAX_EPOCHS  # never more than the cap
