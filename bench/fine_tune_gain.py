@@ -2,6 +2,11 @@
 trained on the same n random labels (a model ladder's question: when does the slow model overtake the fast one?).
 
     .venv/bin/python bench/fine_tune_gain.py       # MR and SUBJ, seeds 0-1, n = 200/500/1000: ~35 min on one core
+    .venv/bin/python bench/fine_tune_gain.py --min-steps 170 --sizes 200,500   # AL_TRANSFORMER_MIN_STEPS: ~30 min
+
+With ``--min-steps`` the transformer runs with ``AL_TRANSFORMER_MIN_STEPS`` (more epochs while labels are few) and the
+results go to bench/results/fine-tune-min-steps.json, each run beside the 3-epoch accuracy fine-tune-gain.json has for
+the same dataset, seed and labels.
 
 One process, torch threads = 1, BLAS = 1 thread. The validation split is carved from each train file by
 bench/validation_search.carve (test.jsonl is never read); the transformer is built as the daemon builds it
@@ -12,6 +17,7 @@ run; its work files (the carved JSONL, embeddings, the per-epoch log) go to test
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -68,7 +74,7 @@ def hybrid_acc(split: dict, rows: np.ndarray, seed: int) -> float:
     return float((fitted.predict(x[split["validation"]]) == y[split["validation"]]).mean())
 
 
-def transformer_run(split: dict, seed: int, picked: np.ndarray) -> dict:
+def transformer_run(split: dict, seed: int, picked: np.ndarray, min_steps: int = 0) -> dict:
     from daemon.config import Settings
     from daemon.inputs import load_data
     from daemon.learner import Learner
@@ -81,6 +87,7 @@ def transformer_run(split: dict, seed: int, picked: np.ndarray) -> dict:
         model="transformer",
         cache_dir=vs.CACHE,
         seed=seed,
+        transformer_min_steps=min_steps,
     )
     data = load_data(settings)
     assert len(data.pool) == len(split["pool"]) and len(data.test) == len(split["validation"])
@@ -105,6 +112,7 @@ def transformer_run(split: dict, seed: int, picked: np.ndarray) -> dict:
         "build_s": round(build_s, 1),
         "predicted_share_per_class": np.bincount(pred, minlength=len(data.labels)).tolist(),
         "labels": data.labels,
+        "epochs": learner.classifier.num_epochs,
     }
 
 
@@ -121,17 +129,19 @@ def plot(results: dict, path: Path) -> None:
     for axis, name in zip(axes, names, strict=True):
         runs = [r for r in results["runs"] if r["dataset"] == name and "accuracy" in r["transformer"]]
         sizes = sorted({r["n"] for r in runs})
-        for key, label, colour in (
-            ("hybrid", "hybrid (frozen)", "C0"),
-            ("transformer", "transformer (fine-tuned)", "C3"),
-        ):
-            means = [
-                np.mean(
-                    [r["hybrid_acc"] if key == "hybrid" else r["transformer"]["accuracy"] for r in runs if r["n"] == n]
-                )
-                for n in sizes
-            ]
-            axis.plot(sizes, means, "o-", color=colour, label=label)
+        series = [("hybrid", "hybrid (frozen)", "C0"), ("transformer", "transformer (fine-tuned)", "C3")]
+        if results.get("min_steps"):
+            series[1] = ("transformer", f"transformer, min {results['min_steps']} steps", "C3")
+            series.append(("three_epochs_acc", "transformer, 3 epochs", "C1"))
+        for key, label, colour in series:
+            at = {n: [run for run in runs if run["n"] == n and run.get(key, True) is not None] for n in sizes}
+            value = {
+                "hybrid": lambda r: r["hybrid_acc"],
+                "transformer": lambda r: r["transformer"]["accuracy"],
+                "three_epochs_acc": lambda r: r["three_epochs_acc"],
+            }[key]
+            shown = [n for n in sizes if at[n]]
+            axis.plot(shown, [np.mean([value(r) for r in at[n]]) for n in shown], "o-", color=colour, label=label)
         axis.axhline(results["datasets"][name]["hybrid_full_pool_acc"], color="grey", linestyle=":", linewidth=0.8)
         axis.set_title(f"{name} (dotted: hybrid on the full pool)", fontsize=10)
         axis.set_xlabel("random labels")
@@ -141,12 +151,14 @@ def plot(results: dict, path: Path) -> None:
     figure.savefig(path, dpi=90)
 
 
-def main() -> None:
+def main(args: argparse.Namespace) -> None:
     import torch
 
     from daemon.config import Settings
 
     d = Settings(_env_file=None)
+    result_path = RESULT if not args.min_steps else RESULT.with_name("fine-tune-min-steps.json")
+    baseline = json.loads(RESULT.read_text()) if args.min_steps else None
     results: dict = {
         "transformer_defaults": {
             "epochs": d.transformer_epochs,
@@ -158,6 +170,7 @@ def main() -> None:
             "small_text": "validation_set_size 0.1 of the labels, model selection on",
         },
         "torch_threads": torch.get_num_threads(),
+        "min_steps": args.min_steps,
         "datasets": {},
         "runs": [],
         "skipped": [],
@@ -165,10 +178,11 @@ def main() -> None:
 
     def save() -> None:
         results["elapsed_s"] = round(time.perf_counter() - START, 1)
-        RESULT.write_text(json.dumps(results, indent=2))
+        result_path.write_text(json.dumps(results, indent=2))
 
     splits = {}
-    for name in DATASETS:
+    datasets, seeds, sizes = args.datasets.split(","), [int(s) for s in args.seeds.split(",")], args.sizes
+    for name in datasets:
         split = write_split(name)
         splits[name] = split
         t0 = time.perf_counter()
@@ -186,14 +200,13 @@ def main() -> None:
     # nested random draws: the first n of a seeded permutation of pool positions
     orders = {
         (name, seed): np.random.default_rng(seed).permutation(len(splits[name]["pool"]))
-        for name in DATASETS
-        for seed in SEEDS
+        for name in datasets
+        for seed in seeds
     }
-    plan = [(name, seed, n) for n in (200, 500) for seed in SEEDS for name in DATASETS]
-    plan += [(name, seed, 1000) for seed in SEEDS for name in DATASETS]
+    plan = [(name, seed, n) for n in sizes for seed in seeds for name in datasets]
     for name, seed, n in plan:
         split = splits[name]
-        if n == 1000:
+        if n >= 1000:
             prev = [r for r in results["runs"] if r["dataset"] == name and r["n"] == 500]
             estimate = (
                 2.2 * max(r["transformer"]["fine_tune_s"] + r["transformer"]["predict_validation_s"] for r in prev) + 30
@@ -215,10 +228,13 @@ def main() -> None:
         run["hybrid_acc"] = hybrid_acc(split, rows, seed)
         run["hybrid_fit_s"] = round(time.perf_counter() - t0, 2)
         try:
-            run["transformer"] = transformer_run(split, seed, picked)
+            run["transformer"] = transformer_run(split, seed, picked, args.min_steps)
         except Exception as exc:  # noqa: BLE001
             log.exception("transformer failed")
             run["transformer"] = {"error": repr(exc)}
+        if baseline is not None:  # the 3-epoch fine-tune of the same labels
+            same = [r for r in baseline["runs"] if (r["dataset"], r["seed"], r["n"]) == (name, seed, n)]
+            run["three_epochs_acc"] = same[0]["transformer"].get("accuracy") if same else None
         results["runs"].append(run)
         t = run["transformer"]
         say(
@@ -226,11 +242,17 @@ def main() -> None:
             f"{t.get('accuracy', float('nan')):.4f}  fine-tune {t.get('fine_tune_s')}s  pred {t.get('predicted_share_per_class')}"
         )
         save()
-    plot(results, RESULT.with_suffix(".png"))
+    plot(results, result_path.with_suffix(".png"))
     say("done")
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    parser.add_argument("--sizes", type=lambda v: [int(n) for n in v.split(",")], default=list(SIZES))
+    parser.add_argument("--min-steps", type=int, default=0, help="AL_TRANSFORMER_MIN_STEPS for the transformer")
+    arguments = parser.parse_args()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
@@ -243,4 +265,4 @@ if __name__ == "__main__":
         level=logging.INFO, filename=OUT / "probe.log", format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
     with threadpool_limits(limits=1):
-        main()
+        main(arguments)

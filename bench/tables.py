@@ -358,6 +358,52 @@ def fine_tune_gain(document: dict) -> str:
     return "\n".join(lines)
 
 
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def fine_tune_min_steps(document: dict) -> str:
+    """The transformer with AL_TRANSFORMER_MIN_STEPS against its 3-epoch self and the frozen hybrid, same labels."""
+    lines = [
+        f"| dataset | labels | hybrid (frozen) | transformer, 3 epochs | transformer, min {document['min_steps']} steps "
+        "(epochs) | fine-tune seconds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in document["datasets"]:
+        runs = [r for r in document["runs"] if r["dataset"] == name and "accuracy" in r["transformer"]]
+        for n in sorted({r["n"] for r in runs}):
+            at = [r for r in runs if r["n"] == n]
+            three = [r["three_epochs_acc"] for r in at if r.get("three_epochs_acc") is not None]
+            cells = [
+                f"{_mean([r['hybrid_acc'] for r in at]):.3f}",
+                f"{_mean(three):.3f}" if len(three) == len(at) else "—",
+                f"{_mean([r['transformer']['accuracy'] for r in at]):.3f} "
+                f"({', '.join(str(r['transformer']['epochs']) for r in at)})",
+                f"{_mean([r['transformer']['fine_tune_s'] for r in at]):.0f}",
+            ]
+            lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def binary_ceiling(document: dict) -> str:
+    """The default at 1,000 labels against the best full-pool ceiling of the models measured."""
+    models = list(dict.fromkeys(m for r in document["rows"] for m in r["ceilings"]))
+    n, tolerance = document["labels"], document["tolerance"]
+    lines = [
+        f"| dataset | default at {n:,} | random at {n:,} | "
+        + " | ".join(f"{m} on the whole pool" for m in models)
+        + f" | gap to the best | within {tolerance * 100:.0f} points |",
+        "|---|---|---|" + "---|" * len(models) + "---|---|",
+    ]
+    for r in document["rows"]:
+        ceilings = [f"{r['ceilings'][m]['accuracy']:.3f}" if m in r["ceilings"] else "not measured" for m in models]
+        lines.append(
+            f"| {r['dataset']} | {r['default']:.3f} ± {r['default_std']:.3f} | {r['random']:.3f} ± {r['random_std']:.3f}"
+            f" | " + " | ".join(ceilings) + f" | {r['gap']:+.3f} ({r['best_model']}) | {'yes' if r['met'] else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
 def why(document: dict) -> str:
     """The diagnostics of BreakingTies' picks against random's (validation splits)."""
     lines = [
@@ -407,6 +453,8 @@ TABLES = {
     "validation-search": ("validation-search.json", validation_search),
     "why": ("validation-search.json", why),
     "fine-tune-gain": ("fine-tune-gain.json", fine_tune_gain),
+    "fine-tune-min-steps": ("fine-tune-min-steps.json", fine_tune_min_steps),
+    "binary-ceiling": ("binary-ceiling.json", binary_ceiling),
 }
 
 
