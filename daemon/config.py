@@ -225,10 +225,10 @@ class Settings(BaseSettings):
     seed: int = Field(0, description="seed of the initial random batch and the models")
     transformer_epochs: int = Field(3, ge=1, description="fine-tuning epochs per round (transformer model)")
     transformer_min_steps: int = Field(
-        0,
+        170,
         ge=0,
         description="transformer: at least this many optimizer steps per fine-tuning (more epochs while labels are few,"
-        f" up to {MAX_EPOCHS}); 0: AL_TRANSFORMER_EPOCHS always",
+        f" up to {MAX_EPOCHS}; 170 = what 3 epochs of 1,000 labels take); 0: AL_TRANSFORMER_EPOCHS always",
     )
     transformer_lr: float = Field(5e-5, gt=0, description="fine-tuning learning rate (transformer model)")
     transformer_weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (transformer model)")

@@ -56,7 +56,10 @@ def tiny_daemon(
         test_file=test_file,
         stop_criteria=[],
         publish_progress=False,
-        **({"bald_samples": 3, "transformer_epochs": 1, "transformer_max_length": 16} | options),
+        **(
+            {"bald_samples": 3, "transformer_epochs": 1, "transformer_min_steps": 0, "transformer_max_length": 16}
+            | options
+        ),
     )
     y = np.array([labels.index(label) for label in test.gold])
     features = build_features(settings, pool, test, y, len(labels))

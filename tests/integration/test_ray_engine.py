@@ -170,7 +170,12 @@ def test_fine_tuning_as_a_ray_task_gives_the_model_trained_here(cluster, tmp_pat
 
     from daemon.cluster import FineTune
 
-    options = {"transformer_epochs": 1, "transformer_max_length": 16, "model": ModelKind.transformer}
+    options = {
+        "transformer_epochs": 1,
+        "transformer_min_steps": 0,
+        "transformer_max_length": 16,
+        "model": ModelKind.transformer,
+    }
     local = picks(tiny_settings(tmp_path, cache_dir, **options), 2, 6, LocalEngine())
     settings = tiny_settings(tmp_path, cache_dir, ray_address=cluster.address, ray_fine_tune=True, **options)
     threads = torch.get_num_threads()

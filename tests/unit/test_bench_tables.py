@@ -22,6 +22,7 @@ def test_readme_benchmark_tables_match_the_results():
         "validation-search",
         "why",
         "fine-tune-gain",
+        "fine-tune-min-steps",
     }
     for name, table in generated.items():
         found = mark(name).search(text)

@@ -242,6 +242,7 @@ def test_transformer_bald_queries_with_dropout_and_weight_decay_is_a_setting(tmp
         bald_samples=3,
         state_dir=tmp_path,
         transformer_epochs=1,
+        transformer_min_steps=0,
         transformer_max_length=16,
         transformer_weight_decay=0.05,
     )

@@ -175,7 +175,12 @@ def test_the_transformer_fine_tunes_one_sigmoid_per_label_and_setfit_is_refused(
     label sets in, label sets suggested, a probability per label; exported for pipelines as multi-label."""
     _, pool, sets = tagged
     settings = Settings(
-        _env_file=None, model=ModelKind.transformer, state_dir=tmp_path, transformer_epochs=1, transformer_max_length=16
+        _env_file=None,
+        model=ModelKind.transformer,
+        state_dir=tmp_path,
+        transformer_epochs=1,
+        transformer_min_steps=0,
+        transformer_max_length=16,
     )
     features = build_features(settings, pool, pool, label_matrix(sets, len(LABELS)), len(LABELS), multi_label=True)
     learner = Learner.from_settings(features, len(LABELS), settings.model_copy(update={"query_strategy": "random"}))
