@@ -6,8 +6,8 @@
 Each pool is written as JSONL (TREC-6 itself, or TREC-6 questions resampled and perturbed as in bench/scale.py, so
 the texts are distinct), then the daemon is started as a subprocess with the default model (hybrid), an empty
 embedding cache and no test set, exactly as a new user would. Measured from the process start:
-- ``checked_s``: the pool read and checked and the model libraries (small-text, torch) imported: the log line
-  naming the pool;
+- ``checked_s``: the pool read and checked: the log line naming the pool (small-text, and with it torch, is
+  imported only once the features are built, after batch 0);
 - ``batch0_logged_s``: the daemon's log says batch 0 is logged;
 - ``batch0_visible_s``: every record of batch 0 is returned by Argilla's API (what annotators see);
 - ``rss_at_batch0_mb``: the daemon's resident memory then (VmRSS), and ``peak_rss_mb`` (VmHWM) when it stopped;
@@ -155,7 +155,7 @@ def plot(result: dict, path: Path) -> None:
     fig, axis = plt.subplots(figsize=(6, 3.8))
     sizes = [r["texts"] for r in rows]
     for key, name in (
-        ("checked_s", "pool checked, model libraries loaded"),
+        ("checked_s", "pool checked"),
         ("batch0_visible_s", "batch 0 visible in Argilla"),
     ):
         axis.plot(sizes, [r[key] for r in rows], marker="o", label=name)

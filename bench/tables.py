@@ -130,7 +130,7 @@ def scale(document: dict) -> str:
 
 def first_batch(document: dict) -> str:
     lines = [
-        "| pool | texts | pool checked, model libraries loaded | batch 0 logged | batch 0 visible in Argilla | RSS then | "
+        "| pool | texts | pool checked | batch 0 logged | batch 0 visible in Argilla | RSS then | "
         "embedding in the background, 20 s later | exit on SIGTERM |",
         "|---|---|---|---|---|---|---|---|",
     ]
