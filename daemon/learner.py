@@ -27,7 +27,8 @@ EMBEDDING_STRATEGIES = {QueryStrategyName.embedding_kmeans, QueryStrategyName.gr
 
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
-    """Seed numpy's global RNG (small-text draws from it) and torch, restoring numpy's state after."""
+    """Seed numpy's global RNG (small-text draws from it) and torch once imported (every torch model imports it
+    before it trains), restoring numpy's state after."""
     saved = np.random.get_state()
     np.random.seed(seed % (2**32))
     torch = sys.modules.get("torch")  # a model that uses torch imported it (with small-text) before training
