@@ -28,6 +28,7 @@ from daemon.answers import encode
 from daemon.config import ModelKind
 from daemon.learner import Learner
 from daemon.state import LadderVerdict, RunState
+from daemon.steps import reached
 from daemon.trainer import BackgroundTrainer, Job
 
 if TYPE_CHECKING:
@@ -150,6 +151,7 @@ class LadderRunner:
         )
         if verdict.switch:  # trained on every label before it takes over: the next batch is its choice
             candidate.fit(job.labels, job.ignored, job.round)
+        reached("ladder-compared", verdict=verdict)  # a crash from here to the journal: the restart compares again
         with daemon.lock:
             state = daemon.state
             if daemon.shutdown_requested.is_set() or state is None or state.stopped or state.stop_pending:
@@ -160,5 +162,6 @@ class LadderRunner:
                 state.model_in_use = self.kind.value
                 daemon.use_model(candidate)
             daemon.store.save(state)
+            reached("ladder-journaled", verdict=verdict)  # a crash from here on: the restart builds the model in use
             log.info("model ladder: %s", verdict.reason)
             daemon.publish()

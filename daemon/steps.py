@@ -23,6 +23,9 @@ STEPS = (
     "batch-logged",  # records: in Argilla, before the journal says so
     "saving-state",  # path, data: state.json about to be written
     "exporting",  # state: the run stopped; the export is about to be written
+    # the model ladder's comparison, on its own thread (AL_LADDER), between rounds:
+    "ladder-compared",  # verdict: decided (on a switch the candidate trained on every label), not journaled yet
+    "ladder-journaled",  # verdict: journaled (on a switch with the model in use), the next batch not chosen yet
 )
 
 _hooks: dict[str, list[Callable[..., None]]] = {}

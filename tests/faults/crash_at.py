@@ -11,6 +11,8 @@ SIGKILL points, in the order a round meets them:
   after_log    all of them are in Argilla, before the state says so
   state_save   in the middle of writing state.json (a partial temporary file, before the atomic rename)
   seed_journaled  a warm start's seed labels are journaled, before batch 0 is chosen (any AL_FAULT_ROUND)
+  ladder_compared   the model ladder's verdict is made (a switch: the new model trained), before the journal
+  ladder_journaled  the verdict (and the model in use) is journaled, before the next batch is chosen
 With AL_FAULT_ROUND=-1 the points after_query and mid_log meet batch 0 (a warm start chooses it with a model).
 
 Disk-full points (``disk_<point>@<round>``, several separated by commas, each once): the process's file-size limit
@@ -112,6 +114,14 @@ def install() -> None:
         if POINT == "seed_journaled" and not MARKER.exists():
             die()
 
+    def ladder_compared(verdict) -> None:
+        if POINT == "ladder_compared" and not MARKER.exists():
+            die()
+
+    def ladder_journaled(verdict) -> None:
+        if POINT == "ladder_journaled" and not MARKER.exists():
+            die()
+
     for step, hook in (
         ("closing-batch", closing_batch),
         ("batch-closed", batch_closed),
@@ -124,6 +134,8 @@ def install() -> None:
         ("saving-state", saving),
         ("exporting", exporting),
         ("seed-journaled", seed_journaled),
+        ("ladder-compared", ladder_compared),
+        ("ladder-journaled", ladder_journaled),
     ):
         on_step(step, hook)
 

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from daemon.config import Settings
+from daemon.inputs import load_data
 from daemon.state import StateStore
-from tests.conftest import ROOT, TREC, write_jsonl
+from tests.conftest import ROOT, TREC, synonym_rows, write_jsonl
 from tests.e2e.conftest import simulated_annotator, start_daemon
 from tests.faults.conftest import assert_clean, audit, cli, hand_made_dataset
 
@@ -87,6 +89,49 @@ def test_kill9_during_a_warm_start(argilla_stack, dataset_name, trec_env, trec_d
         assert rebuilt.seed.labels == state.seed.labels and rebuilt.seed.extra_texts == state.seed.extra_texts
         last = state.batches[-1].labels  # recover leaves the last batch open for the daemon to close
         assert rebuilt.training_labels() == {i: label for i, label in state.training_labels().items() if i not in last}
+
+
+LADDER_POINTS = ["ladder_compared", "ladder_journaled"]
+
+
+@pytest.mark.parametrize("point", LADDER_POINTS)
+def test_kill9_at_the_model_ladders_switch(argilla_stack, dataset_name, trec_env, tmp_path, point, results):
+    """tfidf -> embeddings once 30 labels exist (the ladder e2e's synonym texts), killed when the verdict is made
+    and the new model trained but not journaled, or right after the journal names the model in use: the restart
+    compares again, or builds the model in use without comparing; nothing lost or used twice either way."""
+    pool = write_jsonl(tmp_path / "pool.jsonl", synonym_rows())
+    data = load_data(Settings(_env_file=None, pool_file=pool, test_file=pool))
+    env = trec_env["env"] | {
+        "AL_POOL_FILE": str(pool),
+        "AL_TEST_FILE": str(pool),  # the same texts: a round's accuracy shows which model trained
+        "AL_MODEL": "tfidf",
+        "AL_LADDER": "embeddings",
+        "AL_LADDER_AFTER": "30",
+        "AL_BATCH_SIZE": "10",
+        "AL_MAX_ROUNDS": "6",
+        "AL_STOP_CRITERIA": "never",
+        "AL_POLL_INTERVAL": "0.3",
+        "AL_FAULT_POINT": point,
+        "AL_FAULT_MARKER": str(tmp_path / "killed"),
+    }
+    store = StateStore(trec_env["state_dir"])
+    journaled = []
+    person = killed_and_restarted(
+        argilla_stack, dataset_name, trec_env, data, env, point, lambda: journaled.append(store.load())
+    )
+    checks = audit(argilla_stack, dataset_name, trec_env["state_dir"])
+    results(f"kill -9 at the model ladder's switch: {point.split('_')[1]}", "killed, restarted, finished", checks)
+    assert_clean(checks)
+    assert checks["rounds"] == 6 and checks["batches"] == 6 and person.counts.errors == 0
+    state = store.load()
+    [verdict] = state.ladder  # journaled once: by the killed daemon, or made again by the restarted one
+    assert state.model_in_use == "embeddings" and verdict.switch and verdict.labels >= 30
+    comparisons = trec_env["log"].read_text().count("model ladder: comparing tfidf-logreg with embeddings")
+    if point == "ladder_compared":
+        assert journaled[0].ladder == [] and journaled[0].model_in_use is None and comparisons == 2
+    else:
+        assert journaled[0].ladder == [verdict] and journaled[0].model_in_use == "embeddings" and comparisons == 1
+    assert state.rounds[-1].accuracy > 0.8  # the restarted daemon trained the embeddings model (tfidf: ~1/3)
 
 
 def kill9_then_restart(argilla_stack, dataset_name, trec_env, trec_data, tmp_path, point, results, how=""):

@@ -6,6 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 from small_text import SklearnDataset
 
+from daemon import steps
 from daemon.app import Service
 from daemon.config import ColdStart, ModelKind, QueryStrategyName, Settings, task_problem
 from daemon.inputs import load_data
@@ -131,7 +132,14 @@ def test_a_model_that_cross_validates_better_takes_over_the_batches_and_says_why
     answer_batch(synonyms, daemon, 0)
     answer_batch(synonyms, daemon, 1)
     assert daemon.state.ladder == [] and daemon.status()["ladder"]["taken_over"] is False  # 20 labels: not yet
-    answer_batch(synonyms, daemon, 2)  # 30 labels: the comparison runs off the poll thread, then the switch
+    journal = []  # what state.json holds at the ladder's named steps (the fault suite's kill points)
+    for step in ("ladder-compared", "ladder-journaled"):
+        steps.on_step(step, lambda verdict, step=step: journal.append((step, daemon.store.load().model_in_use)))
+    try:
+        answer_batch(synonyms, daemon, 2)  # 30 labels: the comparison runs off the poll thread, then the switch
+    finally:
+        steps.clear()
+    assert journal == [("ladder-compared", None), ("ladder-journaled", "embeddings")]
     [verdict] = daemon.state.ladder
     assert verdict.labels == 30 and verdict.switch and verdict.current.startswith("tfidf")
     assert verdict.candidate_accuracy > verdict.current_accuracy + 0.2
