@@ -77,6 +77,8 @@ class Service:
         self.webhooks: WebhookReceiver | None = None
         self._woken = threading.Event()
         self._scheduler: BackgroundScheduler | None = None
+        self._timer_lock = threading.Lock()
+        self._wake_due: float | None = None  # when the pending wake-up timer fires (monotonic)
 
     def status(self) -> dict:
         if self.daemon is not None:
@@ -121,11 +123,27 @@ class Service:
         """A webhook event: poll now (or right after the tick in progress)."""
         self._woken.set()
         scheduler = self._scheduler
-        if scheduler is not None and self.daemon is not None and self.daemon.idle():
+        if scheduler is not None and scheduler.running and self.daemon is not None and self.daemon.idle():
             try:
                 scheduler.modify_job("poll", next_run_time=_now())
             except JobLookupError:  # shutting down
                 pass
+
+    def _wake_in(self, seconds: float) -> None:
+        """Poll again within ``seconds``, not only at the next scheduled poll (AL_POLL_INTERVAL may be long when
+        webhooks wake the daemon): a round held for the model's features goes on as soon as they are built or the
+        hold ends. One timer at a time, the earliest."""
+        if seconds <= 0:
+            self._wake()
+            return
+        due = time.monotonic() + seconds
+        with self._timer_lock:
+            if self._wake_due is not None and time.monotonic() < self._wake_due <= due:
+                return
+            self._wake_due = due
+            timer = threading.Timer(seconds, self._wake)
+            timer.daemon = True
+            timer.start()
 
     def _start_webhooks(self, daemon: Daemon) -> None:
         """Register AL_WEBHOOK_URL with Argilla; without it (refused, unreachable) the daemon polls as before."""
@@ -204,6 +222,7 @@ class Service:
             learner = self.learner()
         daemon = Daemon(settings, gateway, learner, data.pool, data.labels, data.y_test, data.multi_label, data.seed)
         daemon.build_learner = lambda pool: self.learner(pool=pool)
+        daemon.wake_in = self._wake_in
         if settings.ladder is not None:
             from daemon.ladder import LadderRunner
 

@@ -75,6 +75,10 @@ class FeatureBuilder:
             "next batch is drawn at random"
         )
 
+    def remaining(self, batch_id: int, limit: float) -> float:
+        """Seconds until the hold of batch ``batch_id``'s round ends (see :meth:`hold`)."""
+        return max(0.0, limit - (time.monotonic() - self._held.get(batch_id, time.monotonic())))
+
     def report(self, stage: str, done: int, total: int) -> None:
         with self._lock:
             if stage != self._stage or self._since is None or done < self._since[1]:

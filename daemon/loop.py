@@ -104,6 +104,7 @@ class Daemon:
         self.rounds = strategy_for(self)  # inline or ahead, chosen once (AL_TRAINING)
         self.builder: FeatureBuilder | None = None  # builds the features off the start-up path (daemon/features.py)
         self.ladder: LadderRunner | None = None  # AL_LADDER: the model that may take over (set up by the service)
+        self.wake_in: Callable[[float], None] = lambda seconds: None  # poll again within seconds (the service's)
 
     # ---- start-up ------------------------------------------------------------------------------------
     def spec(self) -> DatasetSpec:
@@ -302,6 +303,8 @@ class Daemon:
             held = self.builder.hold(batch.batch_id, self.settings.features_wait)
             if held is not None:
                 self.set_phase(Phase.training, reason=held)
+                # the hold ends then (or sooner: adopt), not at the next poll, which may be minutes away
+                self.wake_in(self.builder.remaining(batch.batch_id, self.settings.features_wait))
                 return
         self._reconcile(batch.batch_id)
         self._read_seconds = time.perf_counter() - mark
@@ -393,6 +396,7 @@ class Daemon:
                 self.rounds.resume(self.state)
             self.publish()
         log.info("the model's features are ready: the next complete batch trains %s", learner.name)
+        self.wake_in(0.0)  # a round held for them goes on now
 
     def take_read_seconds(self) -> dict[str, float]:
         seconds: dict[str, float] = {}

@@ -7,12 +7,16 @@ import numpy as np
 import pytest
 
 from daemon import engine as engine_module
+from daemon.app import Service
 from daemon.config import ColdStart, ModelKind, Settings
 from daemon.features import FeatureBuilder
 from daemon.learner import Learner, PendingLearner
 from daemon.loop import Daemon
 from daemon.models import build_features
 from daemon.pool import default_model_path, embed, embedding_cache
+from daemon.simulate import wait_for
+from tests.conftest import free_port, tiny_rows, write_jsonl
+from tests.fakes import FakeGateway
 from tests.unit.conftest import LABELS, label_batch, make_daemon
 
 
@@ -152,3 +156,59 @@ def test_a_complete_batch_waits_a_while_for_the_features_then_goes_on_at_random(
     daemon.adopt(real_learner(world))  # ready in time: the round waits for nothing and trains
     daemon.tick()
     assert daemon.state.rounds_trained == 1 and daemon.state.current.batch_id == 2
+
+
+@pytest.fixture
+def held(tmp_path, monkeypatch):
+    """A service polling every 10 minutes (webhooks would wake it) on the fake gateway, whose features are built
+    only once ``gate`` is set; batch 0 is answered and a webhook's wake-up finds it complete."""
+    rows = tiny_rows(10)
+    gateway, gate, services = FakeGateway(), threading.Event(), []
+    monkeypatch.setattr("daemon.app.connect", lambda *_: gateway)
+
+    def start(features_wait: float):
+        settings = Settings(
+            _env_file=None,
+            pool_file=write_jsonl(tmp_path / "pool.jsonl", rows),
+            test_file=None,
+            model=ModelKind.tfidf,
+            batch_size=6,
+            poll_interval=600,
+            features_wait=features_wait,
+            stop_criteria=[],
+            state_dir=tmp_path / "state",
+            dataset="d",
+            workspace="w",
+            status_port=free_port(),
+        )
+        service = Service(settings)
+        build = service.learner
+        service.learner = lambda *args, **kwargs: gate.wait(60) and build(*args, **kwargs)
+        services.append(service)
+        assert service.startup() and wait_for(lambda: len(gateway.batch(0)) == 6, timeout=10)
+        gold = {row["text"]: row["label"] for row in rows}
+        for record in gateway.batch(0):
+            gateway.submit(record.record_id, gold[record.text])
+        service._wake()  # a webhook's event
+        assert wait_for(lambda: "waiting up to" in (service.daemon.status()["reason"] or ""), timeout=10)
+        return service
+
+    yield {"start": start, "gateway": gateway, "gate": gate}
+    gate.set()
+    for service in services:
+        service.request_shutdown()
+        service.shutdown()
+
+
+def test_a_round_held_for_the_features_goes_on_once_they_are_built_not_at_the_next_poll(held):
+    service = held["start"](features_wait=600)
+    assert held["gateway"].batch(1) == []  # held: the features are still being built
+    held["gate"].set()
+    assert wait_for(lambda: len(held["gateway"].batch(1)) == 6, timeout=30)  # the next poll is 10 minutes away
+    assert service.daemon.state.rounds_trained == 1 and service.daemon.state.batches[1].scores[0] is not None
+
+
+def test_a_hold_that_runs_out_goes_on_at_once_with_a_random_batch(held):
+    service = held["start"](features_wait=1.0)
+    assert wait_for(lambda: len(held["gateway"].batch(1)) == 6, timeout=15)  # not 10 minutes later
+    assert not service.daemon.learner.ready and service.daemon.state.rounds_trained == 0  # drawn at random
