@@ -404,6 +404,36 @@ def binary_ceiling(document: dict) -> str:
     return "\n".join(lines)
 
 
+def ladder_default(document: dict) -> str:
+    """The ladder's verdicts on the default's way to 1,000 labels, and what it would serve there (validation)."""
+    points = sorted({v["labels"] for r in document["runs"] for v in r["verdicts"]})
+    lines = [
+        "| dataset | "
+        + " | ".join(f"at {n:,}: CV hybrid / transformer, validation hybrid / transformer" for n in points)
+        + " | at the end: hybrid / transformer, same labels | the ladder serves |",
+        "|---|" + "---|" * len(points) + "---|---|",
+    ]
+    for run in document["runs"]:
+        cells = []
+        for n in points:
+            v = next((v for v in run["verdicts"] if v["labels"] == n), None)
+            cells.append(
+                "—"
+                if v is None
+                else f"{v['current_accuracy']:.3f} / {v['candidate_accuracy']:.3f}"
+                f" ({'switch' if v['switch'] else 'stays'}), {v['hybrid_validation']:.3f} / {v['transformer_validation']:.3f}"
+            )
+        end, served = run["at_end"], document["served"][run["dataset"]]
+        model = f"transformer (from {served['switched_at']:,})" if served["switched_at"] else "hybrid"
+        lines.append(
+            f"| {run['dataset']} | "
+            + " | ".join(cells)
+            + f" | {end['hybrid_validation']:.3f} / {end['transformer_validation']:.3f} ({end['labels']:,})"
+            f" | {served['accuracy']:.3f}, {model} |"
+        )
+    return "\n".join(lines)
+
+
 def why(document: dict) -> str:
     """The diagnostics of BreakingTies' picks against random's (validation splits)."""
     lines = [
@@ -455,6 +485,7 @@ TABLES = {
     "fine-tune-gain": ("fine-tune-gain.json", fine_tune_gain),
     "fine-tune-min-steps": ("fine-tune-min-steps.json", fine_tune_min_steps),
     "binary-ceiling": ("binary-ceiling.json", binary_ceiling),
+    "ladder-default": ("ladder-default.json", ladder_default),
 }
 
 

@@ -78,6 +78,7 @@ class Service:
         self._woken = threading.Event()
         self._scheduler: BackgroundScheduler | None = None
         self._timer_lock = threading.Lock()
+        self._abandon_timer: threading.Timer | None = None  # a stop's deadline (AL_STOP_TIMEOUT), until shutdown ends
         self._wake_due: float | None = None  # when the pending wake-up timer fires (monotonic)
 
     def status(self) -> dict:
@@ -178,9 +179,9 @@ class Service:
         if self.daemon is not None:
             self.daemon.shutdown_requested.set()
         self.notifier.stopping()
-        timer = threading.Timer(self.settings.stop_timeout, self._abandon)
-        timer.daemon = True
-        timer.start()
+        self._abandon_timer = threading.Timer(self.settings.stop_timeout, self._abandon)
+        self._abandon_timer.daemon = True
+        self._abandon_timer.start()
 
     def _abandon(self) -> None:
         log.warning(
@@ -223,10 +224,15 @@ class Service:
         daemon = Daemon(settings, gateway, learner, data.pool, data.labels, data.y_test, data.multi_label, data.seed)
         daemon.build_learner = lambda pool: self.learner(pool=pool)
         daemon.wake_in = self._wake_in
-        if settings.ladder is not None:
+        if settings.ladder_model is not None:
             from daemon.ladder import LadderRunner
 
-            daemon.ladder = LadderRunner(daemon, settings.ladder, lambda kind: self.learner(model=kind))
+            log.info(
+                "model ladder: %s is compared from %d labels on and may take over (AL_LADDER=off: never)",
+                settings.ladder_model.value,
+                settings.ladder_after,
+            )
+            daemon.ladder = LadderRunner(daemon, settings.ladder_model, lambda kind: self.learner(model=kind))
         return daemon
 
     def learner(
@@ -341,6 +347,9 @@ class Service:
             _flush_and_exit(EXIT_TEMPORARY if self.daemon.store.unsaved else 0)
         if self.daemon is not None:
             self.daemon.close()
+        if self._abandon_timer is not None:  # stopped in time: a service run in a longer-lived process (tests,
+            self._abandon_timer.cancel()  # the demo) must not be ended by the deadline later
+            self._abandon_timer = None
 
     def _stop_scheduler(self) -> None:
         if self._scheduler is not None:

@@ -36,6 +36,16 @@ class EncoderName(StrEnum):
 FINE_TUNED = (ModelKind.transformer, ModelKind.setfit)  # models that fine-tune a network each round
 
 
+class Ladder(StrEnum):
+    """AL_LADDER's values besides a model kind."""
+
+    auto = "auto"  # the fine-tuned transformer where a ladder can run (see auto_ladder), off elsewhere
+    off = "off"
+
+
+AUTO_LADDER = ModelKind.transformer  # AL_LADDER=auto's model (bench/ladder_default.py)
+
+
 class QueryStrategyName(StrEnum):
     breaking_ties = "breaking_ties"
     least_confidence = "least_confidence"
@@ -181,11 +191,12 @@ class Settings(BaseSettings):
     )
     model: ModelKind = Field(ModelKind.hybrid, description="hybrid | embeddings | transformer | tfidf | setfit")
     model_path: Path | None = Field(None, description="local HF model dir; default: the bundled all-MiniLM-L6-v2")
-    ladder: ModelKind | None = Field(
-        None,
-        description="model ladder: a second model (e.g. transformer) trained in the background once AL_LADDER_AFTER "
-        "labels exist; it takes over the batches when cross-validation on the labels in hand says it is better. "
-        "Single-label; unset: off",
+    ladder: ModelKind | Ladder | None = Field(
+        Ladder.auto,
+        description="model ladder: a second model compared with the one choosing the batches once AL_LADDER_AFTER "
+        "labels exist, by cross-validation on the labels in hand, in the background; it takes over when it is "
+        "better. auto: transformer in a single-label run of a frozen AL_MODEL without ActiveLab, CROWDLAB or "
+        "AL_TRAINING=inline, off elsewhere | off | a model (transformer, setfit, ...)",
     )
     ladder_after: int = Field(
         500, ge=4, description="labels in hand at the ladder's first comparison; again each time they grew 1.5-fold"
@@ -390,7 +401,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_ladder(self) -> Settings:
-        if self.ladder is None:
+        if not isinstance(self.ladder, ModelKind):  # auto settles itself where a ladder can run (auto_ladder)
             return self
         if self.ladder is self.model:
             raise ValueError(f"ladder={self.ladder.value} is AL_MODEL already: name the model that may take over")
@@ -464,6 +475,12 @@ class Settings(BaseSettings):
         return self.model_copy(update={"model": ModelKind(model)})
 
     @property
+    def ladder_model(self) -> ModelKind | None:
+        """The model ladder's model: the one AL_LADDER names, or auto's once the task is known
+        (:func:`daemon.inputs.task_settings`); None when off."""
+        return self.ladder if isinstance(self.ladder, ModelKind) else None
+
+    @property
     def crowdlab(self) -> bool:
         return self.consensus is ConsensusMethod.crowdlab
 
@@ -506,7 +523,7 @@ def task_problem(settings: Settings, multi_label: bool) -> str | None:
         if settings.none_label is not None:
             return "none_label is for multi-label tasks (AL_TASK=multi): a single-label text always has one label"
         return None
-    if settings.ladder is not None:
+    if settings.ladder_model is not None:
         return "the model ladder (AL_LADDER) compares single-label models only"
     if settings.model not in MULTI_LABEL_MODELS:
         names = ", ".join(m.value for m in MULTI_LABEL_MODELS)
@@ -586,3 +603,14 @@ def settings_table() -> str:
         description = (field.description or "").replace("|", "\\|")
         lines.append(f"| `AL_{name.upper()}` | {shown} | {description} |")
     return "\n".join(lines) + "\n"
+
+
+def auto_ladder(settings: Settings, multi_label: bool) -> ModelKind | Ladder:
+    """What AL_LADDER=auto stands for in this run: the fine-tuned transformer where a ladder can run (a single-label
+    task, a frozen AL_MODEL, AL_TRAINING not inline, neither ActiveLab nor CROWDLAB), off elsewhere. Chosen on the
+    binary dev sets' validation splits, where the frozen model falls furthest behind (README, "The model ladder")."""
+    if multi_label or settings.model in FINE_TUNED or settings.training is Training.inline:
+        return Ladder.off
+    if settings.activelab or settings.crowdlab:
+        return Ladder.off
+    return AUTO_LADDER

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from daemon.answers import label_matrix
-from daemon.config import ModelKind, QueryStrategyName, Settings, Task, task_problem
+from daemon.config import Ladder, ModelKind, QueryStrategyName, Settings, Task, auto_ladder, task_problem
 from daemon.errors import DataError
 from daemon.files import check_writable
 from daemon.pool import (
@@ -111,9 +111,12 @@ MULTI_LABEL_DEFAULT_STRATEGY = QueryStrategyName.random  # bench/multilabel.py: 
 
 def task_settings(settings: Settings, multi_label: bool) -> Settings:
     """The settings of the task: with AL_QUERY_STRATEGY unset, a multi-label run queries at random (on GoEmotions
-    no uncertainty strategy beat random sampling on micro-F1; README, "Multi-label tasks")."""
+    no uncertainty strategy beat random sampling on micro-F1; README, "Multi-label tasks"); AL_LADDER=auto becomes
+    the model it stands for here, or off (:func:`daemon.config.auto_ladder`)."""
     if multi_label and "query_strategy" not in settings.model_fields_set:
-        return settings.model_copy(update={"query_strategy": MULTI_LABEL_DEFAULT_STRATEGY})
+        settings = settings.model_copy(update={"query_strategy": MULTI_LABEL_DEFAULT_STRATEGY})
+    if settings.ladder is Ladder.auto:
+        settings = settings.model_copy(update={"ladder": auto_ladder(settings, multi_label)})
     return settings
 
 

@@ -184,10 +184,10 @@ def ladder_view(settings: Settings, state: RunState | None) -> dict | None:
     """The model ladder (AL_LADDER): the model that may take over, whether it did, and every comparison (the
     running one is added live by the status board). None when the run has no ladder."""
     verdicts = state.ladder if state is not None else []
-    if settings.ladder is None and not verdicts:
+    if settings.ladder_model is None and not verdicts:
         return None
     return {
-        "candidate": settings.ladder.value if settings.ladder is not None else None,
+        "candidate": settings.ladder_model.value if settings.ladder_model is not None else None,
         "first_comparison_at": settings.ladder_after,
         "model_in_use": (state.model_in_use if state is not None else None) or settings.model.value,
         "taken_over": state is not None and state.model_in_use is not None,

@@ -21,6 +21,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture(autouse=True)
+def no_exit_from_the_test_process(monkeypatch):
+    """A service run inside the test process that would leave it (``daemon.app._flush_and_exit``: ``os._exit``, out
+    of pytest's reach, from any thread) fails the test instead: left alone, the whole run would end there with exit
+    code 0 and look green."""
+    calls: list[int] = []
+
+    def refuse(code: int) -> None:
+        calls.append(code)
+        raise SystemExit(code)  # ends the calling thread (a timer's, the trainer's) or the test's own call
+
+    monkeypatch.setattr("daemon.app._flush_and_exit", refuse)
+    yield
+    assert not calls, f"a service in this test process tried to leave it: os._exit({calls[0]})"
+
+
 @pytest.fixture(scope="session")
 def argilla_stack():
     """A real Argilla 2.8 server (osmem + Redis + server + worker) on test ports, started once per session.

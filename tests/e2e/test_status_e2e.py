@@ -121,7 +121,9 @@ def test_run_stops_by_kappa_and_exports(argilla_stack, dataset_name, trec_env, t
     client = rg.Argilla(api_url=argilla_stack["url"], api_key=argilla_stack["owner_key"])
     dataset = client.datasets(dataset_name, workspace="argilla")
     batch_ids = {int(r.metadata["batch_id"]) for r in dataset.records}
-    assert batch_ids == set(range(final["round"]))
+    # the stopping round trained on the last batch (round r closes batch r; round 0 may not train when the
+    # features come after AL_FEATURES_WAIT on a loaded machine, and then batch 1 is random)
+    assert batch_ids == set(range(final["last_round"]["round"] + 1))
     assert "Labelling is finished" in dataset.settings.guidelines
 
     export = state_dir / "export"

@@ -24,6 +24,7 @@ def test_readme_benchmark_tables_match_the_results():
         "fine-tune-gain",
         "fine-tune-min-steps",
         "binary-ceiling",
+        "ladder-default",
     }
     for name, table in generated.items():
         found = mark(name).search(text)

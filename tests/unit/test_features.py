@@ -196,6 +196,7 @@ def held(tmp_path, monkeypatch):
     yield {"start": start, "gateway": gateway, "gate": gate}
     gate.set()
     for service in services:
+        assert service.daemon.builder.wait(60)  # a shutdown while the features are built leaves the process
         service.request_shutdown()
         service.shutdown()
 

@@ -8,8 +8,8 @@ from small_text import SklearnDataset
 
 from daemon import steps
 from daemon.app import Service
-from daemon.config import ColdStart, ModelKind, QueryStrategyName, Settings, task_problem
-from daemon.inputs import load_data
+from daemon.config import ColdStart, Ladder, ModelKind, QueryStrategyName, Settings, task_problem
+from daemon.inputs import load_data, task_settings
 from daemon.ladder import LadderRunner, compare, due
 from daemon.learner import Features, Learner
 from daemon.loop import Daemon
@@ -183,6 +183,29 @@ def test_ladder_settings_that_cannot_work_are_refused():
         Settings(_env_file=None, ladder=ModelKind.transformer, training="inline")
     assert task_problem(Settings(_env_file=None, ladder=ModelKind.transformer), multi_label=True)
     assert task_problem(Settings(_env_file=None, ladder=ModelKind.transformer), multi_label=False) is None
+
+
+def test_the_default_ladder_is_the_transformer_where_a_ladder_can_run_and_off_elsewhere(monkeypatch):
+    monkeypatch.delenv("AL_LADDER", raising=False)
+    default = Settings(_env_file=None)
+    assert default.ladder is Ladder.auto and default.ladder_model is None  # settled once the task is known
+    assert task_settings(default, multi_label=False).ladder_model is ModelKind.transformer
+    assert task_problem(default, multi_label=True) is None  # auto never refuses a task: it stays off there
+    for settings, multi_label in (
+        (default, True),  # multi-label: the folds are stratified by class
+        (Settings(_env_file=None, model=ModelKind.transformer), False),  # fine-tuned already
+        (Settings(_env_file=None, model=ModelKind.setfit), False),
+        (Settings(_env_file=None, training="inline"), False),  # annotators would wait for the fine-tuned model
+        (Settings(_env_file=None, activelab=True), False),
+        (Settings(_env_file=None, consensus="crowdlab"), False),
+        (Settings(_env_file=None, ladder="off"), False),
+    ):
+        resolved = task_settings(settings, multi_label)
+        assert resolved.ladder is Ladder.off and resolved.ladder_model is None, settings
+    monkeypatch.setenv("AL_LADDER", "setfit")  # a model named in the environment is used as named
+    assert task_settings(Settings(_env_file=None), multi_label=False).ladder_model is ModelKind.setfit
+    monkeypatch.setenv("AL_LADDER", "off")
+    assert Settings(_env_file=None).ladder is Ladder.off
 
 
 def test_after_a_restart_the_model_that_took_over_is_built_and_a_fine_tuned_one_trains_ahead(synonyms):
