@@ -153,6 +153,22 @@ def synonym_rows() -> list[dict]:
     return rows
 
 
+def ladder_env(pool: Path) -> dict:
+    """Settings of a command-line run on :func:`synonym_rows` in which the model ladder climbs: tfidf first, the
+    embeddings model compared once 30 labels exist (it wins), six rounds of ten; the pool is the test set too, so a
+    round's accuracy shows which model trained."""
+    return {
+        "AL_POOL_FILE": str(pool),
+        "AL_TEST_FILE": str(pool),
+        "AL_MODEL": "tfidf",
+        "AL_LADDER": "embeddings",
+        "AL_LADDER_AFTER": "30",
+        "AL_BATCH_SIZE": "10",
+        "AL_MAX_ROUNDS": "6",
+        "AL_STOP_CRITERIA": "never",
+    }
+
+
 def tiny_rows(per_topic: int = 30) -> list[dict]:
     """A small separable three-class text set (made up here, no download)."""
     rows = []

@@ -7,25 +7,15 @@ import json
 
 import pytest
 
-from tests.conftest import synonym_rows, write_jsonl
+from tests.conftest import ladder_env, synonym_rows, write_jsonl
 from tests.e2e.conftest import run_with_simulator
 
 pytestmark = pytest.mark.e2e
 
 
 def test_a_model_that_cross_validates_better_takes_over_a_cli_run(argilla_stack, dataset_name, trec_env, tmp_path):
-    rows = synonym_rows()
-    pool = write_jsonl(tmp_path / "pool.jsonl", rows)
-    env = trec_env["env"] | {
-        "AL_POOL_FILE": str(pool),
-        "AL_TEST_FILE": str(pool),  # the same texts: the test scores show which model learnt them
-        "AL_MODEL": "tfidf",
-        "AL_LADDER": "embeddings",
-        "AL_LADDER_AFTER": "30",
-        "AL_BATCH_SIZE": "10",
-        "AL_MAX_ROUNDS": "6",
-        "AL_STOP_CRITERIA": "never",
-    }
+    pool = write_jsonl(tmp_path / "pool.jsonl", synonym_rows())
+    env = trec_env["env"] | ladder_env(pool)
     log_path = trec_env["log"]
     counts = run_with_simulator(env, log_path, "--delay", "0.02")
     assert counts and counts[0]["errors"] == 0 and counts[0]["submitted"] >= 60  # every answer taken: HTTP 201

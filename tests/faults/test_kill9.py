@@ -10,7 +10,7 @@ import pytest
 from daemon.config import Settings
 from daemon.inputs import load_data
 from daemon.state import StateStore
-from tests.conftest import ROOT, TREC, synonym_rows, write_jsonl
+from tests.conftest import ROOT, TREC, ladder_env, synonym_rows, write_jsonl
 from tests.e2e.conftest import simulated_annotator, start_daemon
 from tests.faults.conftest import assert_clean, audit, cli, hand_made_dataset
 
@@ -101,19 +101,15 @@ def test_kill9_at_the_model_ladders_switch(argilla_stack, dataset_name, trec_env
     compares again, or builds the model in use without comparing; nothing lost or used twice either way."""
     pool = write_jsonl(tmp_path / "pool.jsonl", synonym_rows())
     data = load_data(Settings(_env_file=None, pool_file=pool, test_file=pool))
-    env = trec_env["env"] | {
-        "AL_POOL_FILE": str(pool),
-        "AL_TEST_FILE": str(pool),  # the same texts: a round's accuracy shows which model trained
-        "AL_MODEL": "tfidf",
-        "AL_LADDER": "embeddings",
-        "AL_LADDER_AFTER": "30",
-        "AL_BATCH_SIZE": "10",
-        "AL_MAX_ROUNDS": "6",
-        "AL_STOP_CRITERIA": "never",
-        "AL_POLL_INTERVAL": "0.3",
-        "AL_FAULT_POINT": point,
-        "AL_FAULT_MARKER": str(tmp_path / "killed"),
-    }
+    env = (
+        trec_env["env"]
+        | ladder_env(pool)
+        | {
+            "AL_POLL_INTERVAL": "0.3",
+            "AL_FAULT_POINT": point,
+            "AL_FAULT_MARKER": str(tmp_path / "killed"),
+        }
+    )
     store = StateStore(trec_env["state_dir"])
     journaled = []
     person = killed_and_restarted(
