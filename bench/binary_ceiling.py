@@ -143,6 +143,12 @@ def main() -> None:
             ceilings[model] = ceiling(folder, model)
             print(f"{name}: {model} on the whole pool {ceilings[model]}", flush=True)
         rows.append(row(name, found[name], ceilings))
+    for kept_row in previous["rows"]:  # the sets not run this time: as recorded, curves from their files
+        if kept_row["dataset"] not in names:
+            rows.append(kept_row)
+            out = RESULTS / f"strategies-{kept_row['dataset']}-{LABELS}.json"
+            found[kept_row["dataset"]] = json.loads(out.read_text())["results"]["hybrid"]
+    rows.sort(key=lambda r: r["dataset"])
     from bench.tables import binary_ceiling
 
     document = {"seeds": args.seeds, "labels": LABELS, "tolerance": TOLERANCE, "rows": rows}

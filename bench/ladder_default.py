@@ -1,21 +1,25 @@
-"""Should the model ladder be on by default? The default (hybrid + BreakingTies) runs to 1,000 labels on the binary
-dev sets' validation splits, and at each of the ladder's due points (AL_LADDER_AFTER=500, then 1.5-fold: 750) the
-daemon's own comparison (daemon.ladder.compare: 3-fold cross-validation on the labels in hand, same folds) of the
+"""Should the model ladder be on by default? The default (hybrid + BreakingTies) runs to 1,000 labels on the dev
+sets' validation splits (the binary sets and TREC-6), and at each of the ladder's due points (AL_LADDER_AFTER=500,
+then 1.5-fold: 750) the daemon's own comparison (daemon.ladder.compare: 3-fold cross-validation on the labels in hand, same folds) of the
 hybrid with the fine-tuned transformer (AL_TRANSFORMER_MIN_STEPS as configured) is made and its verdict recorded.
 
-    .venv/bin/python bench/ladder_default.py                          # mr, subj, cr, mpqa; seed 0; 2 at a time
+    .venv/bin/python bench/ladder_default.py                    # mr, subj, cr, mpqa, trec6; seed 0; 2 at a time
     .venv/bin/python bench/ladder_default.py --datasets mr --workers 1
+    .venv/bin/python bench/ladder_default.py --split test --datasets cr,mr   # report: train file -> test file
 
 Each verdict's labels are also used to fine-tune the transformer on all of them and score both models on the
 validation split (what the switch would have served; the daemon trains the candidate on every label when it takes
 over). At 1,000 labels both models are scored again on the same labels. A proxy, stated: after a switch the daemon's
 batches would be the transformer's picks; here the hybrid keeps choosing (a fine-tune per round of 20 labels costs
-minutes on this CPU). The test files are never read: the validation split is carved from each train file by
-bench/validation_search.carve (as bench/fine_tune_gain.py does).
+minutes on this CPU). With the default ``--split validation`` the test files are never read: the validation split is
+carved from each train file by bench/validation_search.carve (as bench/fine_tune_gain.py does). ``--split test``
+reports what the default serves with the ladder on, issue 22's way: the whole train file is the pool, the test file
+is scored (nothing is chosen from it); results in ladder-default-test.json/.png.
 
 One subprocess per dataset (``--workers`` at once), one torch thread and one BLAS thread each; each writes
-tests/output/ladder-default/<dataset>-<seed>.json as it goes; the parent merges every finished one there (earlier
-invocations' too) into bench/results/ladder-default.json and plots ladder-default.png.
+tests/output/ladder-default/<dataset>-<seed>[-test].json as it goes; the parent merges every finished one of the
+split there (earlier invocations' too) into bench/results/ladder-default[-test].json (-seed<n> for a seed other than
+0) and plots its .png; datasets already in that file and not run again are kept.
 """
 
 from __future__ import annotations
@@ -26,13 +30,15 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 WORK = ROOT / "tests" / "output" / "ladder-default"
-RESULT = ROOT / "bench" / "results" / "ladder-default.json"
-DATASETS = ("mr", "subj", "cr", "mpqa")
+RESULTS = ROOT / "bench" / "results"
+SPLITS = ("validation", "test")
+DATASETS = ("mr", "subj", "cr", "mpqa", "trec6")
 BATCH = 20
 START = time.perf_counter()
 
@@ -41,25 +47,36 @@ def say(message: str) -> None:
     print(f"[{time.perf_counter() - START:7.1f}s] {message}", flush=True)
 
 
-def one(name: str, seed: int, max_labels: int, after: int | None = None) -> dict:
-    """The default to ``max_labels`` on one dev set's validation split, the ladder's verdicts on the way."""
-    import numpy as np
+def suffix(split: str) -> str:
+    return "" if split == "validation" else f"-{split}"
 
+
+def result_file(name: str, seed: int, suffix: str = "") -> Path:
+    """bench/results/<name><suffix>.json for seed 0 (the README's), <name><suffix>-seed<n>.json for another."""
+    return RESULTS / f"{name}{suffix}{'' if seed == 0 else f'-seed{seed}'}.json"
+
+
+def setup(name: str, seed: int, split: str = "validation", **overrides):
+    """The daemon's settings and data for one dev set (its validation split carved from the train file, or the
+    whole train file and the test file), the pool's gold class indices, and a learner factory by model kind."""
     from bench import fine_tune_gain, validation_search
     from daemon.config import ModelKind, Settings
     from daemon.inputs import load_data
-    from daemon.ladder import compare, due
     from daemon.learner import Learner
     from daemon.models import build_features
 
-    split = fine_tune_gain.write_split(name)
+    if split == "validation":
+        carved = fine_tune_gain.write_split(name)
+        pool_file, test_file = carved["folder"] / "pool.jsonl", carved["folder"] / "validation.jsonl"
+    else:
+        pool_file, test_file = fine_tune_gain.SHARED / name / "train.jsonl", fine_tune_gain.SHARED / name / "test.jsonl"
     settings = Settings(
         _env_file=None,
-        pool_file=split["folder"] / "pool.jsonl",
-        test_file=split["folder"] / "validation.jsonl",
+        pool_file=pool_file,
+        test_file=test_file,
         cache_dir=validation_search.CACHE,
         seed=seed,
-        **({"ladder_after": after} if after else {}),
+        **overrides,
     )
     data = load_data(settings)
     gold = [data.labels.index(label) for label in data.pool.gold]
@@ -69,15 +86,30 @@ def one(name: str, seed: int, max_labels: int, after: int | None = None) -> dict
         features = build_features(chosen, data.pool, data.test, data.y_test, len(data.labels))
         return Learner.from_settings(features, len(data.labels), chosen)
 
+    return settings, data, gold, learner
+
+
+def one(name: str, seed: int, max_labels: int, after: int | None = None, split: str = "validation") -> dict:
+    """The default to ``max_labels`` on one dev set (its validation split carved from the train file, or the whole
+    train file scored on the test file), the ladder's verdicts on the way."""
+    import numpy as np
+
+    from daemon.config import ModelKind
+    from daemon.ladder import compare, due
+    from daemon.learner import Learner
+
+    settings, data, gold, learner = setup(name, seed, split, **({"ladder_after": after} if after else {}))
+
     def validation_accuracy(model: Learner, labelled: dict[int, int], round_number: int) -> tuple[float, float]:
         started = time.perf_counter()
         model.fit(labelled, set(), round_number)
         return round(model.evaluate(data.y_test).accuracy, 4), round(time.perf_counter() - started, 1)
 
-    out = WORK / f"{name}-{seed}.json"
+    out = WORK / f"{name}-{seed}{suffix(split)}.json"
     result: dict = {
         "dataset": name,
         "seed": seed,
+        "split": split,
         "pool": len(data.pool),
         "validation": len(data.test),
         "labels": data.labels,
@@ -164,20 +196,62 @@ def plot(document: dict, path: Path) -> None:
         axis.set_title(run["dataset"], fontsize=10)
         axis.set_xlabel("labels")
         axis.grid(alpha=0.3)
-    axes[0].set_ylabel("validation accuracy")
+    axes[0].set_ylabel(f"{document.get('split', 'validation')} accuracy")
     axes[0].plot([], [], "o", color="C3", fillstyle="none", label="transformer, same labels")
     axes[0].legend(fontsize=8, loc="lower right")
     figure.savefig(path, dpi=90)
 
 
-def merge(seed: int) -> dict:
-    """Every finished run of ``seed`` in the work folder (earlier invocations' datasets too), into one result."""
-    runs = [json.loads(path.read_text()) for path in sorted(WORK.glob(f"*-{seed}.json"))]
-    runs = [run for run in runs if "at_end" in run]
-    document = {"seed": seed, "batch": BATCH, "runs": runs, "served": {r["dataset"]: served(r) for r in runs}}
-    RESULT.write_text(json.dumps(document, indent=2))
-    plot(document, RESULT.with_suffix(".png"))
+def merge(seed: int, split: str = "validation") -> dict:
+    """Every finished run of ``seed`` and ``split`` in the work folder (earlier invocations' datasets too), into one
+    result."""
+    runs = [json.loads(path.read_text()) for path in sorted(WORK.glob(f"*-{seed}{suffix(split)}.json"))]
+    runs = [run for run in runs if "at_end" in run and run.get("split", "validation") == split]
+    result = result_file("ladder-default", seed, suffix(split))
+    if result.exists():  # datasets run before (and not again here) stay: their work files may be gone
+        earlier = json.loads(result.read_text())
+        fresh = {run["dataset"] for run in runs}
+        if earlier.get("seed") == seed:
+            runs += [run for run in earlier["runs"] if run["dataset"] not in fresh]
+    runs.sort(key=lambda run: run["dataset"])
+    document = {
+        "seed": seed,
+        "split": split,
+        "batch": BATCH,
+        "runs": runs,
+        "served": {r["dataset"]: served(r) for r in runs},
+    }
+    if split != "validation":
+        document["note"] = f"the *_validation fields hold {split}-file accuracies (the names are the validation runs')"
+    result.write_text(json.dumps(document, indent=2))
+    plot(document, result.with_suffix(".png"))
     return document
+
+
+def single_threaded(work: Callable[[], object]) -> None:
+    """A child's work on one torch thread and one BLAS thread (the parent runs ``--workers`` children at once)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        work()
+
+
+def spawn(names: list[str], workers: int, command: Callable[[str], list[str]], log: Callable[[str], Path]) -> None:
+    """One child per dataset, ``workers`` at a time, each on one thread, its output in ``log(name)``."""
+    env = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    pending, running = list(names), []
+    while pending or running:
+        while pending and len(running) < workers:
+            name = pending.pop(0)
+            with open(log(name), "w") as out:
+                running.append((name, subprocess.Popen(command(name), env=env, stdout=out, stderr=subprocess.STDOUT)))
+            say(f"started {name}")
+        time.sleep(5)
+        for name, process in [r for r in running if r[1].poll() is not None]:
+            running.remove((name, process))
+            say(f"{name} exited {process.returncode}")
 
 
 def main() -> None:
@@ -187,33 +261,26 @@ def main() -> None:
     parser.add_argument("--max-labels", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--after", type=int, help="AL_LADDER_AFTER instead of the default (a quick check)")
+    parser.add_argument("--split", choices=SPLITS, default="validation", help="validation (choose) or test (report)")
     parser.add_argument("--one", help="run one dataset in this process (the parent's child)")
     args = parser.parse_args()
     if args.one:
-        import torch
-        from threadpoolctl import threadpool_limits
-
-        torch.set_num_threads(1)
-        with threadpool_limits(1):
-            one(args.one, args.seed, args.max_labels, args.after)
+        single_threaded(lambda: one(args.one, args.seed, args.max_labels, args.after, args.split))
         return
     WORK.mkdir(parents=True, exist_ok=True)
-    names = args.datasets.split(",")
-    env = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    pending, running = list(names), []
-    while pending or running:
-        while pending and len(running) < args.workers:
-            name = pending.pop(0)
-            command = [sys.executable, __file__, "--one", name, "--seed", str(args.seed)]
-            command += ["--max-labels", str(args.max_labels)] + (["--after", str(args.after)] if args.after else [])
-            with open(WORK / f"{name}-{args.seed}.log", "w") as log:
-                running.append((name, subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)))
-            say(f"started {name}")
-        time.sleep(5)
-        for name, process in [r for r in running if r[1].poll() is not None]:
-            running.remove((name, process))
-            say(f"{name} exited {process.returncode}")
-    document = merge(args.seed)
+
+    def command(name: str) -> list[str]:
+        extra = ["--after", str(args.after)] if args.after else []
+        return [sys.executable, __file__, "--one", name, "--seed", str(args.seed), "--split", args.split,
+                "--max-labels", str(args.max_labels), *extra]  # fmt: skip
+
+    spawn(
+        args.datasets.split(","),
+        args.workers,
+        command,
+        lambda name: WORK / f"{name}-{args.seed}{suffix(args.split)}.log",
+    )
+    document = merge(args.seed, args.split)
     say(json.dumps(document["served"]))
 
 

@@ -405,13 +405,19 @@ def binary_ceiling(document: dict) -> str:
 
 
 def ladder_default(document: dict) -> str:
-    """The ladder's verdicts on the default's way to 1,000 labels, and what it would serve there (validation)."""
+    """The ladder's verdicts on the default's way to 1,000 labels, and what it would serve there (on the validation
+    split, or on the test file: then beside the best full-pool ceiling of binary-ceiling.json where measured)."""
+    split = document.get("split", "validation")
     points = sorted({v["labels"] for r in document["runs"] for v in r["verdicts"]})
+    ceilings = {}
+    if split == "test":
+        ceilings = {r["dataset"]: r for r in (_load("binary-ceiling.json") or {"rows": []})["rows"]}
     lines = [
         "| dataset | "
-        + " | ".join(f"at {n:,}: CV hybrid / transformer, validation hybrid / transformer" for n in points)
-        + " | at the end: hybrid / transformer, same labels | the ladder serves |",
-        "|---|" + "---|" * len(points) + "---|---|",
+        + " | ".join(f"at {n:,}: CV hybrid / transformer, {split} hybrid / transformer" for n in points)
+        + " | at the end: hybrid / transformer, same labels | the ladder serves |"
+        + (" best whole-pool ceiling: gap |" if ceilings else ""),
+        "|---|" + "---|" * len(points) + "---|---|" + ("---|" if ceilings else ""),
     ]
     for run in document["runs"]:
         cells = []
@@ -425,11 +431,45 @@ def ladder_default(document: dict) -> str:
             )
         end, served = run["at_end"], document["served"][run["dataset"]]
         model = f"transformer (from {served['switched_at']:,})" if served["switched_at"] else "hybrid"
-        lines.append(
+        line = (
             f"| {run['dataset']} | "
             + " | ".join(cells)
             + f" | {end['hybrid_validation']:.3f} / {end['transformer_validation']:.3f} ({end['labels']:,})"
             f" | {served['accuracy']:.3f}, {model} |"
+        )
+        if ceilings:
+            best = ceilings.get(run["dataset"])
+            line += (
+                f" {best['best']:.3f} ({best['best_model']}): {best['best'] - served['accuracy']:+.3f} |"
+                if best
+                else " — |"
+            )
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def ladder_bias(document: dict) -> str:
+    """The ladder's comparison scored on every label, on a random slice of each batch only, and on the picks only,
+    against the truth on the validation split."""
+
+    def verdict(v: dict) -> str:
+        return (
+            f"{v['current']:.3f} / {v['candidate']:.3f}, lead {v['lead']:+.3f} ± {v['standard_error']:.3f} "
+            f"({'switch' if v['switch'] else 'stays'})"
+        )
+
+    lines = [
+        "| dataset | labels (random slice) | hybrid on validation: without / with the slice | CV on every label "
+        "| CV on the slice only | CV on the picks only | validation: hybrid / transformer, lead |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run in document["runs"]:
+        truth = run["validation"]
+        lines.append(
+            f"| {run['dataset']} | {run['labels']:,} ({run['slice_labels']}) "
+            f"| {run['hybrid_validation_without_slice']:.3f} / {run['hybrid_validation_with_slice']:.3f} "
+            f"| {verdict(run['every_label'])} | {verdict(run['slice_only'])} | {verdict(run['picked_only'])} "
+            f"| {truth['current']:.3f} / {truth['candidate']:.3f}, {truth['lead']:+.3f} |"
         )
     return "\n".join(lines)
 
@@ -486,6 +526,8 @@ TABLES = {
     "fine-tune-min-steps": ("fine-tune-min-steps.json", fine_tune_min_steps),
     "binary-ceiling": ("binary-ceiling.json", binary_ceiling),
     "ladder-default": ("ladder-default.json", ladder_default),
+    "ladder-default-test": ("ladder-default-test.json", ladder_default),
+    "ladder-bias": ("ladder-bias.json", ladder_bias),
 }
 
 

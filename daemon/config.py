@@ -43,7 +43,7 @@ class Ladder(StrEnum):
     off = "off"
 
 
-AUTO_LADDER = ModelKind.transformer  # AL_LADDER=auto's model (bench/ladder_default.py)
+AUTO_LADDER = ModelKind.transformer  # AL_LADDER=auto's model (bench/ladder_default.py); AL_LADDER is off by default
 
 
 class QueryStrategyName(StrEnum):
@@ -192,11 +192,12 @@ class Settings(BaseSettings):
     model: ModelKind = Field(ModelKind.hybrid, description="hybrid | embeddings | transformer | tfidf | setfit")
     model_path: Path | None = Field(None, description="local HF model dir; default: the bundled all-MiniLM-L6-v2")
     ladder: ModelKind | Ladder | None = Field(
-        Ladder.auto,
+        Ladder.off,
         description="model ladder: a second model compared with the one choosing the batches once AL_LADDER_AFTER "
         "labels exist, by cross-validation on the labels in hand, in the background; it takes over when it is "
-        "better. auto: transformer in a single-label run of a frozen AL_MODEL without ActiveLab, CROWDLAB or "
-        "AL_TRAINING=inline, off elsewhere | off | a model (transformer, setfit, ...)",
+        "better. off (the default: that comparison favours the newcomer, README) | auto: transformer in a "
+        "single-label run of a frozen AL_MODEL without ActiveLab, CROWDLAB or AL_TRAINING=inline, off elsewhere "
+        "| a model (transformer, setfit, ...)",
     )
     ladder_after: int = Field(
         500, ge=4, description="labels in hand at the ladder's first comparison; again each time they grew 1.5-fold"
@@ -608,7 +609,8 @@ def settings_table() -> str:
 def auto_ladder(settings: Settings, multi_label: bool) -> ModelKind | Ladder:
     """What AL_LADDER=auto stands for in this run: the fine-tuned transformer where a ladder can run (a single-label
     task, a frozen AL_MODEL, AL_TRAINING not inline, neither ActiveLab nor CROWDLAB), off elsewhere. Chosen on the
-    binary dev sets' validation splits, where the frozen model falls furthest behind (README, "The model ladder")."""
+    binary dev sets' validation splits, where the frozen model falls furthest behind (README, "The model ladder");
+    not the default since bench/ladder_default.py measured TREC-6, where it cost 0.108 at 1,000 labels."""
     if multi_label or settings.model in FINE_TUNED or settings.training is Training.inline:
         return Ladder.off
     if settings.activelab or settings.crowdlab:

@@ -69,6 +69,14 @@ def held_out_correct(learner: Learner, labelled: Mapping[int, int], folds: int, 
     return proba.argmax(axis=1) == y
 
 
+def paired_lead(mine: np.ndarray, theirs: np.ndarray) -> tuple[float, float]:
+    """The candidate's lead in held-out accuracy over the current model on the same items (each a bool: predicted
+    right) and the standard error of that paired difference (1.0 with fewer than two items: no evidence)."""
+    difference = theirs.astype(float) - mine.astype(float)
+    standard_error = float(difference.std(ddof=1) / np.sqrt(len(difference))) if len(difference) > 1 else 1.0
+    return (float(difference.mean()) if len(difference) else 0.0), standard_error
+
+
 def compare(
     current: Learner,
     candidate: Learner,
@@ -88,9 +96,7 @@ def compare(
     started = time.perf_counter()
     mine = held_out_correct(current, labelled, folds, round_number)
     theirs = held_out_correct(candidate, labelled, folds, round_number)
-    difference = theirs.astype(float) - mine.astype(float)
-    standard_error = float(difference.std(ddof=1) / np.sqrt(len(difference))) if len(difference) > 1 else 1.0
-    lead = float(difference.mean()) if len(difference) else 0.0
+    lead, standard_error = paired_lead(mine, theirs)
     verdict = LadderVerdict(
         round=round_number,
         labels=len(labelled),

@@ -25,6 +25,8 @@ def test_readme_benchmark_tables_match_the_results():
         "fine-tune-min-steps",
         "binary-ceiling",
         "ladder-default",
+        "ladder-default-test",
+        "ladder-bias",
     }
     for name, table in generated.items():
         found = mark(name).search(text)

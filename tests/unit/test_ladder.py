@@ -185,19 +185,21 @@ def test_ladder_settings_that_cannot_work_are_refused():
     assert task_problem(Settings(_env_file=None, ladder=ModelKind.transformer), multi_label=False) is None
 
 
-def test_the_default_ladder_is_the_transformer_where_a_ladder_can_run_and_off_elsewhere(monkeypatch):
+def test_the_ladder_is_off_by_default_and_auto_is_the_transformer_where_a_ladder_can_run(monkeypatch):
     monkeypatch.delenv("AL_LADDER", raising=False)
-    default = Settings(_env_file=None)
+    assert Settings(_env_file=None).ladder is Ladder.off  # its comparison favours the newcomer (README)
+    assert task_settings(Settings(_env_file=None), multi_label=False).ladder_model is None
+    default = Settings(_env_file=None, ladder="auto")
     assert default.ladder is Ladder.auto and default.ladder_model is None  # settled once the task is known
     assert task_settings(default, multi_label=False).ladder_model is ModelKind.transformer
     assert task_problem(default, multi_label=True) is None  # auto never refuses a task: it stays off there
     for settings, multi_label in (
         (default, True),  # multi-label: the folds are stratified by class
-        (Settings(_env_file=None, model=ModelKind.transformer), False),  # fine-tuned already
-        (Settings(_env_file=None, model=ModelKind.setfit), False),
-        (Settings(_env_file=None, training="inline"), False),  # annotators would wait for the fine-tuned model
-        (Settings(_env_file=None, activelab=True), False),
-        (Settings(_env_file=None, consensus="crowdlab"), False),
+        (Settings(_env_file=None, ladder="auto", model=ModelKind.transformer), False),  # fine-tuned already
+        (Settings(_env_file=None, ladder="auto", model=ModelKind.setfit), False),
+        (Settings(_env_file=None, ladder="auto", training="inline"), False),  # annotators would wait for it
+        (Settings(_env_file=None, ladder="auto", activelab=True), False),
+        (Settings(_env_file=None, ladder="auto", consensus="crowdlab"), False),
         (Settings(_env_file=None, ladder="off"), False),
     ):
         resolved = task_settings(settings, multi_label)
