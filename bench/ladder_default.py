@@ -1,7 +1,8 @@
 """Should the model ladder be on by default? The default (hybrid + BreakingTies) runs to 1,000 labels on the dev
 sets' validation splits (the binary sets and TREC-6), and at each of the ladder's due points (AL_LADDER_AFTER=500,
-then 1.5-fold: 750) the daemon's own comparison (daemon.ladder.compare: 3-fold cross-validation on the labels in hand, same folds) of the
-hybrid with the fine-tuned transformer (AL_TRANSFORMER_MIN_STEPS as configured) is made and its verdict recorded.
+then 1.5-fold: 750) the daemon's own comparison (daemon.ladder.compare: 3-fold cross-validation on the labels in
+hand, same folds) of the hybrid with the fine-tuned transformer (AL_TRANSFORMER_MIN_STEPS as configured) is made and
+its verdict recorded.
 
     .venv/bin/python bench/ladder_default.py                    # mr, subj, cr, mpqa, trec6; seed 0; 2 at a time
     .venv/bin/python bench/ladder_default.py --datasets mr --workers 1
@@ -209,10 +210,8 @@ def merge(seed: int, split: str = "validation") -> dict:
     runs = [run for run in runs if "at_end" in run and run.get("split", "validation") == split]
     result = result_file("ladder-default", seed, suffix(split))
     if result.exists():  # datasets run before (and not again here) stay: their work files may be gone
-        earlier = json.loads(result.read_text())
         fresh = {run["dataset"] for run in runs}
-        if earlier.get("seed") == seed:
-            runs += [run for run in earlier["runs"] if run["dataset"] not in fresh]
+        runs += [run for run in json.loads(result.read_text())["runs"] if run["dataset"] not in fresh]
     runs.sort(key=lambda run: run["dataset"])
     document = {
         "seed": seed,

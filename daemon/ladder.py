@@ -69,12 +69,14 @@ def held_out_correct(learner: Learner, labelled: Mapping[int, int], folds: int, 
     return proba.argmax(axis=1) == y
 
 
-def paired_lead(mine: np.ndarray, theirs: np.ndarray) -> tuple[float, float]:
+def paired_lead(mine: np.ndarray, theirs: np.ndarray, margin: float) -> tuple[float, float, bool]:
     """The candidate's lead in held-out accuracy over the current model on the same items (each a bool: predicted
-    right) and the standard error of that paired difference (1.0 with fewer than two items: no evidence)."""
+    right), the standard error of that paired difference (1.0 with fewer than two items: no evidence), and whether
+    the candidate takes over: a lead over ``margin`` and over the standard error."""
     difference = theirs.astype(float) - mine.astype(float)
     standard_error = float(difference.std(ddof=1) / np.sqrt(len(difference))) if len(difference) > 1 else 1.0
-    return (float(difference.mean()) if len(difference) else 0.0), standard_error
+    lead = float(difference.mean()) if len(difference) else 0.0
+    return lead, standard_error, lead > max(margin, standard_error)
 
 
 def compare(
@@ -96,7 +98,7 @@ def compare(
     started = time.perf_counter()
     mine = held_out_correct(current, labelled, folds, round_number)
     theirs = held_out_correct(candidate, labelled, folds, round_number)
-    lead, standard_error = paired_lead(mine, theirs)
+    _lead, standard_error, switch = paired_lead(mine, theirs, margin)
     verdict = LadderVerdict(
         round=round_number,
         labels=len(labelled),
@@ -107,7 +109,7 @@ def compare(
         candidate_accuracy=round(float(theirs.mean()) if len(theirs) else 0.0, 4),
         standard_error=round(standard_error, 4),
         margin=margin,
-        switch=lead > max(margin, standard_error),
+        switch=switch,
         seconds=round(time.perf_counter() - started, 3),
     )
     return verdict.model_copy(update={"reason": reason(verdict)})
