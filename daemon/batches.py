@@ -105,6 +105,15 @@ class QueryResult:
             confidence=batch.confidences[:size],
         )
 
+    def take(self, positions: Sequence[int]) -> QueryResult:
+        """The items at ``positions``, each with its score and suggestion."""
+        return QueryResult(
+            [self.indices[k] for k in positions],
+            [self.scores[k] for k in positions],
+            [self.predicted[k] for k in positions],
+            [self.confidence[k] for k in positions],
+        )
+
     def __add__(self, other: QueryResult) -> QueryResult:
         return QueryResult(
             self.indices + other.indices,

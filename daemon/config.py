@@ -43,6 +43,13 @@ class Ladder(StrEnum):
     off = "off"
 
 
+class LadderCompare(StrEnum):
+    """AL_LADDER_COMPARE: how the model ladder tells which of two models is better."""
+
+    probes = "probes"  # labels where the two disagree, drawn at random among those (bench/ladder_probes.py)
+    cv = "cv"  # cross-validation on the labels in hand: no label spent, but it favours the newcomer (README)
+
+
 AUTO_LADDER = ModelKind.transformer  # AL_LADDER=auto's model (bench/ladder_default.py); AL_LADDER is off by default
 
 
@@ -194,15 +201,22 @@ class Settings(BaseSettings):
     ladder: ModelKind | Ladder | None = Field(
         Ladder.off,
         description="model ladder: a second model compared with the one choosing the batches once AL_LADDER_AFTER "
-        "labels exist, by cross-validation on the labels in hand, in the background; it takes over when it is "
-        "better. off (the default: that comparison favours the newcomer, README) | auto: transformer in a "
+        "labels exist (AL_LADDER_COMPARE), in the background; it takes over when it is better. off (the default: "
+        "measured with cv, the ladder cost labels on TREC-6 and SUBJ; README) | auto: transformer in a "
         "single-label run of a frozen AL_MODEL without ActiveLab, CROWDLAB or AL_TRAINING=inline, off elsewhere "
         "| a model (transformer, setfit, ...)",
     )
     ladder_after: int = Field(
         500, ge=4, description="labels in hand at the ladder's first comparison; again each time they grew 1.5-fold"
     )
-    ladder_folds: int = Field(3, ge=2, le=10, description="folds of the ladder's cross-validation")
+    ladder_compare: LadderCompare = Field(
+        LadderCompare.probes,
+        description="how the ladder compares: probes (AL_LADDER_PROBES texts on which the two models disagree, drawn "
+        "at random among those, go into the next batches; the verdict once they are labelled) | cv (cross-validation "
+        "on the labels in hand: no labels spent, but it favours the newcomer)",
+    )
+    ladder_probes: int = Field(40, ge=4, description="probes: texts labelled for one comparison")
+    ladder_folds: int = Field(3, ge=2, le=10, description="cv: folds of the ladder's cross-validation")
     encoder: EncoderName = Field(
         EncoderName.auto,
         description="auto | torch | onnx-int8: how sentence embeddings are computed (auto: onnx-int8 for pools of "

@@ -11,7 +11,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import numpy as np
@@ -160,6 +160,7 @@ class Daemon:
         self.set_phase(Phase.waiting)
         self._trains_ahead_if_fine_tuned()
         self.rounds.resume(state)
+        self.consider_ladder()  # a restart: a comparison due, or probes answered before the crash, go on now
 
     def _warm_start(self) -> Seed | None:
         """A new run's seed labels: AL_SEED_FILE's, and the answers of records in the dataset that the daemon did
@@ -394,6 +395,7 @@ class Daemon:
             self.learner = learner
             if self.state is not None and not self.state.stopped:
                 self.rounds.resume(self.state)
+                self.consider_ladder()
             self.publish()
         log.info("the model's features are ready: the next complete batch trains %s", learner.name)
         self.wake_in(0.0)  # a round held for them goes on now
@@ -439,11 +441,15 @@ class Daemon:
         self.set_phase(Phase.stopped, reason=reason)
         self.finished.set()
 
+    def consider_ladder(self) -> None:
+        """The model ladder's comparison, or its verdict, when one is due (it runs off this thread)."""
+        if self.ladder is not None and self.state is not None:
+            self.ladder.consider(self.state)
+
     def after_round(self) -> None:
         """Follow-ups that must never fail a round: the model ladder's comparison when one is due (off this
         thread), annotator names, the plot file and the progress note in Argilla."""
-        if self.ladder is not None and self.state is not None:
-            self.ladder.consider(self.state)
+        self.consider_ladder()
         try:
             self.board.set_user_names(self.gateway.user_names())
         except ArgillaError as exc:
@@ -487,14 +493,32 @@ class Daemon:
             return result
         return QueryResult.guessed(carried, self.learner.pool_proba() if self.learner.trained else None) + result
 
+    def with_probes(self, result: QueryResult, carried: Sequence[int]) -> tuple[QueryResult, list[int]]:
+        """The model ladder's probes not yet asked for (AL_LADDER_COMPARE=probes) go into the batch after the
+        records a stuck batch moved on and before the query's picks, whose tail makes room (those stay in the
+        pool); no suggestion on a probe: it would lean the annotator toward one of the two models compared."""
+        pending = self.state.ladder_probes
+        if pending is None:
+            return result, []
+        head = sum(1 for i in result.indices if i in set(carried))  # the carried records lead the result
+        waiting = [i for i in pending.indices if i not in self.state.used_indices() and i not in result.indices[:head]]
+        probes = waiting[: len(result.indices) - head]
+        if not probes:
+            return result, []
+        picks = [k for k in range(head, len(result.indices)) if result.indices[k] not in set(probes)]
+        kept = picks[: len(result.indices) - head - len(probes)]  # the query's tail makes room
+        return result.take(range(head)) + QueryResult.unscored(probes) + result.take(kept), probes
+
     def journal_batch(
         self, batch_id: int, round_number: int, result: QueryResult, relabels: list[Pick] | None = None
     ) -> None:
         """Write the chosen batch to the state before anything is sent to Argilla."""
         previous = self.state.current
         carried = previous.moved if previous is not None else ()
+        result, probes = self.with_probes(result, carried)
         requested = self.state.relabel_requests()
         batch = new_batch(batch_id, round_number, result, self.labels, carried, relabels or (), requested)
+        batch.probes = probes
         if self.state.used_indices() & set(batch.fresh_indices()):
             raise StateError(f"batch {batch_id} would repeat pool items already asked for; refusing to log it")
         reached("journaling-batch", batch_id=batch_id)

@@ -169,17 +169,27 @@ class StatusCollector(Collector):
                 "1 once the model ladder's second model chooses the batches",
                 float(ladder["taken_over"]),
             )
+            yield _gauge("al_ladder_comparisons", "Comparisons the model ladder made", len(ladder["comparisons"]))
+            probing = ladder.get("probing")
             yield _gauge(
-                "al_ladder_comparisons", "Cross-validated comparisons the model ladder made", len(ladder["comparisons"])
+                "al_ladder_probes_waiting",
+                "Probes of the model ladder's comparison in progress not yet labelled (AL_LADDER_COMPARE=probes)",
+                float(probing["waiting"]) if probing else 0.0,
             )
             if ladder["comparisons"]:
                 last = ladder["comparisons"][-1]
-                accuracy = GaugeMetricFamily(
-                    "al_ladder_cv_accuracy_ratio", "Last comparison's cross-validated accuracy", labels=["model"]
+                yield _gauge(
+                    "al_ladder_lead",
+                    "Last comparison's lead of the candidate in accuracy (probes: estimated)",
+                    last["lead"],
                 )
-                accuracy.add_metric(["current"], float(last["current_accuracy"]))
-                accuracy.add_metric(["candidate"], float(last["candidate_accuracy"]))
-                yield accuracy
+                if last.get("method", "cv") == "cv":
+                    accuracy = GaugeMetricFamily(
+                        "al_ladder_cv_accuracy_ratio", "Last comparison's cross-validated accuracy", labels=["model"]
+                    )
+                    accuracy.add_metric(["current"], float(last["current_accuracy"]))
+                    accuracy.add_metric(["candidate"], float(last["candidate_accuracy"]))
+                    yield accuracy
 
         engine = s.get("engine")
         if engine and engine.get("name") == "ray":  # AL_RAY_ADDRESS: steps the cluster failed, run here instead

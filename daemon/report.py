@@ -191,7 +191,25 @@ def ladder_view(settings: Settings, state: RunState | None) -> dict | None:
         "first_comparison_at": settings.ladder_after,
         "model_in_use": (state.model_in_use if state is not None else None) or settings.model.value,
         "taken_over": state is not None and state.model_in_use is not None,
-        "comparisons": [verdict.model_dump() for verdict in verdicts],
+        "compare": settings.ladder_compare.value,
+        "comparisons": [verdict.model_dump() | {"lead": round(verdict.lead, 4)} for verdict in verdicts],
+        "probing": probing_view(state),
+    }
+
+
+def probing_view(state: RunState | None) -> dict | None:
+    """A comparison by probes waiting for its labels: which models, how many probes, how many still unlabelled."""
+    pending = state.ladder_probes if state is not None else None
+    if pending is None:
+        return None
+    done = state.training_labels().keys() | state.discarded() | state.open_indices()
+    return {
+        "current": pending.current_name,
+        "candidate": pending.candidate_name,
+        "labels": pending.labels,
+        "probes": len(pending.indices),
+        "waiting": sum(1 for i in pending.indices if i not in done),
+        "share": pending.share,
     }
 
 

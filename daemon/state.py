@@ -60,6 +60,7 @@ class Batch(BaseModel):
     relabel_ids: list[str] = Field(default_factory=list)
     relabel_numbers: list[int] = Field(default_factory=list)  # k: the text's k-th relabel request
     relabel_scores: list[float | None] = Field(default_factory=list)  # their ActiveLab scores
+    probes: list[int] = Field(default_factory=list)  # the model ladder's probes among the batch's texts (no suggestion)
     # every submitted answer of the batch's records: record id -> [[annotator id, label], ...] in submit order
     votes: dict[str, list[list[Answer]]] = Field(default_factory=dict)
 
@@ -128,7 +129,11 @@ class RoundMetrics(BaseModel):
 
 class LadderVerdict(BaseModel):
     """One comparison of the model ladder (``daemon.ladder``): the model choosing the batches against the one that
-    may take over, by cross-validation on the labels in hand."""
+    may take over. ``cv``: both cross-validated on the labels in hand (``folds``), the accuracies theirs.
+    ``probes``: both trained on ``labels`` labels, then scored on ``probes`` texts where they disagreed, drawn at
+    random among those and labelled afterwards; the accuracies are on those texts, ``share`` is the disagreements'
+    share of the unlabelled pool; the labels in hand (``labelled_share`` of the pool) are cross-validated
+    (``cv_current``, ``cv_candidate``), and ``estimated_lead`` is the lead on the whole pool from both parts."""
 
     round: int
     labels: int
@@ -137,16 +142,56 @@ class LadderVerdict(BaseModel):
     folds: int
     current_accuracy: float
     candidate_accuracy: float
-    standard_error: float
+    standard_error: float  # of the lead
     margin: float
     switch: bool
     seconds: float
     reason: str = ""  # the verdict in one line (daemon.ladder.reason)
     at: str = Field(default_factory=now)
+    method: str = "cv"  # AL_LADDER_COMPARE (verdicts journaled before it existed were cross-validated)
+    probes: int = 0  # probes: how many were labelled (discarded ones do not vote)
+    share: float = 1.0  # probes: the disagreements' share of the unlabelled pool when they were drawn
+    labelled_share: float = 0.0  # probes: the labels in hand's share of the pool (labelled + unlabelled)
+    cv_current: float | None = None  # probes: cross-validated accuracy on the labels in hand
+    cv_candidate: float | None = None
+    estimated_lead: float | None = (
+        None  # probes: the candidate's lead on the whole pool (daemon.ladder.stratified_lead)
+    )
 
     @property
     def lead(self) -> float:
-        return self.candidate_accuracy - self.current_accuracy
+        """The candidate's lead in accuracy (probes: on the whole pool, estimated)."""
+        if self.estimated_lead is not None:
+            return self.estimated_lead
+        return self.share * (self.candidate_accuracy - self.current_accuracy)
+
+
+class LadderProbes(BaseModel):
+    """A model ladder's comparison waiting for its labels (AL_LADDER_COMPARE=probes): both models were trained on
+    ``labels`` labels, predicted the unlabelled pool, and ``indices`` were drawn at random among the texts on which
+    they disagree; those go into the next batches (before the query's picks, with no model suggestion) and the
+    verdict is made once every one is in a complete batch."""
+
+    round: int
+    labels: int
+    current: str  # the model kind choosing the batches when they were drawn
+    candidate: str  # the model kind that may take over (or, after a take-over, AL_MODEL's: the way back)
+    current_name: str
+    candidate_name: str
+    share: float  # the disagreements' share of the unlabelled pool
+    disagreements: int
+    indices: list[int]
+    current_predicted: list[int]
+    candidate_predicted: list[int]
+    seconds: float  # training both, predicting the pool and cross-validating both
+    # the labels in hand, the pool's other part: their share of it, and both models cross-validated on them
+    labelled_share: float = 0.0
+    folds: int = 0
+    cv_current: float = 0.0
+    cv_candidate: float = 0.0
+    cv_lead: float = 0.0
+    cv_error: float = 0.0
+    at: str = Field(default_factory=now)
 
 
 class RunState(BaseModel):
@@ -197,6 +242,7 @@ class RunState(BaseModel):
     # the model ladder (AL_LADDER): its comparisons, and the model that took over the batches (None: AL_MODEL's)
     ladder: list[LadderVerdict] = Field(default_factory=list)
     model_in_use: str | None = None
+    ladder_probes: LadderProbes | None = None  # a comparison waiting for its probes' labels
 
     @property
     def current(self) -> Batch | None:

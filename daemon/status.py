@@ -165,7 +165,7 @@ PAGE = _env.from_string(
 {% if s.reason %}<p><b>{{ 'Stopped' if s.state == 'stopped' else 'Reason' }}:</b> {{ s.reason }}</p>{% endif %}
 {% if s.last_error %}<p><b>Last error:</b> {{ s.last_error }}</p>{% endif %}
 {% for w in s.warnings %}<p><b>Warning:</b> {{ w }}</p>{% endfor %}
-{% if s.ladder %}{% set lad = s.ladder %}<p><b>Model ladder:</b> {{ lad.model_in_use }} chooses the batches{% if not lad.taken_over %}; {{ lad.candidate }} may take over (first compared at {{ lad.first_comparison_at }} labels){% endif %}{% if lad.running %}; comparing now on {{ lad.running.labels }} labels{% endif %}{% for v in lad.comparisons %}<br><span class="muted">round {{ v.round }}: {{ v.reason }}</span>{% endfor %}</p>{% endif %}
+{% if s.ladder %}{% set lad = s.ladder %}<p><b>Model ladder:</b> {{ lad.model_in_use }} chooses the batches{% if not lad.taken_over %}; {{ lad.candidate }} may take over (first compared at {{ lad.first_comparison_at }} labels){% endif %}{% if lad.running %}; comparing now on {{ lad.running.labels }} labels{% endif %}{% if lad.probing %}; comparing {{ lad.probing.candidate }} with {{ lad.probing.current }} on {{ lad.probing.probes }} texts where they disagree ({{ lad.probing.waiting }} still to label){% endif %}{% for v in lad.comparisons %}<br><span class="muted">round {{ v.round }}: {{ v.reason }}</span>{% endfor %}</p>{% endif %}
 {% if s.changes.total %}<p>Label changes made in Argilla after training: {% for k, n in s.changes.by_kind.items() %}{{ k }} {{ n }}{% if not loop.last %}, {% endif %}{% endfor %}</p>{% endif %}
 <div class="cards">
  <div class="card">rounds trained<b>{{ s.round }}</b></div>

@@ -24,6 +24,8 @@ STEPS = (
     "saving-state",  # path, data: state.json about to be written
     "exporting",  # state: the run stopped; the export is about to be written
     # the model ladder's comparison, on its own thread (AL_LADDER), between rounds:
+    "ladder-probes-drawn",  # probes: AL_LADDER_COMPARE=probes drew them (both models trained), not journaled yet
+    "ladder-probes-journaled",  # probes: journaled; the next batches hold them, the verdict once they are labelled
     "ladder-compared",  # verdict: decided (on a switch the candidate trained on every label), not journaled yet
     "ladder-journaled",  # verdict: journaled (on a switch with the model in use), the next batch not chosen yet
 )

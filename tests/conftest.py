@@ -155,16 +155,19 @@ def synonym_rows() -> list[dict]:
 
 def ladder_env(pool: Path) -> dict:
     """Settings of a command-line run on :func:`synonym_rows` in which the model ladder climbs: tfidf first, the
-    embeddings model compared once 30 labels exist (it wins), six rounds of ten; the pool is the test set too, so a
-    round's accuracy shows which model trained."""
+    embeddings model compared once 20 labels exist (AL_LADDER_COMPARE=probes: 10 texts where the two disagree go
+    into the next batch not yet chosen when they are drawn; the embeddings model wins on them), then again from 30
+    labels on with tfidf as the candidate (the way back; it loses), seven rounds of ten, so the last ones train the
+    model that took over; the pool is the test set too, so a round's accuracy shows which model trained."""
     return {
         "AL_POOL_FILE": str(pool),
         "AL_TEST_FILE": str(pool),
         "AL_MODEL": "tfidf",
         "AL_LADDER": "embeddings",
-        "AL_LADDER_AFTER": "30",
+        "AL_LADDER_AFTER": "20",
+        "AL_LADDER_PROBES": "10",
         "AL_BATCH_SIZE": "10",
-        "AL_MAX_ROUNDS": "6",
+        "AL_MAX_ROUNDS": "7",
         "AL_STOP_CRITERIA": "never",
     }
 

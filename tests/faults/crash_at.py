@@ -11,6 +11,7 @@ SIGKILL points, in the order a round meets them:
   after_log    all of them are in Argilla, before the state says so
   state_save   in the middle of writing state.json (a partial temporary file, before the atomic rename)
   seed_journaled  a warm start's seed labels are journaled, before batch 0 is chosen (any AL_FAULT_ROUND)
+  ladder_probes     the model ladder's probes are journaled (AL_LADDER_COMPARE=probes), before a batch holds them
   ladder_compared   the model ladder's verdict is made (a switch: the new model trained), before the journal
   ladder_journaled  the verdict (and the model in use) is journaled, before the next batch is chosen
 With AL_FAULT_ROUND=-1 the points after_query and mid_log meet batch 0 (a warm start chooses it with a model).
@@ -114,6 +115,10 @@ def install() -> None:
         if POINT == "seed_journaled" and not MARKER.exists():
             die()
 
+    def ladder_probes(probes) -> None:
+        if POINT == "ladder_probes" and not MARKER.exists():
+            die()
+
     def ladder_compared(verdict) -> None:
         if POINT == "ladder_compared" and not MARKER.exists():
             die()
@@ -134,6 +139,7 @@ def install() -> None:
         ("saving-state", saving),
         ("exporting", exporting),
         ("seed-journaled", seed_journaled),
+        ("ladder-probes-journaled", ladder_probes),
         ("ladder-compared", ladder_compared),
         ("ladder-journaled", ladder_journaled),
     ):

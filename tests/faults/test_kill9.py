@@ -91,14 +91,15 @@ def test_kill9_during_a_warm_start(argilla_stack, dataset_name, trec_env, trec_d
         assert rebuilt.training_labels() == {i: label for i, label in state.training_labels().items() if i not in last}
 
 
-LADDER_POINTS = ["ladder_compared", "ladder_journaled"]
+LADDER_POINTS = ["ladder_probes", "ladder_compared", "ladder_journaled"]
 
 
 @pytest.mark.parametrize("point", LADDER_POINTS)
 def test_kill9_at_the_model_ladders_switch(argilla_stack, dataset_name, trec_env, tmp_path, point, results):
-    """tfidf -> embeddings once 30 labels exist (the ladder e2e's synonym texts), killed when the verdict is made
-    and the new model trained but not journaled, or right after the journal names the model in use: the restart
-    compares again, or builds the model in use without comparing; nothing lost or used twice either way."""
+    """tfidf -> embeddings once 20 labels exist (the ladder e2e's synonym texts), killed right after the probes are
+    journaled (before a batch holds them), when the verdict is made and the new model trained but not journaled, or
+    right after the journal names the model in use: the restart puts the journaled probes in a batch, decides
+    again, or builds the model in use without deciding; nothing lost or used twice either way."""
     pool = write_jsonl(tmp_path / "pool.jsonl", synonym_rows())
     data = load_data(Settings(_env_file=None, pool_file=pool, test_file=pool))
     env = (
@@ -118,15 +119,23 @@ def test_kill9_at_the_model_ladders_switch(argilla_stack, dataset_name, trec_env
     checks = audit(argilla_stack, dataset_name, trec_env["state_dir"])
     results(f"kill -9 at the model ladder's switch: {point.split('_')[1]}", "killed, restarted, finished", checks)
     assert_clean(checks)
-    assert checks["rounds"] == 6 and checks["batches"] == 6 and person.counts.errors == 0
+    assert checks["rounds"] == 7 and checks["batches"] == 7 and person.counts.errors == 0
     state = store.load()
-    [verdict] = state.ladder  # journaled once: by the killed daemon, or made again by the restarted one
-    assert state.model_in_use == "embeddings" and verdict.switch and verdict.labels >= 30
-    comparisons = trec_env["log"].read_text().count("model ladder: comparing tfidf-logreg with embeddings")
-    if point == "ladder_compared":
-        assert journaled[0].ladder == [] and journaled[0].model_in_use is None and comparisons == 2
+    verdict, *later = state.ladder  # journaled once: by the killed daemon, or made again by the restarted one
+    assert state.model_in_use == "embeddings" and verdict.switch and verdict.labels >= 20
+    assert all(v.current.startswith("embeddings") and not v.switch for v in later)  # the way back: tfidf lost
+    log_text = trec_env["log"].read_text()
+    drawn = log_text.count("model ladder: comparing tfidf-logreg with embeddings")
+    decided = log_text.count("probes of embeddings against tfidf are answered")
+    assert drawn == 1 and verdict.method == "probes"  # the probes drawn once (a later draw: the way back, to tfidf)
+    assert state.ladder_probes is None or state.ladder_probes.candidate == "tfidf"
+    if point == "ladder_probes":  # the journal holds the probes; no batch had them yet
+        assert journaled[0].ladder_probes is not None and not any(b.probes for b in journaled[0].batches)
+        assert decided == 1
+    elif point == "ladder_compared":
+        assert journaled[0].ladder == [] and journaled[0].model_in_use is None and decided == 2
     else:
-        assert journaled[0].ladder == [verdict] and journaled[0].model_in_use == "embeddings" and comparisons == 1
+        assert journaled[0].ladder == [verdict] and journaled[0].model_in_use == "embeddings" and decided == 1
     assert state.rounds[-1].accuracy > 0.8  # the restarted daemon trained the embeddings model (tfidf: ~1/3)
 
 

@@ -8,9 +8,10 @@ from small_text import SklearnDataset
 
 from daemon import steps
 from daemon.app import Service
-from daemon.config import ColdStart, Ladder, ModelKind, QueryStrategyName, Settings, task_problem
+from daemon.batches import QueryResult
+from daemon.config import ColdStart, Ladder, LadderCompare, ModelKind, QueryStrategyName, Settings, task_problem
 from daemon.inputs import load_data, task_settings
-from daemon.ladder import LadderRunner, compare, due
+from daemon.ladder import LadderRunner, compare, disagreements, draw_probes, due, probe_lead, stratified_lead
 from daemon.learner import Features, Learner
 from daemon.loop import Daemon
 from daemon.models import build_features
@@ -18,6 +19,7 @@ from daemon.pool import load_table
 from daemon.rounds import AheadRounds, InlineRounds
 from daemon.simulate import wait_for
 from daemon.smalltext import logistic_regression_factory
+from daemon.state import LadderProbes
 from daemon.status import create_app
 from tests.conftest import free_port, synonym_rows, tiny_rows, write_jsonl
 from tests.fakes import FakeGateway
@@ -85,6 +87,64 @@ def test_a_comparison_is_due_at_the_first_count_then_as_the_labels_grow():
     assert due(450, first=200, compared_at=[200, 300])
 
 
+def binary_pair(rng, size=20_000):
+    """Gold labels of a binary pool and two models' predictions: the current one right on ~70 % of it, the candidate
+    right where it is except 5 % of those, and on half of the rest (~81.5 %; they disagree on ~18.5 %)."""
+    gold = rng.integers(0, 2, size)
+    right_current = rng.random(size) < 0.7
+    right_candidate = np.where(right_current, rng.random(size) >= 0.05, rng.random(size) < 0.5)
+    return gold, np.where(right_current, gold, 1 - gold), np.where(right_candidate, gold, 1 - gold)
+
+
+def test_probes_among_disagreements_estimate_the_pool_lead_without_bias():
+    rng = np.random.default_rng(0)
+    gold, current, candidate = binary_pair(rng)
+    labelled = rng.choice(len(gold), 1_000, replace=False)
+    unlabelled = np.setdiff1d(np.arange(len(gold)), labelled)
+    apart = disagreements(current, candidate, unlabelled)
+    assert set(apart) == {i for i in unlabelled if current[i] != candidate[i]} and not set(apart) & set(labelled)
+    share = len(apart) / len(unlabelled)
+    truth = float((candidate[unlabelled] == gold[unlabelled]).mean() - (current[unlabelled] == gold[unlabelled]).mean())
+    assert 0.05 < truth < 0.15 and 0.1 < share < 0.5
+    estimates, switches = [], []
+    for _ in range(300):
+        probes = draw_probes(apart, 40, rng)
+        assert len(probes) == len(set(probes)) == 40 and set(probes) <= set(apart)
+        lead, error, switch = probe_lead(
+            current[probes] == gold[probes], candidate[probes] == gold[probes], share, 0.01
+        )
+        assert error > 0
+        estimates.append(lead)
+        switches.append(switch)
+    assert abs(np.mean(estimates) - truth) < 0.01  # unbiased: the mean of many draws is the pool's lead
+    assert np.mean(switches) > 0.9  # 40 votes tell a 0.1 lead apart
+    backwards = [
+        probe_lead(candidate[p] == gold[p], current[p] == gold[p], share, 0.01)[2]
+        for p in (draw_probes(apart, 40, rng) for _ in range(300))
+    ]
+    assert not any(backwards)  # the weaker model never takes over
+
+
+def test_the_pool_lead_weighs_the_unlabelled_part_and_the_labels_in_hand_by_their_shares():
+    # TREC-6 at 1,000 of 4,381 texts (bench/fine_tune_steps.py): level on the unlabelled rest, the transformer far
+    # ahead on the labels the hybrid chose; validation has it 0.040 ahead
+    lead, error, switch = stratified_lead((0.0, 0.004), (0.17, 0.02), 0.23, 0.01)
+    assert lead == pytest.approx(0.23 * 0.17) and error == pytest.approx(np.hypot(0.77 * 0.004, 0.23 * 0.02))
+    assert switch
+    assert stratified_lead((-0.03, 0.005), (0.12, 0.02), 0.14, 0.01)[2] is False  # SUBJ: -0.009, it stays
+    assert stratified_lead((0.05, 0.01), (0.0, 1.0), 0.0, 0.01) == (0.05, 0.01, True)  # nothing labelled: probes alone
+    assert stratified_lead((0.02, 0.06), (0.02, 0.0), 0.5, 0.01)[2] is False  # a lead inside its error
+
+
+def test_models_that_agree_everywhere_give_no_probes_and_no_switch():
+    rng = np.random.default_rng(0)
+    same = rng.integers(0, 3, 100)
+    apart = disagreements(same, same.copy(), np.arange(100))
+    assert len(apart) == 0 and draw_probes(apart, 20, rng) == []
+    lead, error, switch = probe_lead(np.array([], dtype=bool), np.array([], dtype=bool), 0.0, 0.01)
+    assert lead == 0 and error == 0 and not switch
+
+
 # ---- the ladder in a run (fake gateway, real learners) ------------------------------------------------------------
 @pytest.fixture
 def synonyms(tmp_path):
@@ -100,6 +160,8 @@ def ladder_daemon(world, **overrides) -> Daemon:
         "model": ModelKind.tfidf,
         "ladder": ModelKind.embeddings,
         "ladder_after": 30,
+        "ladder_compare": LadderCompare.cv,  # the switch's mechanics: cv decides at once (probes: see below)
+        "ladder_probes": 10,
         "batch_size": 10,
         "state_dir": world["dir"],
         "dataset": "d",
@@ -174,6 +236,86 @@ def test_a_model_no_better_in_cross_validation_does_not_take_over(synonyms):
     assert len(daemon.state.ladder) == 1
     answer_batch(synonyms, daemon, 4)  # 50 labels: compared again
     assert [v.labels for v in daemon.state.ladder] == [30, 50] and not daemon.state.ladder[1].switch
+
+
+def test_probes_go_into_the_next_batch_and_the_verdict_waits_for_their_labels(synonyms):
+    """AL_LADDER_COMPARE=probes: at 30 labels both models are trained and 10 texts on which they disagree are
+    drawn and journaled; batch 3 was chosen before, so they lead batch 4 (no suggestion on them); once batch 4 is
+    answered the verdict is theirs, and the embeddings model, right on them, takes over."""
+    daemon = ladder_daemon(synonyms, ladder_compare=LadderCompare.probes)
+    daemon.start()
+    answer_batch(synonyms, daemon, 0)
+    answer_batch(synonyms, daemon, 1)
+    journal = []
+    steps.on_step("ladder-probes-journaled", lambda probes: journal.append(daemon.store.load().ladder_probes))
+    try:
+        answer_batch(synonyms, daemon, 2)
+    finally:
+        steps.clear()
+    pending = daemon.state.ladder_probes
+    assert journal == [pending] and daemon.state.ladder == [] and daemon.state.model_in_use is None
+    assert pending.labels == 30 and len(pending.indices) == 10 and pending.current == "tfidf"
+    assert all(a != b for a, b in zip(pending.current_predicted, pending.candidate_predicted, strict=True))
+    assert not set(pending.indices) & daemon.state.used_indices() and 0.1 < pending.share <= 1
+    assert pending.disagreements == round(pending.share * 50)  # 90 texts, 40 in batches 0-3
+    assert daemon.status()["ladder"]["probing"]["waiting"] == 10
+    client = TestClient(create_app(Source(daemon)))
+    assert (
+        "10 still to label" in client.get("/").text and "al_ladder_probes_waiting 10.0" in client.get("/metrics").text
+    )
+    answer_batch(synonyms, daemon, 3)
+    fourth = daemon.state.batches[4]
+    assert fourth.probes == pending.indices == fourth.pool_indices and fourth.suggestions == [None] * 10
+    assert len(set(fourth.pool_indices)) == 10  # probes the query picked too are asked once, as probes
+    assert daemon.state.ladder == [] and daemon.status()["ladder"]["probing"]["waiting"] == 10
+    answer_batch(synonyms, daemon, 4)
+    [verdict] = daemon.state.ladder
+    assert verdict.method == "probes" and verdict.probes == 10 and verdict.labels == 30 and verdict.switch
+    assert verdict.candidate_accuracy >= 0.8 and verdict.lead > max(verdict.margin, verdict.standard_error)
+    assert "takes over" in verdict.reason and "disagreed" in verdict.reason
+    assert daemon.state.ladder_probes is None and daemon.state.model_in_use == "embeddings"
+    assert daemon.learner.name.startswith("embeddings") and daemon.store.load().model_in_use == "embeddings"
+    assert (
+        "al_ladder_lead" in client.get("/metrics").text
+        and "al_ladder_probes_waiting 0.0" in client.get("/metrics").text
+    )
+
+
+def test_probes_join_a_batch_after_the_records_carried_over_and_the_query_makes_room(synonyms):
+    daemon = ladder_daemon(synonyms, ladder_compare=LadderCompare.probes)
+    daemon.start()
+    used = daemon.state.used_indices()
+    free = [i for i in range(90) if i not in used]
+    carried, picks, probes = [used.pop()], free[:9], [free[5], free[20], free[30]]  # free[5]: the query's pick too
+    daemon.state.ladder_probes = LadderProbes(
+        round=1, labels=10, current="tfidf", candidate="embeddings", current_name="tfidf-logreg",
+        candidate_name="embeddings", share=0.5, disagreements=40, indices=probes,
+        current_predicted=[0, 0, 0], candidate_predicted=[1, 1, 1], seconds=0.1,
+    )  # fmt: skip
+    result = QueryResult.guessed(carried + picks, np.full((90, 3), 1 / 3), scores=[None] + [0.5] * 9)
+    batch, chosen = daemon.with_probes(result, carried)
+    assert chosen == probes and len(batch.indices) == 10 == len(set(batch.indices))
+    assert batch.indices == carried + probes + [i for i in picks if i != free[5]][:6]  # the query's tail made room
+    assert batch.predicted[1:4] == [None] * 3 and batch.predicted[4:] == [0] * 6  # no suggestion on a probe
+    daemon.state.ladder_probes = None
+    assert daemon.with_probes(result, carried) == (result, [])
+
+
+def test_a_model_that_took_over_gives_way_back_when_the_probes_say_so(synonyms):
+    """After a take-over the comparison goes on with AL_MODEL's model as the candidate: here tfidf chooses the
+    batches (as a journal naming it would have it), the probes favour AL_MODEL's embeddings, which comes back."""
+    daemon = ladder_daemon(
+        synonyms, model=ModelKind.embeddings, ladder=ModelKind.tfidf, ladder_compare=LadderCompare.probes
+    )
+    daemon.start()
+    daemon.state.model_in_use = "tfidf"
+    daemon.use_model(daemon.ladder.build(ModelKind.tfidf))
+    for batch_id in range(5):
+        answer_batch(synonyms, daemon, batch_id)
+    [verdict] = daemon.state.ladder
+    assert verdict.current.startswith("tfidf") and verdict.candidate.startswith("embeddings") and verdict.switch
+    assert daemon.state.model_in_use is None and daemon.learner.name.startswith("embeddings")
+    assert daemon.status()["ladder"]["taken_over"] is False
 
 
 def test_ladder_settings_that_cannot_work_are_refused():
