@@ -90,6 +90,23 @@ def setup(name: str, seed: int, split: str = "validation", **overrides):
     return settings, data, gold, learner
 
 
+def default_rounds(model, gold: list[int], labels_wanted: int):
+    """The default's loop as the daemon runs it, the annotator's labels being the gold ones: a seeded random first
+    batch of 20, then ``model``'s query, each round trained on every label in hand; yields ``(labelled,
+    round_number)`` after each round's fit, the last at ``labels_wanted`` labels."""
+    queried = model.initial_batch(BATCH)
+    labelled: dict[int, int] = {}
+    round_number = 0
+    while True:
+        labelled.update({i: gold[i] for i in queried})
+        model.fit(labelled, set(), round_number)
+        yield labelled, round_number
+        if len(labelled) >= labels_wanted:
+            return
+        round_number += 1
+        queried = [int(i) for i in model.query(min(BATCH, labels_wanted - len(labelled)), round_number).indices]
+
+
 def one(name: str, seed: int, max_labels: int, after: int | None = None, split: str = "validation") -> dict:
     """The default to ``max_labels`` on one dev set (its validation split carved from the train file, or the whole
     train file scored on the test file), the ladder's verdicts on the way."""
@@ -130,12 +147,9 @@ def one(name: str, seed: int, max_labels: int, after: int | None = None, split: 
 
     current = learner(settings.model)
     candidate = learner(ModelKind.transformer)
-    queried = current.initial_batch(BATCH)
     labelled: dict[int, int] = {}
     round_number = 0
-    while True:
-        labelled.update({i: gold[i] for i in queried})
-        current.fit(labelled, set(), round_number)
+    for labelled, round_number in default_rounds(current, gold, max_labels):
         accuracy = round(current.evaluate(data.y_test).accuracy, 4)
         result["curve"].append({"labels": len(labelled), "accuracy": accuracy})
         taken = any(v["switch"] for v in result["verdicts"])
@@ -150,11 +164,6 @@ def one(name: str, seed: int, max_labels: int, after: int | None = None, split: 
             )
             result["verdicts"].append(verdict)
             say(f"{name}: {verdict['reason']}; validation {accuracy} vs {verdict['transformer_validation']}")
-            save()
-        if len(labelled) >= max_labels:
-            break
-        round_number += 1
-        queried = current.query(min(BATCH, max_labels - len(labelled)), round_number).indices
         save()
     result["at_end"] = {"labels": len(labelled), "hybrid_validation": result["curve"][-1]["accuracy"]}
     result["at_end"]["transformer_validation"], result["at_end"]["fine_tune_s"] = validation_accuracy(

@@ -385,6 +385,57 @@ def fine_tune_min_steps(document: dict) -> str:
     return "\n".join(lines)
 
 
+def fine_tune_steps(document: dict) -> str:
+    """The transformer fine-tuned on the default's picks per AL_TRANSFORMER_MIN_STEPS, against the hybrid that picked
+    them: a row per dataset and seed, a column per step count (validation accuracy, epochs, fine-tune seconds)."""
+    steps = sorted({fit["min_steps"] for run in document["runs"] for fit in run["fits"]})
+    lines = [
+        "| dataset | seed | labels | hybrid (frozen, picked them) | "
+        + " | ".join(f"transformer, min {s} steps (epochs, seconds)" for s in steps)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(steps),
+    ]
+    for run in document["runs"]:
+        fits = {fit["min_steps"]: fit for fit in run["fits"]}
+        cells = [
+            f"{fits[s]['accuracy']:.3f} ({fits[s]['epochs']}, {fits[s]['fine_tune_s']:.0f})" if s in fits else "—"
+            for s in steps
+        ]
+        lines.append(
+            f"| {run['dataset']} | {run['seed']} | {run['labels']:,} | {run['hybrid']:.3f} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def ladder_probes(document: dict) -> str:
+    """The model ladder's verdict by probes at each probe count: the chance of a switch from the unlabelled pool's
+    probes alone and stratified (with the labels in hand cross-validated), against the validation lead."""
+    rows = document["rows"]
+    sizes = [b["probes"] for b in rows[0]["by_probes"]] if rows else []
+    counts = " / ".join(str(n) for n in sizes)
+    lines = [
+        "| dataset | seed | min steps | lead on validation | lead on the unlabelled pool (disagreeing) | "
+        f"P(switch), probes alone: {counts} | CV lead on the labels in hand (their share) | "
+        f"P(switch), stratified: {counts} | accuracy forgone at {sizes[-2] if len(sizes) > 1 else '-'}: "
+        "probes alone / stratified |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        alone = " / ".join(f"{b['p_switch']:.2f}" for b in r["by_probes"])
+        labelled = r.get("labelled")
+        strat = " / ".join(f"{b['stratified']['p_switch']:.2f}" for b in r["by_probes"]) if labelled else "—"
+        cv = f"{labelled['cv_lead']:+.3f} ± {labelled['cv_error']:.3f} ({labelled['share']:.0%})" if labelled else "—"
+        at = r["by_probes"][-2] if len(r["by_probes"]) > 1 else r["by_probes"][-1]
+        forgone = f"{at['forgoes']:.3f} / " + (f"{at['stratified']['forgoes']:.3f}" if labelled else "—")
+        lines.append(
+            f"| {r['dataset']} | {r['seed']} | {r['min_steps']} | {r['validation_lead']:+.3f} | "
+            f"{r['pool_lead']:+.3f} ({r['pool_disagreement']:.1%}) | {alone} | {cv} | {strat} | {forgone} |"
+        )
+    return "\n".join(lines)
+
+
 def binary_ceiling(document: dict) -> str:
     """The default at 1,000 labels against the best full-pool ceiling of the models measured."""
     models = list(dict.fromkeys(m for r in document["rows"] for m in r["ceilings"]))
@@ -524,6 +575,8 @@ TABLES = {
     "why": ("validation-search.json", why),
     "fine-tune-gain": ("fine-tune-gain.json", fine_tune_gain),
     "fine-tune-min-steps": ("fine-tune-min-steps.json", fine_tune_min_steps),
+    "fine-tune-steps": ("fine-tune-steps.json", fine_tune_steps),
+    "ladder-probes": ("ladder-probes.json", ladder_probes),
     "binary-ceiling": ("binary-ceiling.json", binary_ceiling),
     "ladder-default": ("ladder-default.json", ladder_default),
     "ladder-default-test": ("ladder-default-test.json", ladder_default),

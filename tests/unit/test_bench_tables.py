@@ -23,10 +23,12 @@ def test_readme_benchmark_tables_match_the_results():
         "why",
         "fine-tune-gain",
         "fine-tune-min-steps",
+        "fine-tune-steps",
         "binary-ceiling",
         "ladder-default",
         "ladder-default-test",
         "ladder-bias",
+        "ladder-probes",
     }
     for name, table in generated.items():
         found = mark(name).search(text)
