@@ -500,12 +500,14 @@ class Daemon:
         pending = self.state.ladder_probes
         if pending is None:
             return result, []
-        head = sum(1 for i in result.indices if i in set(carried))  # the carried records lead the result
-        waiting = [i for i in pending.indices if i not in self.state.used_indices() and i not in result.indices[:head]]
-        probes = waiting[: len(result.indices) - head]
+        moved = set(carried)
+        head = sum(1 for i in result.indices if i in moved)  # the carried records lead the result
+        asked = self.state.used_indices() | moved
+        probes = [i for i in pending.indices if i not in asked][: len(result.indices) - head]
         if not probes:
             return result, []
-        picks = [k for k in range(head, len(result.indices)) if result.indices[k] not in set(probes)]
+        chosen = set(probes)
+        picks = [k for k in range(head, len(result.indices)) if result.indices[k] not in chosen]
         kept = picks[: len(result.indices) - head - len(probes)]  # the query's tail makes room
         return result.take(range(head)) + QueryResult.unscored(probes) + result.take(kept), probes
 
