@@ -31,7 +31,7 @@ def test_a_model_right_where_the_two_disagree_takes_over_a_cli_run(argilla_stack
     assert verdict["candidate_accuracy"] > verdict["current_accuracy"] and verdict["probes"] >= 8  # discards: no vote
     assert all(v["current"].startswith("embeddings") and not v["switch"] for v in later)  # the way back: tfidf lost
     first = next(b for b in state["batches"] if b["probes"])  # probes a batch chosen meanwhile took are not in it
-    assert first["batch_id"] in (3, 4) and set(first["probes"]) <= set(first["pool_indices"])
+    assert first["batch_id"] in (3, 4, 5) and set(first["probes"]) <= set(first["pool_indices"])  # draw: 2-5 s
     assert all(first["suggestions"][first["pool_indices"].index(i)] is None for i in first["probes"])
     taken = next(m for m in state["rounds"] if m["round"] == 6)
     assert taken["accuracy"] > 0.8  # the last rounds trained the embeddings model: it tells the topics apart
