@@ -212,11 +212,12 @@ class Settings(BaseSettings):
     ladder_compare: LadderCompare = Field(
         LadderCompare.probes,
         description="how the ladder compares: probes (AL_LADDER_PROBES texts on which the two models disagree, drawn "
-        "at random among those, go into the next batches; the verdict once they are labelled) | cv (cross-validation "
-        "on the labels in hand: no labels spent, but it favours the newcomer)",
+        "at random among those, go into the next batches; once they are labelled, their verdict on the unlabelled "
+        "pool and cross-validation on the labels in hand, weighed by their shares of the pool) | cv "
+        "(cross-validation alone: no labels spent, but it favours the newcomer)",
     )
     ladder_probes: int = Field(40, ge=4, description="probes: texts labelled for one comparison")
-    ladder_folds: int = Field(3, ge=2, le=10, description="cv: folds of the ladder's cross-validation")
+    ladder_folds: int = Field(3, ge=2, le=10, description="folds of the ladder's cross-validation")
     encoder: EncoderName = Field(
         EncoderName.auto,
         description="auto | torch | onnx-int8: how sentence embeddings are computed (auto: onnx-int8 for pools of "

@@ -9,8 +9,9 @@ standard error, and the candidate must lead by at least that and by ``margin``. 
 
 - probes (:func:`disagreements`, :func:`draw_probes`, :func:`probe_verdict`): both trained on the labels in hand,
   texts on which they disagree drawn at random among the unlabelled pool's and labelled by the annotators; the
-  lead among them times the disagreements' share of the pool estimates the lead on the whole pool without the
-  bias of scoring a model on the labels it chose (bench/ladder_bias.py, bench/ladder_probes.py);
+  lead among them times the disagreements' share estimates the lead on the unlabelled pool, cross-validation the
+  lead on the labels in hand, and :func:`stratified_lead` weighs the two by their shares of the pool (each alone
+  is biased: bench/ladder_bias.py, bench/ladder_probes.py);
 - cv (:func:`compare`): cross-validation on the labels in hand; no label spent, but those were chosen where the
   model choosing the batches was least sure, which understates it.
 
@@ -182,7 +183,7 @@ def probe_verdict(pending: LadderProbes, labels: Mapping[int, int], margin: floa
     theirs = np.array(pending.candidate_predicted, dtype=np.int64)[voted] == gold
     unlabelled = probe_lead(mine, theirs, pending.share, margin)[:2]
     lead, standard_error, switch = stratified_lead(
-        unlabelled, (pending.cv_lead, pending.cv_error), pending.labelled_share, margin
+        unlabelled, (pending.cv_candidate - pending.cv_current, pending.cv_error), pending.labelled_share, margin
     )
     verdict = LadderVerdict(
         round=pending.round,
@@ -315,7 +316,7 @@ class LadderRunner:
         folds = daemon.settings.ladder_folds
         mine_held_out = held_out_correct(current.fresh(), job.labels, folds, job.round)
         theirs_held_out = held_out_correct(candidate.fresh(), job.labels, folds, job.round)
-        cv_lead, cv_error, _ = paired_lead(mine_held_out, theirs_held_out, 0.0)
+        _, cv_error, _ = paired_lead(mine_held_out, theirs_held_out, 0.0)
         rng = np.random.default_rng([daemon.settings.seed, len(job.labels)])
         chosen = draw_probes(apart, daemon.settings.ladder_probes, rng)
         pending = LadderProbes(
@@ -335,7 +336,6 @@ class LadderRunner:
             folds=folds,
             cv_current=round(float(mine_held_out.mean()), 4),
             cv_candidate=round(float(theirs_held_out.mean()), 4),
-            cv_lead=round(cv_lead, 4),
             cv_error=round(cv_error, 4),
         )
         if not chosen:  # they agree on every unlabelled text: the labels in hand alone decide

@@ -189,8 +189,7 @@ class LadderProbes(BaseModel):
     folds: int = 0
     cv_current: float = 0.0
     cv_candidate: float = 0.0
-    cv_lead: float = 0.0
-    cv_error: float = 0.0
+    cv_error: float = 0.0  # the standard error of their difference (paired, per label)
     at: str = Field(default_factory=now)
 
 
