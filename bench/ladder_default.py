@@ -1,11 +1,20 @@
 """Should the model ladder be on by default? The default (hybrid + BreakingTies) runs to 1,000 labels on the dev
 sets' validation splits (the binary sets and TREC-6), and at each of the ladder's due points (AL_LADDER_AFTER=500,
-then 1.5-fold: 750) the daemon's own comparison (daemon.ladder.compare: 3-fold cross-validation on the labels in
-hand, same folds) of the hybrid with the fine-tuned transformer (AL_TRANSFORMER_MIN_STEPS as configured) is made and
-its verdict recorded.
+then 1.5-fold) the daemon's own comparison of the hybrid with the fine-tuned transformer (AL_TRANSFORMER_MIN_STEPS
+as configured) is made and its verdict recorded, by either way of AL_LADDER_COMPARE:
 
-    .venv/bin/python bench/ladder_default.py                    # mr, subj, cr, mpqa, trec6; seed 0; 2 at a time
-    .venv/bin/python bench/ladder_default.py --datasets mr --workers 1
+- ``--compare probes`` (the daemon's default): daemon.ladder.draw trains both on the labels in hand and draws
+  AL_LADDER_PROBES texts among their disagreements on the unlabelled pool; those lead the next batches (the
+  query's picks fill the rest, as Daemon.with_probes does), and once they are labelled daemon.ladder.probe_verdict
+  decides (probes for the unlabelled part, 3-fold cross-validation for the labels in hand). After a take-over the
+  comparison goes on with the hybrid as the candidate (the way back). The probes count as labels, as in the
+  daemon. Idealised, stated: the probes go into the very next batch (the daemon's draw takes minutes, during which
+  batches go on);
+- ``--compare cv``: daemon.ladder.compare, 3-fold cross-validation on the labels in hand alone (same folds); the
+  verdict at once, the ladder climbed once.
+
+    .venv/bin/python bench/ladder_default.py                    # mr, subj, cr, mpqa, trec6; seed 0; probes
+    .venv/bin/python bench/ladder_default.py --datasets mr --workers 1 --compare cv
     .venv/bin/python bench/ladder_default.py --split test --datasets cr,mr   # report: train file -> test file
 
 Each verdict's labels are also used to fine-tune the transformer on all of them and score both models on the
@@ -18,9 +27,9 @@ reports what the default serves with the ladder on, issue 22's way: the whole tr
 is scored (nothing is chosen from it); results in ladder-default-test.json/.png.
 
 One subprocess per dataset (``--workers`` at once), one torch thread and one BLAS thread each; each writes
-tests/output/ladder-default/<dataset>-<seed>[-test].json as it goes; the parent merges every finished one of the
-split there (earlier invocations' too) into bench/results/ladder-default[-test].json (-seed<n> for a seed other than
-0) and plots its .png; datasets already in that file and not run again are kept.
+tests/output/ladder-default/<dataset>-<seed>[-probes][-test].json as it goes; the parent merges every finished one
+of the split and way there (earlier invocations' too) into bench/results/ladder-default[-probes][-test].json
+(-seed<n> for a seed other than 0) and plots its .png; datasets already in that file and not run again are kept.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 WORK = ROOT / "tests" / "output" / "ladder-default"
 RESULTS = ROOT / "bench" / "results"
 SPLITS = ("validation", "test")
+COMPARES = ("probes", "cv")
 DATASETS = ("mr", "subj", "cr", "mpqa", "trec6")
 BATCH = 20
 START = time.perf_counter()
@@ -48,8 +58,8 @@ def say(message: str) -> None:
     print(f"[{time.perf_counter() - START:7.1f}s] {message}", flush=True)
 
 
-def suffix(split: str) -> str:
-    return "" if split == "validation" else f"-{split}"
+def suffix(split: str, compare: str = "cv") -> str:
+    return ("" if compare == "cv" else f"-{compare}") + ("" if split == "validation" else f"-{split}")
 
 
 def result_file(name: str, seed: int, suffix: str = "") -> Path:
@@ -175,14 +185,124 @@ def one(name: str, seed: int, max_labels: int, after: int | None = None, split: 
     return result
 
 
+def by_probes(name: str, seed: int, max_labels: int, after: int | None = None, split: str = "validation") -> dict:
+    """The default to ``max_labels`` on one dev set with the ladder comparing by probes: the draw at each due point
+    (both models trained on the labels in hand and scored on the validation split), the probes leading the next
+    batches, the verdict once they are labelled (and, on a switch, the new model trained on every label and
+    scored); the model in use is compared with the other one from then on."""
+    import numpy as np
+
+    from daemon.config import ModelKind
+    from daemon.ladder import draw, due, probe_verdict
+
+    settings, data, gold, learner = setup(name, seed, split, **({"ladder_after": after} if after else {}))
+    out = WORK / f"{name}-{seed}{suffix(split, 'probes')}.json"
+    result: dict = {
+        "dataset": name,
+        "seed": seed,
+        "split": split,
+        "compare": "probes",
+        "pool": len(data.pool),
+        "validation": len(data.test),
+        "labels": data.labels,
+        "model": settings.model.value,
+        "strategy": settings.query_strategy.value,
+        "candidate": "transformer",
+        "ladder_after": settings.ladder_after,
+        "probes": settings.ladder_probes,
+        "folds": settings.ladder_folds,
+        "transformer_min_steps": settings.transformer_min_steps,
+        "curve": [],
+        "verdicts": [],
+    }
+
+    def save() -> None:
+        result["seconds"] = round(time.perf_counter() - START, 1)
+        out.write_text(json.dumps(result, indent=2))
+
+    rungs = {settings.model: learner(settings.model), ModelKind.transformer: learner(ModelKind.transformer)}
+    hybrid, in_use = rungs[settings.model], settings.model
+    queried = hybrid.initial_batch(BATCH)
+    labelled: dict[int, int] = {}
+    round_number, waiting, pending, drawn = 0, [], None, {}
+    while True:
+        labelled.update({i: gold[i] for i in queried})
+        hybrid.fit(labelled, set(), round_number)
+        accuracy = round(hybrid.evaluate(data.y_test).accuracy, 4)
+        result["curve"].append({"labels": len(labelled), "accuracy": accuracy})
+        if pending is not None and set(pending.indices) <= labelled.keys():
+            verdict = probe_verdict(pending, labelled).model_dump() | drawn
+            verdict["labels_at_verdict"] = len(labelled)
+            if verdict["switch"]:
+                in_use = ModelKind(pending.candidate)
+                if in_use is ModelKind.transformer:  # the daemon trains it on every label (the probes' too)
+                    started = time.perf_counter()
+                    taking_over = rungs[in_use].fresh()
+                    taking_over.fit(labelled, set(), round_number)
+                    verdict["taking_over_validation"] = round(taking_over.evaluate(data.y_test).accuracy, 4)
+                    verdict["fine_tune_s"] = round(time.perf_counter() - started, 1)
+            result["verdicts"].append(verdict)
+            pending = None
+            say(f"{name}: {verdict['reason']}")
+        elif pending is None and due(len(labelled), settings.ladder_after, [v["labels"] for v in result["verdicts"]]):
+            say(f"{name}: drawing probes at {len(labelled)} labels ({in_use.value} in use)")
+            other = ModelKind.transformer if in_use is settings.model else settings.model
+            current, candidate = rungs[in_use].fresh(), rungs[other].fresh()
+            pending = draw(
+                current,
+                candidate,
+                labelled,
+                set(),
+                set(),
+                (in_use, other),
+                folds=settings.ladder_folds,
+                size=settings.ladder_probes,
+                seed=seed,
+                round_number=round_number,
+            )
+            both = {in_use: current, other: candidate}  # each trained on the labels in hand by the draw
+            drawn = {
+                "hybrid_validation": accuracy,
+                "transformer_validation": round(both[ModelKind.transformer].evaluate(data.y_test).accuracy, 4),
+                "disagreements": pending.disagreements,
+            }
+            waiting = list(pending.indices)
+            say(f"{name}: {pending.disagreements} disagreements ({pending.share:.1%}), {len(waiting)} probes drawn "
+                f"in {pending.seconds:.0f} s; validation hybrid {accuracy}, transformer {drawn['transformer_validation']}")  # fmt: skip
+            if not waiting:  # they agree everywhere: the labels in hand decide at once
+                result["verdicts"].append(probe_verdict(pending, {}).model_dump() | drawn)
+                pending = None
+        save()
+        if len(labelled) >= max_labels:
+            break
+        round_number += 1
+        want = min(BATCH, max_labels - len(labelled))
+        probes, waiting = waiting[:want], waiting[want:]
+        picks = [int(i) for i in hybrid.query(want, round_number).indices if int(i) not in probes]
+        queried = probes + picks[: want - len(probes)]
+    result["at_end"] = {"labels": len(labelled), "hybrid_validation": result["curve"][-1]["accuracy"]}
+    started = time.perf_counter()
+    transformer = rungs[ModelKind.transformer].fresh()
+    transformer.fit(labelled, set(), round_number)
+    result["at_end"]["transformer_validation"] = round(transformer.evaluate(data.y_test).accuracy, 4)
+    result["at_end"]["fine_tune_s"] = round(time.perf_counter() - started, 1)
+    result["at_end"]["in_use"] = in_use.value
+    result["label_counts"] = np.bincount([labelled[i] for i in labelled], minlength=len(data.labels)).tolist()
+    save()
+    say(f"{name}: at {len(labelled)} labels {result['at_end']}")
+    return result
+
+
 def served(run: dict) -> dict:
-    """What a daemon with the ladder on would serve at the end: the transformer once a verdict switched."""
-    switched = next((v for v in run["verdicts"] if v["switch"]), None)
+    """What a daemon with the ladder on would serve at the end: the transformer once a verdict switched (with
+    probes: the model in use at the end, the way back taken into account)."""
+    switches = [v for v in run["verdicts"] if v["switch"]]
     end = run["at_end"]
+    on = end.get("in_use", "transformer" if switches else run["model"]) == "transformer"
     return {
-        "switched_at": switched["labels"] if switched else None,
-        "accuracy": end["transformer_validation"] if switched else end["hybrid_validation"],
-        "gain": round(end["transformer_validation"] - end["hybrid_validation"], 4) if switched else 0.0,
+        "switched_at": switches[-1]["labels"] if on else None,
+        "accuracy": end["transformer_validation"] if on else end["hybrid_validation"],
+        "gain": round(end["transformer_validation"] - end["hybrid_validation"], 4) if on else 0.0,
     }
 
 
@@ -212,12 +332,16 @@ def plot(document: dict, path: Path) -> None:
     figure.savefig(path, dpi=90)
 
 
-def merge(seed: int, split: str = "validation") -> dict:
-    """Every finished run of ``seed`` and ``split`` in the work folder (earlier invocations' datasets too), into one
-    result."""
-    runs = [json.loads(path.read_text()) for path in sorted(WORK.glob(f"*-{seed}{suffix(split)}.json"))]
-    runs = [run for run in runs if "at_end" in run and run.get("split", "validation") == split]
-    result = result_file("ladder-default", seed, suffix(split))
+def merge(seed: int, split: str = "validation", compare: str = "cv") -> dict:
+    """Every finished run of ``seed``, ``split`` and ``compare`` in the work folder (earlier invocations' datasets
+    too), into one result."""
+    runs = [json.loads(path.read_text()) for path in sorted(WORK.glob(f"*-{seed}{suffix(split, compare)}.json"))]
+    runs = [
+        run
+        for run in runs
+        if "at_end" in run and run.get("split", "validation") == split and run.get("compare", "cv") == compare
+    ]
+    result = result_file("ladder-default", seed, suffix(split, compare))
     if result.exists():  # datasets run before (and not again here) stay: their work files may be gone
         fresh = {run["dataset"] for run in runs}
         runs += [run for run in json.loads(result.read_text())["runs"] if run["dataset"] not in fresh]
@@ -225,6 +349,7 @@ def merge(seed: int, split: str = "validation") -> dict:
     document = {
         "seed": seed,
         "split": split,
+        "compare": compare,
         "batch": BATCH,
         "runs": runs,
         "served": {r["dataset"]: served(r) for r in runs},
@@ -270,25 +395,27 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--after", type=int, help="AL_LADDER_AFTER instead of the default (a quick check)")
     parser.add_argument("--split", choices=SPLITS, default="validation", help="validation (choose) or test (report)")
+    parser.add_argument("--compare", choices=COMPARES, default="probes", help="the ladder's way (AL_LADDER_COMPARE)")
     parser.add_argument("--one", help="run one dataset in this process (the parent's child)")
     args = parser.parse_args()
     if args.one:
-        single_threaded(lambda: one(args.one, args.seed, args.max_labels, args.after, args.split))
+        run = by_probes if args.compare == "probes" else one
+        single_threaded(lambda: run(args.one, args.seed, args.max_labels, args.after, args.split))
         return
     WORK.mkdir(parents=True, exist_ok=True)
 
     def command(name: str) -> list[str]:
         extra = ["--after", str(args.after)] if args.after else []
         return [sys.executable, __file__, "--one", name, "--seed", str(args.seed), "--split", args.split,
-                "--max-labels", str(args.max_labels), *extra]  # fmt: skip
+                "--compare", args.compare, "--max-labels", str(args.max_labels), *extra]  # fmt: skip
 
     spawn(
         args.datasets.split(","),
         args.workers,
         command,
-        lambda name: WORK / f"{name}-{args.seed}{suffix(args.split)}.log",
+        lambda name: WORK / f"{name}-{args.seed}{suffix(args.split, args.compare)}.log",
     )
-    document = merge(args.seed, args.split)
+    document = merge(args.seed, args.split, args.compare)
     say(json.dumps(document["served"]))
 
 

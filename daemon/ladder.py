@@ -172,6 +172,58 @@ def compare(
     return verdict.model_copy(update={"reason": reason(verdict)})
 
 
+def draw(
+    current: Learner,
+    candidate: Learner,
+    labelled: Mapping[int, int],
+    ignored: set[int],
+    used: set[int],
+    kinds: tuple[ModelKind, ModelKind],
+    *,
+    folds: int,
+    size: int,
+    seed: int,
+    round_number: int,
+) -> LadderProbes:
+    """A comparison by probes up to its labels: both learners (fresh, of the ``kinds`` choosing the batches and
+    compared with it) trained on ``labelled`` (``ignored``: texts a model must not be trained on nor query, as
+    :meth:`Learner.fit`), their predicted classes on the unlabelled pool (not labelled, ignored nor ``used``: in
+    other batches), ``size`` of the texts on which they disagree drawn at random (:func:`draw_probes`, seeded by
+    ``seed`` and the labels' count) and both cross-validated on the labels in hand. ``candidate`` is left trained
+    on ``labelled``."""
+    started = time.perf_counter()
+    for model in (current, candidate):
+        model.fit(labelled, ignored, round_number)
+    unlabelled = np.setdiff1d(
+        np.arange(current.pool_size), np.fromiter(labelled.keys() | ignored | used, dtype=np.int64, count=-1)
+    )
+    mine, theirs = current.pool_proba().argmax(axis=1), candidate.pool_proba().argmax(axis=1)
+    apart = disagreements(mine, theirs, unlabelled)
+    mine_held_out = held_out_correct(current.fresh(), labelled, folds, round_number)
+    theirs_held_out = held_out_correct(candidate.fresh(), labelled, folds, round_number)
+    _, cv_error, _ = paired_lead(mine_held_out, theirs_held_out, 0.0)
+    chosen = draw_probes(apart, size, np.random.default_rng([seed, len(labelled)]))
+    return LadderProbes(
+        round=round_number,
+        labels=len(labelled),
+        current=kinds[0].value,
+        candidate=kinds[1].value,
+        current_name=current.name,
+        candidate_name=candidate.name,
+        share=round(len(apart) / max(1, len(unlabelled)), 4),
+        disagreements=len(apart),
+        indices=chosen,
+        current_predicted=[int(mine[i]) for i in chosen],
+        candidate_predicted=[int(theirs[i]) for i in chosen],
+        seconds=round(time.perf_counter() - started, 3),
+        labelled_share=round(len(labelled) / max(1, len(labelled) + len(unlabelled)), 4),
+        folds=folds,
+        cv_current=round(float(mine_held_out.mean()), 4),
+        cv_candidate=round(float(theirs_held_out.mean()), 4),
+        cv_error=round(cv_error, 4),
+    )
+
+
 def probe_verdict(pending: LadderProbes, labels: Mapping[int, int], margin: float = 0.01) -> LadderVerdict:
     """The verdict of a comparison by probes once they are labelled (``labels``: pool index -> class index; a
     probe without a label, discarded or left open, does not vote): each model's accuracy on the probes, the
@@ -298,46 +350,26 @@ class LadderRunner:
         self._journal(verdict, self.kind, candidate if verdict.switch else None)
 
     def _draw(self, job: Job) -> None:
-        """Train both rungs on the labels in hand, draw the probes among their disagreements on the unlabelled pool
-        and journal them; with no disagreement at all, the verdict at once (the current model stays)."""
+        """Draw the probes (:func:`draw`) and journal them; with no disagreement at all, the verdict at once (the
+        current model stays)."""
         daemon = self.daemon
         with daemon.lock:
             current_kind, candidate_kind = self.rungs(daemon.state)
             current = daemon.learner.fresh()
-        started = time.perf_counter()
         candidate = self.learner(candidate_kind)
-        for model in (current, candidate):
-            model.fit(job.labels, job.ignored, job.round)
-        unlabelled = np.setdiff1d(
-            np.arange(current.pool_size), np.fromiter(job.labels.keys() | job.ignored | job.used, dtype=np.int64)
+        pending = draw(
+            current,
+            candidate,
+            job.labels,
+            job.ignored,
+            job.used,
+            (current_kind, candidate_kind),
+            folds=daemon.settings.ladder_folds,
+            size=daemon.settings.ladder_probes,
+            seed=daemon.settings.seed,
+            round_number=job.round,
         )
-        mine, theirs = current.pool_proba().argmax(axis=1), candidate.pool_proba().argmax(axis=1)
-        apart = disagreements(mine, theirs, unlabelled)
-        folds = daemon.settings.ladder_folds
-        mine_held_out = held_out_correct(current.fresh(), job.labels, folds, job.round)
-        theirs_held_out = held_out_correct(candidate.fresh(), job.labels, folds, job.round)
-        _, cv_error, _ = paired_lead(mine_held_out, theirs_held_out, 0.0)
-        rng = np.random.default_rng([daemon.settings.seed, len(job.labels)])
-        chosen = draw_probes(apart, daemon.settings.ladder_probes, rng)
-        pending = LadderProbes(
-            round=job.round,
-            labels=len(job.labels),
-            current=current_kind.value,
-            candidate=candidate_kind.value,
-            current_name=current.name,
-            candidate_name=candidate.name,
-            share=round(len(apart) / max(1, len(unlabelled)), 4),
-            disagreements=len(apart),
-            indices=chosen,
-            current_predicted=[int(mine[i]) for i in chosen],
-            candidate_predicted=[int(theirs[i]) for i in chosen],
-            seconds=round(time.perf_counter() - started, 3),
-            labelled_share=round(len(job.labels) / max(1, len(job.labels) + len(unlabelled)), 4),
-            folds=folds,
-            cv_current=round(float(mine_held_out.mean()), 4),
-            cv_candidate=round(float(theirs_held_out.mean()), 4),
-            cv_error=round(cv_error, 4),
-        )
+        chosen, apart = pending.indices, pending.disagreements
         if not chosen:  # they agree on every unlabelled text: the labels in hand alone decide
             verdict = probe_verdict(pending, {})
             self._journal(verdict, candidate_kind, candidate if verdict.switch else None)
@@ -355,7 +387,7 @@ class LadderRunner:
                 "into the next batches",
                 current.name,
                 candidate.name,
-                len(apart),
+                apart,
                 100 * pending.share,
                 len(chosen),
             )

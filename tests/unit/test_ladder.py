@@ -11,7 +11,16 @@ from daemon.app import Service
 from daemon.batches import QueryResult
 from daemon.config import ColdStart, Ladder, LadderCompare, ModelKind, QueryStrategyName, Settings, task_problem
 from daemon.inputs import load_data, task_settings
-from daemon.ladder import LadderRunner, compare, disagreements, draw_probes, due, probe_lead, stratified_lead
+from daemon.ladder import (
+    LadderRunner,
+    compare,
+    disagreements,
+    draw,
+    draw_probes,
+    due,
+    probe_lead,
+    stratified_lead,
+)
 from daemon.learner import Features, Learner
 from daemon.loop import Daemon
 from daemon.models import build_features
@@ -76,6 +85,28 @@ def test_compared_learners_share_their_folds(learners):
         compare(make(blind), make(words), labelled).model_copy(update={"seconds": 0, "at": ""}) for _ in range(2)
     )
     assert first == second  # seeded: the same folds, the same verdict
+
+
+def test_probes_are_drawn_among_the_unlabelled_texts_the_two_trained_models_disagree_on(learners):
+    make, words, blind, labelled = learners
+    current, candidate = make(blind), make(words)
+    free = sorted(set(range(current.pool_size)) - labelled.keys())
+    ignored, used = {free[0]}, {free[1], free[2]}
+    kinds = (ModelKind.embeddings, ModelKind.tfidf)
+    pending = draw(current, candidate, labelled, ignored, used, kinds, folds=3, size=5, seed=0, round_number=1)
+    mine, theirs = current.pool_proba().argmax(axis=1), candidate.pool_proba().argmax(axis=1)  # both left trained
+    unlabelled = set(free) - ignored - used
+    apart = [i for i in sorted(unlabelled) if mine[i] != theirs[i]]
+    assert pending.disagreements == len(apart) > 5 and pending.share == round(len(apart) / len(unlabelled), 4)
+    assert len(pending.indices) == 5 and set(pending.indices) <= set(apart)
+    assert pending.current_predicted == [int(mine[i]) for i in pending.indices]
+    assert pending.candidate_predicted == [int(theirs[i]) for i in pending.indices]
+    assert (pending.current, pending.candidate, pending.labels) == ("embeddings", "tfidf", len(labelled))
+    assert pending.labelled_share == round(len(labelled) / (len(labelled) + len(unlabelled)), 4)
+    by_cv = compare(make(blind), make(words), labelled, round_number=1)  # the same folds as the daemon's CV
+    assert (pending.cv_current, pending.cv_candidate) == (by_cv.current_accuracy, by_cv.candidate_accuracy)
+    again = draw(make(blind), make(words), labelled, ignored, used, kinds, folds=3, size=5, seed=0, round_number=1)
+    assert again.indices == pending.indices  # seeded by the seed and the labels' count
 
 
 def test_a_comparison_is_due_at_the_first_count_then_as_the_labels_grow():
