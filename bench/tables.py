@@ -558,6 +558,39 @@ def _percent(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.0f} %"
 
 
+def ladder_default_probes(document: dict) -> str:
+    """The ladder comparing by probes on the default's way to 1,000 labels: each comparison (the probes' accuracy
+    for each model, cross-validation on the labels in hand, the estimated lead on the pool and the verdict, beside
+    both models trained on the same labels scored on the split), and what it serves at the end."""
+    split = document.get("split", "validation")
+    lines = [
+        "| dataset | comparisons: labels (disagreements), probes right hybrid / transformer, CV hybrid / transformer, "
+        f"estimated lead of the candidate: verdict; {split} hybrid / transformer | at the end: hybrid / transformer, "
+        "same labels | the ladder serves |",
+        "|---|---|---|---|",
+    ]
+    for run in document["runs"]:
+        cells = []
+        for v in run["verdicts"]:
+            hybrid_first = not v["current"].startswith(
+                "transformer"
+            )  # the way back: the transformer is the current model
+            probes = (v["current_accuracy"], v["candidate_accuracy"])[:: 1 if hybrid_first else -1]
+            cv = (v["cv_current"], v["cv_candidate"])[:: 1 if hybrid_first else -1]
+            cells.append(
+                f"{v['labels']:,} ({v['share']:.0%}): {probes[0]:.0%} / {probes[1]:.0%} of {v['probes']}, "
+                f"{cv[0]:.3f} / {cv[1]:.3f}, {v['candidate'].split('-')[0]} {v['estimated_lead']:+.3f} ± {v['standard_error']:.3f}: "
+                f"{'switch' if v['switch'] else 'stays'}; {v['hybrid_validation']:.3f} / {v['transformer_validation']:.3f}"
+            )
+        end, served = run["at_end"], document["served"][run["dataset"]]
+        model = f"transformer (from {served['switched_at']:,})" if served["switched_at"] else "hybrid"
+        lines.append(
+            f"| {run['dataset']} | {'<br>'.join(cells) or '—'} | {end['hybrid_validation']:.3f} / "
+            f"{end['transformer_validation']:.3f} ({end['labels']:,}) | {served['accuracy']:.3f}, {model} |"
+        )
+    return "\n".join(lines)
+
+
 TABLES = {
     "efficiency": ("label-efficiency.json", efficiency),
     "wait": ("wait.json", wait),
@@ -580,6 +613,7 @@ TABLES = {
     "binary-ceiling": ("binary-ceiling.json", binary_ceiling),
     "ladder-default": ("ladder-default.json", ladder_default),
     "ladder-default-test": ("ladder-default-test.json", ladder_default),
+    "ladder-default-probes": ("ladder-default-probes.json", ladder_default_probes),
     "ladder-bias": ("ladder-bias.json", ladder_bias),
 }
 
