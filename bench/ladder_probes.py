@@ -4,8 +4,9 @@ noisy to tell the models apart. Here the labels are spent where the two models d
 random among the unlabelled pool's disagreements (daemon.ladder.draw_probes), each model's prediction fixed before
 the label is seen, and daemon.ladder.probe_lead's verdict (the lead among the probes times the disagreements' share
 of the pool; a switch needs it over 0.01 and over its standard error) — the unlabelled pool's part alone, and
-stratified (daemon.ladder.stratified_lead: with the labels in hand cross-validated, each part weighted by its share
-of the pool) where bench/fine_tune_steps.py --cv saved the cross-validation.
+stratified (daemon.ladder.stratified_lead, the daemon's verdict: with the labels in hand cross-validated, each part
+weighted by its share of the pool; a switch needs it over 0.01 and over 1.645 standard errors) where
+bench/fine_tune_steps.py --cv saved the cross-validation.
 
 The models are bench/fine_tune_steps.py's (run it first): the frozen hybrid after choosing its labels (1,000 by
 default) on each dev set's validation split, and the transformer fine-tuned on those labels per
