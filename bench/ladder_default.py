@@ -117,6 +117,36 @@ def default_rounds(model, gold: list[int], labels_wanted: int):
         queried = [int(i) for i in model.query(min(BATCH, labels_wanted - len(labelled)), round_number).indices]
 
 
+def record(out: Path, name: str, settings, data, split: str, compare: str = "cv") -> tuple[dict, Callable[[], None]]:
+    """A run's result as it starts (its settings; the curve and the verdicts to come) and a function writing it to
+    ``out`` with the seconds so far."""
+    result: dict = {
+        "dataset": name,
+        "seed": settings.seed,
+        "split": split,
+        "compare": compare,
+        "pool": len(data.pool),
+        "validation": len(data.test),
+        "labels": data.labels,
+        "model": settings.model.value,
+        "strategy": settings.query_strategy.value,
+        "candidate": "transformer",
+        "ladder_after": settings.ladder_after,
+        "folds": settings.ladder_folds,
+        "transformer_min_steps": settings.transformer_min_steps,
+        "curve": [],
+        "verdicts": [],
+    }
+    if compare == "probes":
+        result["probes"] = settings.ladder_probes
+
+    def save() -> None:
+        result["seconds"] = round(time.perf_counter() - START, 1)
+        out.write_text(json.dumps(result, indent=2))
+
+    return result, save
+
+
 def one(name: str, seed: int, max_labels: int, after: int | None = None, split: str = "validation") -> dict:
     """The default to ``max_labels`` on one dev set (its validation split carved from the train file, or the whole
     train file scored on the test file), the ladder's verdicts on the way."""
@@ -133,28 +163,7 @@ def one(name: str, seed: int, max_labels: int, after: int | None = None, split: 
         model.fit(labelled, set(), round_number)
         return round(model.evaluate(data.y_test).accuracy, 4), round(time.perf_counter() - started, 1)
 
-    out = WORK / f"{name}-{seed}{suffix(split)}.json"
-    result: dict = {
-        "dataset": name,
-        "seed": seed,
-        "split": split,
-        "pool": len(data.pool),
-        "validation": len(data.test),
-        "labels": data.labels,
-        "model": settings.model.value,
-        "strategy": settings.query_strategy.value,
-        "candidate": "transformer",
-        "ladder_after": settings.ladder_after,
-        "folds": settings.ladder_folds,
-        "transformer_min_steps": settings.transformer_min_steps,
-        "curve": [],
-        "verdicts": [],
-    }
-
-    def save() -> None:
-        result["seconds"] = round(time.perf_counter() - START, 1)
-        out.write_text(json.dumps(result, indent=2))
-
+    result, save = record(WORK / f"{name}-{seed}{suffix(split)}.json", name, settings, data, split)
     current = learner(settings.model)
     candidate = learner(ModelKind.transformer)
     labelled: dict[int, int] = {}
@@ -196,30 +205,7 @@ def by_probes(name: str, seed: int, max_labels: int, after: int | None = None, s
     from daemon.ladder import draw, due, probe_verdict
 
     settings, data, gold, learner = setup(name, seed, split, **({"ladder_after": after} if after else {}))
-    out = WORK / f"{name}-{seed}{suffix(split, 'probes')}.json"
-    result: dict = {
-        "dataset": name,
-        "seed": seed,
-        "split": split,
-        "compare": "probes",
-        "pool": len(data.pool),
-        "validation": len(data.test),
-        "labels": data.labels,
-        "model": settings.model.value,
-        "strategy": settings.query_strategy.value,
-        "candidate": "transformer",
-        "ladder_after": settings.ladder_after,
-        "probes": settings.ladder_probes,
-        "folds": settings.ladder_folds,
-        "transformer_min_steps": settings.transformer_min_steps,
-        "curve": [],
-        "verdicts": [],
-    }
-
-    def save() -> None:
-        result["seconds"] = round(time.perf_counter() - START, 1)
-        out.write_text(json.dumps(result, indent=2))
-
+    result, save = record(WORK / f"{name}-{seed}{suffix(split, 'probes')}.json", name, settings, data, split, "probes")
     rungs = {settings.model: learner(settings.model), ModelKind.transformer: learner(ModelKind.transformer)}
     hybrid, in_use = rungs[settings.model], settings.model
     queried = hybrid.initial_batch(BATCH)
