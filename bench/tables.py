@@ -566,8 +566,8 @@ def ladder_default_probes(document: dict) -> str:
     lines = [
         "| dataset | comparisons: labels (disagreements), probes right hybrid / transformer, CV hybrid / transformer, "
         f"estimated lead of the candidate: verdict; {split} hybrid / transformer | at the end: hybrid / transformer, "
-        "same labels | the ladder serves |",
-        "|---|---|---|---|",
+        "same labels | the ladder serves | with a switch on one standard error |",
+        "|---|---|---|---|---|",
     ]
     for run in document["runs"]:
         cells = []
@@ -582,11 +582,14 @@ def ladder_default_probes(document: dict) -> str:
                 f"{cv[0]:.3f} / {cv[1]:.3f}, {v['candidate'].split('-')[0]} {v['estimated_lead']:+.3f} ± {v['standard_error']:.3f}: "
                 f"{'switch' if v['switch'] else 'stays'}; {v['hybrid_validation']:.3f} / {v['transformer_validation']:.3f}"
             )
-        end, served = run["at_end"], document["served"][run["dataset"]]
-        model = f"transformer (from {served['switched_at']:,})" if served["switched_at"] else "hybrid"
+        end = run["at_end"]
+        serves = []
+        for served in (document["served"][run["dataset"]], document["served_one_error"][run["dataset"]]):
+            model = f"transformer (from {served['switched_at']:,})" if served["switched_at"] else "hybrid"
+            serves.append(f"{served['accuracy']:.3f}, {model}")
         lines.append(
             f"| {run['dataset']} | {'<br>'.join(cells) or '—'} | {end['hybrid_validation']:.3f} / "
-            f"{end['transformer_validation']:.3f} ({end['labels']:,}) | {served['accuracy']:.3f}, {model} |"
+            f"{end['transformer_validation']:.3f} ({end['labels']:,}) | {serves[0]} | {serves[1]} |"
         )
     return "\n".join(lines)
 

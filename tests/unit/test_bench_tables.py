@@ -27,6 +27,7 @@ def test_readme_benchmark_tables_match_the_results():
         "binary-ceiling",
         "ladder-default",
         "ladder-default-test",
+        "ladder-default-probes",
         "ladder-bias",
         "ladder-probes",
     }
