@@ -202,7 +202,8 @@ class Settings(BaseSettings):
         Ladder.off,
         description="model ladder: a second model compared with the one choosing the batches once AL_LADDER_AFTER "
         "labels exist (AL_LADDER_COMPARE), in the background; it takes over when it is better. off (the default: "
-        "measured with cv, the ladder cost labels on TREC-6 and SUBJ; README) | auto: transformer in a "
+        "with cv the ladder cost accuracy on TREC-6 and SUBJ; with probes, on one seed, nowhere; more seeds first: "
+        "README) | auto: transformer in a "
         "single-label run of a frozen AL_MODEL without ActiveLab, CROWDLAB or AL_TRAINING=inline, off elsewhere "
         "| a model (transformer, setfit, ...)",
     )
