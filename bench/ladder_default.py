@@ -257,6 +257,7 @@ def by_probes(name: str, seed: int, max_labels: int, after: int | None = None, s
                 f"in {pending.seconds:.0f} s; validation hybrid {accuracy}, transformer {drawn['transformer_validation']}")  # fmt: skip
             if not waiting:  # they agree everywhere: the labels in hand decide at once
                 result["verdicts"].append(probe_verdict(pending, {}).model_dump() | drawn)
+                in_use = other if result["verdicts"][-1]["switch"] else in_use
                 pending = None
         save()
         if len(labelled) >= max_labels:
