@@ -147,6 +147,13 @@ def record(out: Path, name: str, settings, data, split: str, compare: str = "cv"
     return result, save
 
 
+def fit_and_score(model, labelled: dict[int, int], round_number: int, y_test) -> tuple[float, float]:
+    """``model`` trained on ``labelled``: its accuracy on the split scored, and the seconds the fit took."""
+    started = time.perf_counter()
+    model.fit(labelled, set(), round_number)
+    return round(model.evaluate(y_test).accuracy, 4), round(time.perf_counter() - started, 1)
+
+
 def one(name: str, seed: int, max_labels: int, after: int | None = None, split: str = "validation") -> dict:
     """The default to ``max_labels`` on one dev set (its validation split carved from the train file, or the whole
     train file scored on the test file), the ladder's verdicts on the way."""
@@ -154,15 +161,8 @@ def one(name: str, seed: int, max_labels: int, after: int | None = None, split: 
 
     from daemon.config import ModelKind
     from daemon.ladder import compare, due
-    from daemon.learner import Learner
 
     settings, data, gold, learner = setup(name, seed, split, **({"ladder_after": after} if after else {}))
-
-    def validation_accuracy(model: Learner, labelled: dict[int, int], round_number: int) -> tuple[float, float]:
-        started = time.perf_counter()
-        model.fit(labelled, set(), round_number)
-        return round(model.evaluate(data.y_test).accuracy, 4), round(time.perf_counter() - started, 1)
-
     result, save = record(WORK / f"{name}-{seed}{suffix(split)}.json", name, settings, data, split)
     current = learner(settings.model)
     candidate = learner(ModelKind.transformer)
@@ -178,15 +178,15 @@ def one(name: str, seed: int, max_labels: int, after: int | None = None, split: 
                 current.fresh(), candidate.fresh(), labelled, folds=settings.ladder_folds, round_number=round_number
             ).model_dump()
             verdict["hybrid_validation"] = accuracy
-            verdict["transformer_validation"], verdict["fine_tune_s"] = validation_accuracy(
-                candidate.fresh(), labelled, round_number
+            verdict["transformer_validation"], verdict["fine_tune_s"] = fit_and_score(
+                candidate.fresh(), labelled, round_number, data.y_test
             )
             result["verdicts"].append(verdict)
             say(f"{name}: {verdict['reason']}; validation {accuracy} vs {verdict['transformer_validation']}")
         save()
     result["at_end"] = {"labels": len(labelled), "hybrid_validation": result["curve"][-1]["accuracy"]}
-    result["at_end"]["transformer_validation"], result["at_end"]["fine_tune_s"] = validation_accuracy(
-        candidate.fresh(), labelled, round_number
+    result["at_end"]["transformer_validation"], result["at_end"]["fine_tune_s"] = fit_and_score(
+        candidate.fresh(), labelled, round_number, data.y_test
     )
     result["label_counts"] = np.bincount([labelled[i] for i in labelled], minlength=len(data.labels)).tolist()
     save()
@@ -222,11 +222,9 @@ def by_probes(name: str, seed: int, max_labels: int, after: int | None = None, s
             if verdict["switch"]:
                 in_use = ModelKind(pending.candidate)
                 if in_use is ModelKind.transformer:  # the daemon trains it on every label (the probes' too)
-                    started = time.perf_counter()
-                    taking_over = rungs[in_use].fresh()
-                    taking_over.fit(labelled, set(), round_number)
-                    verdict["taking_over_validation"] = round(taking_over.evaluate(data.y_test).accuracy, 4)
-                    verdict["fine_tune_s"] = round(time.perf_counter() - started, 1)
+                    verdict["taking_over_validation"], verdict["fine_tune_s"] = fit_and_score(
+                        rungs[in_use].fresh(), labelled, round_number, data.y_test
+                    )
             result["verdicts"].append(verdict)
             pending = None
             say(f"{name}: {verdict['reason']}")
@@ -268,11 +266,9 @@ def by_probes(name: str, seed: int, max_labels: int, after: int | None = None, s
         picks = [int(i) for i in hybrid.query(want, round_number).indices if int(i) not in probes]
         queried = probes + picks[: want - len(probes)]
     result["at_end"] = {"labels": len(labelled), "hybrid_validation": result["curve"][-1]["accuracy"]}
-    started = time.perf_counter()
-    transformer = rungs[ModelKind.transformer].fresh()
-    transformer.fit(labelled, set(), round_number)
-    result["at_end"]["transformer_validation"] = round(transformer.evaluate(data.y_test).accuracy, 4)
-    result["at_end"]["fine_tune_s"] = round(time.perf_counter() - started, 1)
+    result["at_end"]["transformer_validation"], result["at_end"]["fine_tune_s"] = fit_and_score(
+        rungs[ModelKind.transformer].fresh(), labelled, round_number, data.y_test
+    )
     result["at_end"]["in_use"] = in_use.value
     result["label_counts"] = np.bincount([labelled[i] for i in labelled], minlength=len(data.labels)).tolist()
     save()

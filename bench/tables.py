@@ -572,9 +572,8 @@ def ladder_default_probes(document: dict) -> str:
     for run in document["runs"]:
         cells = []
         for v in run["verdicts"]:
-            hybrid_first = not v["current"].startswith(
-                "transformer"
-            )  # the way back: the transformer is the current model
+            # after a take-over the transformer is the current model (the way back)
+            hybrid_first = not v["current"].startswith("transformer")
             probes = (v["current_accuracy"], v["candidate_accuracy"])[:: 1 if hybrid_first else -1]
             cv = (v["cv_current"], v["cv_candidate"])[:: 1 if hybrid_first else -1]
             cells.append(

@@ -165,7 +165,7 @@ def test_the_pool_lead_weighs_the_unlabelled_part_and_the_labels_in_hand_by_thei
     assert stratified_lead((-0.03, 0.005), (0.12, 0.02), 0.14, 0.01)[2] is False  # SUBJ: -0.009, it stays
     assert stratified_lead((0.05, 0.01), (0.0, 1.0), 0.0, 0.01) == (0.05, 0.01, True)  # nothing labelled: probes alone
     assert stratified_lead((0.02, 0.06), (0.02, 0.0), 0.5, 0.01)[2] is False  # a lead inside its error
-    # over one standard error but not over 1.645 (one-sided 95 %): it stays, the estimate leans toward the newcomer
+    # over one standard error but not over 1.645 (one-sided 95 %): it stays, a switch must be worth its risk
     assert stratified_lead((0.03, 0.02), (0.0, 0.0), 0.0, 0.01)[2] is False
     assert stratified_lead((0.034, 0.02), (0.0, 0.0), 0.0, 0.01)[2] is True
 
