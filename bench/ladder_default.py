@@ -305,7 +305,8 @@ def served(run: dict, errors: float | None = None) -> dict:
 
 def plot(document: dict, path: Path) -> None:
     """Validation accuracy against labels per dataset: the hybrid's curve, the transformer on the same labels at
-    each verdict and at the end (filled: the ladder switched there)."""
+    each verdict and at the end (filled: the transformer is in use after that verdict, by a switch to it or a way
+    back that kept it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -316,15 +317,20 @@ def plot(document: dict, path: Path) -> None:
     axes = figure.subplots(1, len(runs), squeeze=False)[0]
     for axis, run in zip(axes, runs, strict=True):
         axis.plot([p["labels"] for p in run["curve"]], [p["accuracy"] for p in run["curve"]], "-", label="hybrid")
-        points = [(v["labels"], v["transformer_validation"], v["switch"]) for v in run["verdicts"]]
-        points.append((run["at_end"]["labels"], run["at_end"]["transformer_validation"], None))
-        for labels, accuracy, switch in points:
-            axis.plot(labels, accuracy, "o", color="C3", fillstyle="full" if switch else "none")
+        points = [
+            (v["labels"], v["transformer_validation"], v["switch"] == v["candidate"].startswith("transformer"))
+            for v in run["verdicts"]
+        ]
+        end = run["at_end"]
+        points.append((end["labels"], end["transformer_validation"], end.get("in_use") == "transformer"))
+        for labels, accuracy, in_use in points:
+            axis.plot(labels, accuracy, "o", color="C3", fillstyle="full" if in_use else "none")
         axis.set_title(run["dataset"], fontsize=10)
         axis.set_xlabel("labels")
         axis.grid(alpha=0.3)
     axes[0].set_ylabel(f"{document.get('split', 'validation')} accuracy")
     axes[0].plot([], [], "o", color="C3", fillstyle="none", label="transformer, same labels")
+    axes[0].plot([], [], "o", color="C3", label="transformer, in use")
     axes[0].legend(fontsize=8, loc="lower right")
     figure.savefig(path, dpi=90)
 
@@ -357,6 +363,55 @@ def merge(seed: int, split: str = "validation", compare: str = "cv") -> dict:
         document["note"] = f"the *_validation fields hold {split}-file accuracies (the names are the validation runs')"
     result.write_text(json.dumps(document, indent=2))
     plot(document, result.with_suffix(".png"))
+    if compare == "probes":
+        across_seeds(split, compare)
+    return document
+
+
+def across_seeds(split: str = "validation", compare: str = "probes") -> dict:
+    """Every seed's result of ``split`` and ``compare`` in bench/results, side by side: per dataset and seed both
+    models at the end on the same labels and what the ladder serves under each rule (the verdicts replayed, so a
+    run made under either rule counts for both), and per rule the mean gain over the hybrid alone, the worst and the
+    mean forgone against the better of the two. Written to ladder-default<suffix>-seeds.json."""
+    from daemon.ladder import CONFIDENCE
+
+    tail = suffix(split, compare)
+    files = [RESULTS / f"ladder-default{tail}.json", *sorted(RESULTS.glob(f"ladder-default{tail}-seed[0-9]*.json"))]
+    rules = {"confidence": CONFIDENCE, "one_error": 1.0}
+    rows = []
+    for path in [path for path in files if path.exists()]:
+        document = json.loads(path.read_text())
+        for run in document["runs"]:
+            end = run["at_end"]
+            row = {
+                "dataset": run["dataset"],
+                "seed": document["seed"],
+                "labels": end["labels"],
+                "hybrid": end["hybrid_validation"],
+                "transformer": end["transformer_validation"],
+            }
+            rows.append(row | {rule: served(run, errors) for rule, errors in rules.items()})
+    rows.sort(key=lambda row: (row["dataset"], row["seed"]))
+    summary = {}
+    for rule in rules:
+        gains = [row[rule]["gain"] for row in rows]
+        forgone = [max(row["hybrid"], row["transformer"]) - row[rule]["accuracy"] for row in rows]
+        summary[rule] = {
+            "mean_gain": round(sum(gains) / len(gains), 4) if rows else None,
+            "worst_gain": min(gains, default=None),
+            "mean_forgone": round(sum(forgone) / len(forgone), 4) if rows else None,
+            "switches": sum(1 for row in rows if row[rule]["switched_at"]),
+            "losing_switches": sum(1 for gain in gains if gain < 0),
+        }
+    document = {
+        "split": split,
+        "compare": compare,
+        "confidence": CONFIDENCE,
+        "seeds": sorted({row["seed"] for row in rows}),
+        "rows": rows,
+        "summary": summary,
+    }
+    (RESULTS / f"ladder-default{tail}-seeds.json").write_text(json.dumps(document, indent=2))
     return document
 
 

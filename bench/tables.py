@@ -593,6 +593,36 @@ def ladder_default_probes(document: dict) -> str:
     return "\n".join(lines)
 
 
+def ladder_default_probes_seeds(document: dict) -> str:
+    """The probes ladder's end-to-end runs of every seed: what it serves at 1,000 labels under 1.645 standard
+    errors (the daemon's rule) and under one, beside both models on the same labels, and per rule the mean gain
+    over the hybrid alone, the worst, the mean forgone against the better of the two and the switches."""
+
+    def serves(served: dict) -> str:
+        model = f"transformer (from {served['switched_at']:,})" if served["switched_at"] else "hybrid"
+        return f"{served['accuracy']:.3f}, {model}, {served['gain']:+.3f}"
+
+    lines = [
+        f"| dataset | seed | at the end: hybrid / transformer, same labels | {document['confidence']} standard errors "
+        "serve, gain | one standard error serves, gain |",
+        "|---|---|---|---|---|",
+    ]
+    for row in document["rows"]:
+        lines.append(
+            f"| {row['dataset']} | {row['seed']} | {row['hybrid']:.3f} / {row['transformer']:.3f} ({row['labels']:,}) "
+            f"| {serves(row['confidence'])} | {serves(row['one_error'])} |"
+        )
+    cells = []
+    for rule in ("confidence", "one_error"):
+        s = document["summary"][rule]
+        cells.append(
+            f"mean gain {s['mean_gain']:+.4f}, worst {s['worst_gain']:+.3f}, forgone {s['mean_forgone']:.4f}; "
+            f"{s['switches']} switches, {s['losing_switches']} losing"
+        )
+    lines.append(f"| all | {', '.join(map(str, document['seeds']))} | | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
 TABLES = {
     "efficiency": ("label-efficiency.json", efficiency),
     "wait": ("wait.json", wait),
@@ -616,6 +646,7 @@ TABLES = {
     "ladder-default": ("ladder-default.json", ladder_default),
     "ladder-default-test": ("ladder-default-test.json", ladder_default),
     "ladder-default-probes": ("ladder-default-probes.json", ladder_default_probes),
+    "ladder-default-probes-seeds": ("ladder-default-probes-seeds.json", ladder_default_probes_seeds),
     "ladder-bias": ("ladder-bias.json", ladder_bias),
 }
 

@@ -28,6 +28,7 @@ def test_readme_benchmark_tables_match_the_results():
         "ladder-default",
         "ladder-default-test",
         "ladder-default-probes",
+        "ladder-default-probes-seeds",
         "ladder-bias",
         "ladder-probes",
     }
