@@ -30,6 +30,7 @@ One subprocess per dataset (``--workers`` at once), one torch thread and one BLA
 tests/output/ladder-default/<dataset>-<seed>[-probes][-test].json as it goes; the parent merges every finished one
 of the split and way there (earlier invocations' too) into bench/results/ladder-default[-probes][-test].json
 (-seed<n> for a seed other than 0) and plots its .png; datasets already in that file and not run again are kept.
+A probes merge also writes ladder-default-probes[-test]-seeds.json: every seed's runs side by side (across_seeds).
 """
 
 from __future__ import annotations
