@@ -89,23 +89,17 @@ PACKAGES = (
 
 
 # ---------------------------------------------------------------------------------------------- conversions
-def quantization_config() -> str:
-    """The sentence-transformers int8 config that matches this CPU."""
-    if platform.machine().lower() in ("arm64", "aarch64"):
-        return "arm64"
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    return "avx512_vnni" if "avx512_vnni" in flags else "avx512" if "avx512f" in flags else "avx2"
-
-
 def convert_onnx(source: Path) -> dict:
     """ONNX export of the bundled model and its int8 dynamic quantisation, both in one local copy of the model
     folder (tests/output/encoders/minilm-onnx/onnx/). Made once; returns the files and the seconds it took."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.backend import export_dynamic_quantized_onnx_model
 
+    from daemon.encoders import int8_file, quantization_config
+
     target = CACHE / "minilm-onnx"
     config = quantization_config()
-    fp32, int8 = target / "onnx" / "model.onnx", target / "onnx" / f"model_qint8_{config}.onnx"
+    fp32, int8 = target / "onnx" / "model.onnx", target / int8_file(config)
     start = time.perf_counter()
     if not fp32.exists():
         shutil.rmtree(target, ignore_errors=True)

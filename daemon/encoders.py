@@ -113,20 +113,30 @@ def quantization_config() -> str:
     return "avx512_vnni" if "avx512_vnni" in flags else "avx512" if "avx512f" in flags else "avx2"
 
 
+def int8_file(config: str) -> str:
+    """Where the quantiser writes the int8 copy for ``config``, inside the model folder. sentence-transformers names
+    it after the weights' type, which the configuration decides: signed on AVX-512 and ARM64
+    (``onnx/model_qint8_avx512.onnx``), unsigned on AVX2 (``onnx/model_quint8_avx2.onnx``)."""
+    from optimum.onnxruntime import AutoQuantizationConfig
+
+    weights = getattr(AutoQuantizationConfig, config)(is_static=False).weights_dtype
+    return f"onnx/model_{weights.name.lower()}_{config}.onnx"
+
+
 def _onnx_int8(model_path: Path, cache_dir: Path) -> Encoder:
     config = quantization_config()
     model_key = hashlib.sha256(str(model_path.resolve()).encode()).hexdigest()[:12]
     target = cache_dir / _FOLDER / f"{model_path.name}-{model_key}-onnx-int8-{config}"
-    onnx_file = f"onnx/model_qint8_{config}.onnx"
+    onnx_file = int8_file(config)
     if not (target / onnx_file).is_file():
         log.info("converting %s to int8 ONNX (%s) in %s: once per model and machine", model_path, config, target)
         remove_leftovers(target.parent, target.name)
         with atomic_dir(target, what="the int8 ONNX copy of the encoder") as work:
-            _convert(model_path, work, config)
+            _convert(model_path, work, config, onnx_file)
     return Encoder(EncoderName.onnx_int8, target, onnx_file)
 
 
-def _convert(model_path: Path, work: Path, config: str) -> None:
+def _convert(model_path: Path, work: Path, config: str, onnx_file: str) -> None:
     """The model exported to ONNX (fp32) in ``work``, then its int8 dynamic quantisation beside it; the fp32 file
     is removed once the int8 one exists (it is not used)."""
     quiet = _BelowWarning()
@@ -140,8 +150,9 @@ def _convert(model_path: Path, work: Path, config: str) -> None:
     finally:
         root.removeFilter(quiet)
         library.setLevel(level)
-    if not (work / "onnx" / f"model_qint8_{config}.onnx").is_file():
-        raise RuntimeError(f"the quantiser wrote no onnx/model_qint8_{config}.onnx")
+    if not (work / onnx_file).is_file():
+        written = sorted(path.name for path in (work / "onnx").glob("*.onnx"))
+        raise RuntimeError(f"the quantiser wrote no {onnx_file} (onnx/ holds {written})")
     (work / "onnx" / "model.onnx").unlink(missing_ok=True)
 
 

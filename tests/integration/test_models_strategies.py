@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from daemon.config import ColdStart, EncoderName, ModelKind, QueryStrategyName, Settings, Training
+from daemon.encoders import int8_file, quantization_config
 from daemon.gateway import ArgillaGateway
 from daemon.learner import Learner
 from daemon.loop import Daemon
@@ -86,7 +87,7 @@ def test_a_short_run_with_the_int8_onnx_encoder(argilla_stack, dataset_name, tmp
         ColdStart.random,
         encoder=EncoderName.onnx_int8,
     )
-    assert daemon.learner.features.encoder.onnx_file.startswith("onnx/model_qint8_")
+    assert daemon.learner.features.encoder.onnx_file == int8_file(quantization_config())
 
 
 def short_run(argilla_stack, dataset_name, tmp_path, cache_dir, model, strategy, cold_start, **options) -> Daemon:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from daemon.config import EncoderName, ModelKind, Settings
-from daemon.encoders import ONNX_FROM_TEXTS, Encoder, resolve, wanted
+from daemon.encoders import ONNX_FROM_TEXTS, Encoder, int8_file, quantization_config, resolve, wanted
 from daemon.models import build_features
 from daemon.pool import default_model_path, embed, embedding_cache, load_table
 from tests.conftest import tiny_rows, write_jsonl
@@ -33,9 +33,17 @@ def test_auto_means_onnx_int8_from_the_threshold_up():
     )
 
 
+def test_the_int8_file_is_named_as_the_quantiser_names_it_on_each_kind_of_cpu():
+    # AVX2 machines get unsigned int8 weights (the file every earlier version looked for only on AVX-512)
+    assert int8_file("avx2") == "onnx/model_quint8_avx2.onnx"
+    assert int8_file("avx512") == "onnx/model_qint8_avx512.onnx"
+    assert int8_file("avx512_vnni") == "onnx/model_qint8_avx512_vnni.onnx"
+    assert int8_file("arm64") == "onnx/model_qint8_arm64.onnx"
+
+
 def test_the_int8_copy_is_made_once_and_embeds_nearly_as_pytorch(converted, tmp_path):
     cache, encoder = converted
-    assert encoder.name is EncoderName.onnx_int8 and encoder.onnx_file.startswith("onnx/model_qint8_")
+    assert encoder.name is EncoderName.onnx_int8 and encoder.onnx_file == int8_file(quantization_config())
     onnx_file = encoder.path / encoder.onnx_file
     assert onnx_file.is_file() and not (encoder.path / "onnx" / "model.onnx").exists()  # fp32 not kept
     made = onnx_file.stat().st_mtime_ns
