@@ -56,7 +56,7 @@ def reason(verdict: LadderVerdict) -> str:
             f"the two trained on {verdict.labels} labels disagreed ({verdict.share:.1%} of the unlabelled pool), "
             f"{verdict.current} on {verdict.current_accuracy:.0%}; on the labels in hand "
             f"({verdict.labelled_share:.1%} of the pool) {verdict.cv_candidate or 0:.3f} vs {verdict.cv_current or 0:.3f} "
-            f"in cross-validation: estimated lead on the pool {verdict.lead:+.3f} ± {verdict.standard_error:.3f}"
+            f"in cross-validation: estimated lead on the pool {verdict.lead:+.4f} ± {verdict.standard_error:.4f}"
         )
     else:
         scores = (
@@ -67,7 +67,7 @@ def reason(verdict: LadderVerdict) -> str:
         return f"{scores}: {verdict.candidate} takes over"
     errors = CONFIDENCE if verdict.method == LadderCompare.probes.value else 1.0
     need = max(verdict.margin, errors * verdict.standard_error)
-    return f"{scores}: {verdict.current} stays (a switch needs a lead over {need:.3f})"
+    return f"{scores}: {verdict.current} stays (a switch needs a lead over {need:.4f})"
 
 
 def due(labels: int, first: int, compared_at: Sequence[int], growth: float = GROWTH) -> bool:
@@ -240,9 +240,13 @@ def probe_verdict(pending: LadderProbes, labels: Mapping[int, int], margin: floa
     mine = np.array(pending.current_predicted, dtype=np.int64)[voted] == gold
     theirs = np.array(pending.candidate_predicted, dtype=np.int64)[voted] == gold
     unlabelled = probe_lead(mine, theirs, pending.share, margin)[:2]
-    lead, standard_error, switch = stratified_lead(
+    lead, standard_error, _ = stratified_lead(
         unlabelled, (pending.cv_candidate - pending.cv_current, pending.cv_error), pending.labelled_share, margin
     )
+    # decided on the numbers journaled (4 digits), so the verdict follows from the journal alone: at the bar's edge
+    # the unrounded ones could decide otherwise (CR, seed 1: +0.0224 against 1.645 x 0.0136 = 0.0224)
+    lead, standard_error = round(lead, 4), round(standard_error, 4)
+    switch = lead > max(margin, CONFIDENCE * standard_error)
     verdict = LadderVerdict(
         round=pending.round,
         labels=pending.labels,
@@ -251,7 +255,7 @@ def probe_verdict(pending: LadderProbes, labels: Mapping[int, int], margin: floa
         folds=0,
         current_accuracy=round(float(mine.mean()) if len(mine) else 0.0, 4),
         candidate_accuracy=round(float(theirs.mean()) if len(theirs) else 0.0, 4),
-        standard_error=round(standard_error, 4),
+        standard_error=standard_error,
         margin=margin,
         switch=switch,
         seconds=pending.seconds,
@@ -261,7 +265,7 @@ def probe_verdict(pending: LadderProbes, labels: Mapping[int, int], margin: floa
         labelled_share=pending.labelled_share,
         cv_current=pending.cv_current,
         cv_candidate=pending.cv_candidate,
-        estimated_lead=round(lead, 4),
+        estimated_lead=lead,
     )
     return verdict.model_copy(update={"reason": reason(verdict)})
 

@@ -12,6 +12,7 @@ from daemon.batches import QueryResult
 from daemon.config import ColdStart, Ladder, LadderCompare, ModelKind, QueryStrategyName, Settings, task_problem
 from daemon.inputs import load_data, task_settings
 from daemon.ladder import (
+    CONFIDENCE,
     LadderRunner,
     compare,
     disagreements,
@@ -19,6 +20,7 @@ from daemon.ladder import (
     draw_probes,
     due,
     probe_lead,
+    probe_verdict,
     stratified_lead,
 )
 from daemon.learner import Features, Learner
@@ -168,6 +170,28 @@ def test_the_pool_lead_weighs_the_unlabelled_part_and_the_labels_in_hand_by_thei
     # over one standard error but not over 1.645 (one-sided 95 %): it stays, a switch must be worth its risk
     assert stratified_lead((0.03, 0.02), (0.0, 0.0), 0.0, 0.01)[2] is False
     assert stratified_lead((0.034, 0.02), (0.0, 0.0), 0.0, 0.01)[2] is True
+
+
+def test_a_probes_verdict_follows_from_the_numbers_it_journals():
+    # CR, seed 1, 500 labels (bench/ladder_default.py): the transformer right on 24 of 40 probes, the hybrid on 16,
+    # the disagreements 9.95 % of the unlabelled pool, the labels in hand 20.75 % of the pool. Around its
+    # cross-validation error the lead sits on the bar (+0.0224 against 1.645 x 0.0136): whoever reads the journal
+    # back (bench replays, an audit) must reach the verdict the daemon reached
+    pending = LadderProbes(
+        round=24, labels=500, current="hybrid", candidate="transformer", current_name="hybrid",
+        candidate_name="transformer", share=0.0995, disagreements=190, indices=list(range(40)),
+        current_predicted=[0] * 16 + [1] * 24, candidate_predicted=[1] * 16 + [0] * 24, seconds=1.0,
+        labelled_share=0.2075, folds=3, cv_current=0.588, cv_candidate=0.62,
+    )  # fmt: skip
+    labels = dict.fromkeys(range(40), 0)
+    verdicts = [
+        probe_verdict(pending.model_copy(update={"cv_error": error}), labels, 0.01)
+        for error in np.linspace(0.026, 0.029, 601)
+    ]
+    assert {v.switch for v in verdicts} == {True, False}  # the grid crosses the bar
+    for v in verdicts:
+        assert v.switch == (v.estimated_lead > max(v.margin, CONFIDENCE * v.standard_error)), v.reason
+        assert v.estimated_lead == round(v.estimated_lead, 4) and v.standard_error == round(v.standard_error, 4)
 
 
 def test_models_that_agree_everywhere_give_no_probes_and_no_switch():
