@@ -161,18 +161,20 @@ def compare(
     started = time.perf_counter()
     mine = held_out_correct(current, labelled, folds, round_number)
     theirs = held_out_correct(candidate, labelled, folds, round_number)
-    _lead, standard_error, switch = paired_lead(mine, theirs, margin)
+    standard_error = round(paired_lead(mine, theirs, margin)[1], 4)
+    current_accuracy = round(float(mine.mean()) if len(mine) else 0.0, 4)
+    candidate_accuracy = round(float(theirs.mean()) if len(theirs) else 0.0, 4)
     verdict = LadderVerdict(
         round=round_number,
         labels=len(labelled),
         current=current.name,
         candidate=candidate.name,
         folds=folds,
-        current_accuracy=round(float(mine.mean()) if len(mine) else 0.0, 4),
-        candidate_accuracy=round(float(theirs.mean()) if len(theirs) else 0.0, 4),
-        standard_error=round(standard_error, 4),
+        current_accuracy=current_accuracy,
+        candidate_accuracy=candidate_accuracy,
+        standard_error=standard_error,
         margin=margin,
-        switch=switch,
+        switch=candidate_accuracy - current_accuracy > max(margin, standard_error),  # on the journaled numbers
         seconds=round(time.perf_counter() - started, 3),
     )
     return verdict.model_copy(update={"reason": reason(verdict)})
