@@ -284,6 +284,8 @@ def served(run: dict, errors: float | None = None) -> dict:
     (exact under this bench's proxy: the hybrid chooses every batch and a draw is the same whichever model is in
     use, so the labels, the probes and the estimates do not depend on the verdicts; only the sign of the lead
     does)."""
+    from daemon.ladder import takes_over
+
     end = run["at_end"]
     if errors is None:
         switches = [v for v in run["verdicts"] if v["switch"]]
@@ -295,7 +297,7 @@ def served(run: dict, errors: float | None = None) -> dict:
             toward = v["candidate"].startswith("transformer")  # the lead is the candidate's
             transformer_lead = v["estimated_lead"] if toward else -v["estimated_lead"]
             lead = -transformer_lead if on else transformer_lead  # the lead of the model not in use
-            if lead > max(v["margin"], errors * v["standard_error"]):
+            if takes_over(lead, v["standard_error"], v["margin"], errors):
                 on, switched_at = not on, v["labels"] if not on else None
     return {
         "switched_at": switched_at,

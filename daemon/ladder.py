@@ -66,8 +66,20 @@ def reason(verdict: LadderVerdict) -> str:
     if verdict.switch:
         return f"{scores}: {verdict.candidate} takes over"
     errors = CONFIDENCE if verdict.method == LadderCompare.probes.value else 1.0
-    need = max(verdict.margin, errors * verdict.standard_error)
+    need = bar(verdict.standard_error, verdict.margin, errors)
     return f"{scores}: {verdict.current} stays (a switch needs a lead over {need:.4f})"
+
+
+def bar(standard_error: float, margin: float, errors: float = 1.0) -> float:
+    """The lead a switch must exceed: ``margin``, and ``errors`` standard errors as journaled (4 digits)."""
+    return max(margin, errors * round(standard_error, 4))
+
+
+def takes_over(lead: float, standard_error: float, margin: float, errors: float = 1.0) -> bool:
+    """Whether a candidate leading by ``lead`` takes over, decided on the numbers a verdict journals (4 digits), so
+    the verdict follows from the journal alone: at the bar's edge the unrounded ones could decide otherwise (CR,
+    seed 1: +0.0224 against 1.645 x 0.0136 = 0.0224)."""
+    return round(lead, 4) > bar(standard_error, margin, errors)
 
 
 def due(labels: int, first: int, compared_at: Sequence[int], growth: float = GROWTH) -> bool:
@@ -96,7 +108,7 @@ def paired_lead(mine: np.ndarray, theirs: np.ndarray, margin: float) -> tuple[fl
     difference = theirs.astype(float) - mine.astype(float)
     standard_error = float(difference.std(ddof=1) / np.sqrt(len(difference))) if len(difference) > 1 else 1.0
     lead = float(difference.mean()) if len(difference) else 0.0
-    return lead, standard_error, lead > max(margin, standard_error)
+    return lead, standard_error, takes_over(lead, standard_error, margin)
 
 
 def disagreements(current: np.ndarray, candidate: np.ndarray, unlabelled: np.ndarray) -> np.ndarray:
@@ -123,7 +135,7 @@ def probe_lead(
     error). On a binary task every probe is a full vote: exactly one of the two is right."""
     lead, standard_error, _ = paired_lead(current_right, candidate_right, 0.0)
     lead, standard_error = share * lead, share * standard_error
-    return lead, standard_error, lead > max(margin, standard_error)
+    return lead, standard_error, takes_over(lead, standard_error, margin)
 
 
 def stratified_lead(
@@ -139,7 +151,7 @@ def stratified_lead(
     rest = 1.0 - labelled_share
     lead = rest * unlabelled[0] + labelled_share * labelled[0]
     error = float(np.hypot(rest * unlabelled[1], labelled_share * labelled[1]))
-    return lead, error, lead > max(margin, CONFIDENCE * error)
+    return lead, error, takes_over(lead, error, margin, CONFIDENCE)
 
 
 def compare(
@@ -174,7 +186,7 @@ def compare(
         candidate_accuracy=candidate_accuracy,
         standard_error=standard_error,
         margin=margin,
-        switch=candidate_accuracy - current_accuracy > max(margin, standard_error),  # on the journaled numbers
+        switch=takes_over(candidate_accuracy - current_accuracy, standard_error, margin),
         seconds=round(time.perf_counter() - started, 3),
     )
     return verdict.model_copy(update={"reason": reason(verdict)})
@@ -242,13 +254,9 @@ def probe_verdict(pending: LadderProbes, labels: Mapping[int, int], margin: floa
     mine = np.array(pending.current_predicted, dtype=np.int64)[voted] == gold
     theirs = np.array(pending.candidate_predicted, dtype=np.int64)[voted] == gold
     unlabelled = probe_lead(mine, theirs, pending.share, margin)[:2]
-    lead, standard_error, _ = stratified_lead(
+    lead, standard_error, switch = stratified_lead(
         unlabelled, (pending.cv_candidate - pending.cv_current, pending.cv_error), pending.labelled_share, margin
     )
-    # decided on the numbers journaled (4 digits), so the verdict follows from the journal alone: at the bar's edge
-    # the unrounded ones could decide otherwise (CR, seed 1: +0.0224 against 1.645 x 0.0136 = 0.0224)
-    lead, standard_error = round(lead, 4), round(standard_error, 4)
-    switch = lead > max(margin, CONFIDENCE * standard_error)
     verdict = LadderVerdict(
         round=pending.round,
         labels=pending.labels,
@@ -257,7 +265,7 @@ def probe_verdict(pending: LadderProbes, labels: Mapping[int, int], margin: floa
         folds=0,
         current_accuracy=round(float(mine.mean()) if len(mine) else 0.0, 4),
         candidate_accuracy=round(float(theirs.mean()) if len(theirs) else 0.0, 4),
-        standard_error=standard_error,
+        standard_error=round(standard_error, 4),
         margin=margin,
         switch=switch,
         seconds=pending.seconds,
@@ -267,7 +275,7 @@ def probe_verdict(pending: LadderProbes, labels: Mapping[int, int], margin: floa
         labelled_share=pending.labelled_share,
         cv_current=pending.cv_current,
         cv_candidate=pending.cv_candidate,
-        estimated_lead=lead,
+        estimated_lead=round(lead, 4),
     )
     return verdict.model_copy(update={"reason": reason(verdict)})
 
