@@ -29,6 +29,9 @@ def load_settings(argv: list[str]):
 def cmd_run(argv: list[str]) -> int:
     settings = load_settings(argv)  # before the heavy imports: a bad setting is refused at once
     setup_logging(settings.log_level, settings.log_format)
+    import faulthandler
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>`: every thread's stack on stderr
     from daemon.app import Service
 
     log.info("settings: %s", json.dumps(settings.public()))

@@ -38,13 +38,26 @@ def run_with_simulator(env: dict, log_path, *simulate: str, timeout: float = 400
             stderr=log,
         )
     try:
-        assert daemon.wait(timeout=timeout) == 0, log_path.read_text()[-3000:]
+        assert wait_or_dump(daemon, log_path, timeout) == 0, log_path.read_text()[-3000:]
     finally:
         annotators.send_signal(signal.SIGTERM)
         out, _ = annotators.communicate(timeout=60)
         if daemon.poll() is None:
             daemon.kill()
     return [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+
+
+def wait_or_dump(daemon: subprocess.Popen, log_path, timeout: float) -> int:
+    """The daemon's exit code; if it has not exited within ``timeout``, every thread's stack goes into its log
+    (SIGUSR1) and the test fails with them: where it hangs, not only that it did."""
+    try:
+        return daemon.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        daemon.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        raise AssertionError(
+            f"the daemon did not exit within {timeout:.0f} s; its threads:\n{log_path.read_text()[-8000:]}"
+        ) from None
 
 
 def get_status(port: int, token: str | None = None) -> dict | None:

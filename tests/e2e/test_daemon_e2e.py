@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from daemon.simulate import wait_for
-from tests.e2e.conftest import get_status, simulated_annotator, start_daemon
+from tests.e2e.conftest import get_status, simulated_annotator, start_daemon, wait_or_dump
 
 pytestmark = pytest.mark.e2e
 
@@ -27,12 +27,16 @@ def test_rounds_kill_restart_and_continue(argilla_stack, dataset_name, trec_env,
         mid = get_status(port)
         assert mid["state"] in ("waiting-for-annotators", "training", "querying", "logging")
         assert len(mid["history"]) >= 2 and all(row["accuracy"] > 0.2 for row in mid["history"])
+        # a hung daemon's diagnosis: SIGUSR1 writes every thread's stack to stderr, and the run goes on
+        daemon.send_signal(signal.SIGUSR1)
+        assert wait_for(lambda: "(most recent call first)" in log_path.read_text(), timeout=10)
+        assert daemon.poll() is None and get_status(port) is not None
         daemon.send_signal(signal.SIGKILL)
         daemon.wait(timeout=30)
         killed_at = mid["round"]
         time.sleep(1.0)  # the annotator keeps working while the daemon is down
         daemon = start_daemon(env, log_path)
-        assert daemon.wait(timeout=400) == 0, log_path.read_text()[-3000:]
+        assert wait_or_dump(daemon, log_path, 400) == 0, log_path.read_text()[-3000:]
     finally:
         person.stop()
         if daemon.poll() is None:

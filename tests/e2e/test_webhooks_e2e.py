@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from daemon.simulate import wait_for
-from tests.e2e.conftest import get_status, simulated_annotator, start_daemon
+from tests.e2e.conftest import get_status, simulated_annotator, start_daemon, wait_or_dump
 
 pytestmark = pytest.mark.e2e
 
@@ -57,7 +57,7 @@ def test_webhooks_wake_the_daemon_long_before_its_poll(argilla_stack, dataset_na
         status = get_status(port)
         assert status["webhooks"]["accepted"] >= 2 and status["webhooks"]["refused"] == 1
         person.run(max_records=60)
-        assert daemon.wait(timeout=HANDOVER) == 0, log_path.read_text()[-3000:]
+        assert wait_or_dump(daemon, log_path, HANDOVER) == 0, log_path.read_text()[-3000:]
         ran = time.monotonic() - started
     finally:
         person.stop()

@@ -20,7 +20,7 @@ import pytest
 from daemon.simulate import wait_for
 from daemon.state import StateStore
 from tests.conftest import ROOT, write_jsonl
-from tests.e2e.conftest import get_status, simulated_annotator
+from tests.e2e.conftest import get_status, simulated_annotator, wait_or_dump
 from tests.faults.conftest import assert_clean, audit, cli
 
 pytestmark = pytest.mark.faults
@@ -143,7 +143,7 @@ def test_disk_full_at_each_step_then_space_back(argilla_stack, dataset_name, tre
             else:
                 space_back(daemon)
             assert wait_resumed(port, daemon) and daemon.poll() in (None, 0), log.read_text()[-3000:]
-        assert daemon.wait(timeout=300) == 0, log.read_text()[-3000:]
+        assert wait_or_dump(daemon, log, 300) == 0, log.read_text()[-3000:]
     finally:
         clean_up(person, daemon)
     checks = audit(argilla_stack, dataset_name, state_dir)
@@ -197,7 +197,7 @@ def test_file_size_limit_for_the_whole_run(argilla_stack, dataset_name, trec_env
         assert journal_size <= LIMIT and StateStore(state_dir).load() is not None
         assert leftovers(state_dir) == []
         space_back(daemon)
-        assert daemon.wait(timeout=600) == 0, log.read_text()[-3000:]
+        assert wait_or_dump(daemon, log, 600) == 0, log.read_text()[-3000:]
     finally:
         clean_up(person, daemon)
     checks = audit(argilla_stack, dataset_name, state_dir)
@@ -239,7 +239,7 @@ def test_a_journal_cut_short_by_an_older_version_is_recovered(
         person = simulated_annotator(argilla_stack, dataset_name, trec_data, discard_rate=0.1, seed=10)
         person.start_thread()
         daemon = launch(["-m", "daemon.cli", "run"], env, log)
-        assert daemon.wait(timeout=300) == 0, log.read_text()[-3000:]
+        assert wait_or_dump(daemon, log, 300) == 0, log.read_text()[-3000:]
     finally:
         clean_up(person, daemon)
     checks = audit(argilla_stack, dataset_name, state_dir)

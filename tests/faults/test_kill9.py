@@ -11,7 +11,7 @@ from daemon.config import Settings
 from daemon.inputs import load_data
 from daemon.state import StateStore
 from tests.conftest import ROOT, TREC, ladder_env, synonym_rows, write_jsonl
-from tests.e2e.conftest import simulated_annotator, start_daemon
+from tests.e2e.conftest import simulated_annotator, start_daemon, wait_or_dump
 from tests.faults.conftest import assert_clean, audit, cli, hand_made_dataset
 
 pytestmark = pytest.mark.faults
@@ -172,7 +172,7 @@ def killed_and_restarted(stack, dataset, trec_env, trec_data, env, point, after_
         assert code == -9 and Path(env["AL_FAULT_MARKER"]).read_text() == point, log.read_text()[-3000:]
         after_kill()
         restarted = start_daemon(env, log)
-        assert restarted.wait(timeout=300) == 0, log.read_text()[-3000:]
+        assert wait_or_dump(restarted, log, 300) == 0, log.read_text()[-3000:]
     finally:
         person.stop()
     return person
