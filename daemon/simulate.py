@@ -243,7 +243,20 @@ def load_annotations(path: Path, text_column: str = "text", column: str = "annot
 
 def team(argilla_url: str, owner_key: str, workspace: str, size: int, prefix: str = "sim-annotator") -> list[str]:
     """API keys of ``size`` annotator users ``<prefix>-1..N`` in ``workspace``, created (with password
-    ``12345678``, so a person can sign in as them too) when missing. Needs an owner's key."""
+    ``12345678``, so a person can sign in as them too) when missing. Needs an owner's key.
+
+    Simulators started together against one server (or a parallel test run) all find a user missing and all but
+    one are refused making it (409, or a 500 when the inserts meet in Argilla's database): the whole lookup is
+    tried again, on a new connection, and finds what the others made."""
+    for attempt in range(3):
+        try:
+            return _team(argilla_url, owner_key, workspace, size, prefix)
+        except httpx.HTTPError:
+            time.sleep(0.5 * (attempt + 1))
+    return _team(argilla_url, owner_key, workspace, size, prefix)
+
+
+def _team(argilla_url: str, owner_key: str, workspace: str, size: int, prefix: str) -> list[str]:
     with httpx.Client(base_url=argilla_url, headers={"X-Argilla-Api-Key": owner_key}, timeout=30) as http:
         spaces = {w["name"]: w["id"] for w in http.get("/api/v1/me/workspaces").raise_for_status().json()["items"]}
         if workspace not in spaces:

@@ -3,7 +3,9 @@ their recorded Mechanical Turk labels (a fresh one per request); the daemon need
 on CROWDLAB's consensus and lets ActiveLab ask for more labels on doubtful texts as linked relabel records."""
 
 import json
+import threading
 import time
+import uuid
 
 import pandas as pd
 import pytest
@@ -116,3 +118,23 @@ def _users(stack) -> list[dict]:
 
     response = httpx.get(f"{stack['url']}/api/v1/users", headers={"X-Argilla-Api-Key": stack["owner_key"]})
     return response.raise_for_status().json()["items"]
+
+
+def test_simulators_started_together_make_one_team(argilla_stack):
+    """Several `al-daemon simulate --annotators 3` started at once against one server (or a parallel test run):
+    each finds the users missing and all but one are refused making them (409, or a 500 when the inserts meet in
+    the database); they all end with the same three users instead of failing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    prefix = f"sim-race-{uuid.uuid4().hex[:6]}"
+    start = threading.Barrier(4)
+
+    def make() -> list[str]:
+        start.wait()
+        return team(argilla_stack["url"], argilla_stack["owner_key"], "argilla", 3, prefix=prefix)
+
+    with ThreadPoolExecutor(4) as pool:
+        keys = [future.result() for future in [pool.submit(make) for _ in range(4)]]
+    assert len(keys[0]) == 3 and all(k == keys[0] for k in keys)
+    made = [u["username"] for u in _users(argilla_stack) if u["username"].startswith(prefix)]
+    assert sorted(made) == [f"{prefix}-{n}" for n in (1, 2, 3)]
