@@ -4,7 +4,6 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
-JOBS ?= 2
 
 .PHONY: setup demo demo-simulated demo-team demo-multilabel test faults lint bench stack-up stack-down clean
 
@@ -36,14 +35,9 @@ lint: $(BIN)/al-daemon
 	$(BIN)/ruff check daemon tests docs bench
 	$(BIN)/ruff format --check daemon tests docs bench
 
-# the suite in two parts: every test but the serial ones on JOBS pytest-xdist workers (the Ray cluster's tests on one
-# of them), then the serial ones (they stop the server the others use) alone; both run, either failing fails
 test: setup lint  ## unit + integration + end-to-end (starts its own Argilla stack on test ports)
-	rm -f tests/output/RESULTS.md
-	$(BIN)/pytest -q -rs --durations=10 -n $(JOBS) --dist loadgroup -m "not serial" $(ARGS); a=$$?; \
-	$(BIN)/pytest -q -rs --durations=3 -m serial $(ARGS); b=$$?; \
-	if [ $$a -eq 5 ] && [ $$b -eq 5 ]; then echo "pytest collected no tests: that is a failure here" >&2; exit 1; fi; \
-	for rc in $$a $$b; do if [ $$rc -ne 0 ] && [ $$rc -ne 5 ]; then exit $$rc; fi; done
+	$(BIN)/pytest -q -rs --durations=10 $(ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here" >&2; exit 1; fi; exit $$rc
 
 faults: setup  ## the fault-injection suite alone (also part of `make test`); records its rows in tests/faults/RESULTS.md
 	AL_FAULTS_RECORD=1 $(BIN)/pytest -q -rs tests/faults $(ARGS)
