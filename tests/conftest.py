@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import uuid
 from pathlib import Path
@@ -14,7 +13,6 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "tests" / "output"
 TREC = ROOT / "data" / "trec6"
-FAULT_ROWS = OUTPUT / "fault-rows"  # a parallel run's workers' rows of the faults' table
 
 
 def free_port() -> int:
@@ -39,39 +37,13 @@ def no_exit_from_the_test_process(monkeypatch):
     assert not calls, f"a service in this test process tried to leave it: os._exit({calls[0]})"
 
 
-def worker() -> str | None:
-    """The pytest-xdist worker this process is (``gw0``, ``gw1``...), None outside a parallel run."""
-    return os.environ.get("PYTEST_XDIST_WORKER")
-
-
-def suite_stack():
-    """The suite's own Argilla stack (not started): test ports, folder ``.stack/test``."""
-    from daemon.stack import Stack, StackConfig
-
-    return Stack(
-        StackConfig(
-            run_dir=ROOT / ".stack" / "test",
-            venv_dir=Path(os.environ.get("AL_STACK_VENV", ROOT / ".stack" / "venv")),
-            argilla_port=int(os.environ.get("AL_TEST_ARGILLA_PORT", 6910)),
-            search_port=int(os.environ.get("AL_TEST_SEARCH_PORT", 9210)),
-            redis_port=int(os.environ.get("AL_TEST_REDIS_PORT", 6389)),
-        )
-    )
-
-
-# In a parallel run the first worker to need the stack starts it (under a file lock, the other waits and finds it
-# healthy) and leaves this marker; the controller stops it once every worker is done (pytest_sessionfinish below).
-STARTED_BY_WORKERS = "started-by-parallel-run"
-
-
 @pytest.fixture(scope="session")
 def argilla_stack():
-    """A real Argilla 2.8 server (osmem + Redis + server + worker) on test ports, started once per session (once
-    per run with pytest-xdist, shared by the workers).
+    """A real Argilla 2.8 server (osmem + Redis + server + worker) on test ports, started once per session.
 
     Set AL_TEST_ARGILLA_URL to use an already running server instead (owner key AL_TEST_ARGILLA_KEY).
     """
-    from daemon.stack import ANNOTATOR, OWNER
+    from daemon.stack import ANNOTATOR, OWNER, Stack, StackConfig
 
     if os.environ.get("AL_TEST_ARGILLA_URL"):
         yield {
@@ -81,76 +53,29 @@ def argilla_stack():
             "stack": None,
         }
         return
-    stack = suite_stack()
-    if worker():
-        from filelock import FileLock
-
-        stack.config.run_dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(stack.config.run_dir.with_suffix(".lock")):
-            started_here = not stack.healthy()
-            if started_here:
-                stack.reset()
-                stack.up()
-                (stack.config.run_dir / STARTED_BY_WORKERS).touch()
-    else:
-        started_here = not stack.healthy()
-        if started_here:
-            stack.reset()  # a fresh home: osmem is in memory, and tests want a clean server
-            stack.up()
+    config = StackConfig(
+        run_dir=ROOT / ".stack" / "test",
+        venv_dir=Path(os.environ.get("AL_STACK_VENV", ROOT / ".stack" / "venv")),
+        argilla_port=int(os.environ.get("AL_TEST_ARGILLA_PORT", 6910)),
+        search_port=int(os.environ.get("AL_TEST_SEARCH_PORT", 9210)),
+        redis_port=int(os.environ.get("AL_TEST_REDIS_PORT", 6389)),
+    )
+    stack = Stack(config)
+    started_here = not stack.healthy()
+    if started_here:
+        stack.reset()  # a fresh home: osmem is in memory, and tests want a clean server
+        stack.up()
     # a healthy server this checkout did not start (another clone's stack on the same ports) cannot be stopped
     # and restarted from here: tests that need to (the outage faults) get no Stack and skip
     ours = started_here or stack.running().get("server", False)
     yield {
-        "url": stack.config.url,
+        "url": config.url,
         "owner_key": OWNER.api_key,
         "annotator_key": ANNOTATOR.api_key,
         "stack": stack if ours else None,
     }
-    if started_here and not worker() and not os.environ.get("AL_TEST_KEEP_STACK"):
+    if started_here and not os.environ.get("AL_TEST_KEEP_STACK"):
         stack.down()
-
-
-def pytest_collection_modifyitems(config, items):
-    """In a parallel run (pytest-xdist, ``--dist loadgroup``): the tests of the Ray cluster go to one worker (one
-    cluster, as in a serial run) and a ``serial`` test skips (it would take the server from under the other
-    worker's tests; run them without ``-n``, as `make test` does)."""
-    if not worker():
-        return
-    for item in items:
-        if "ray_cluster" in item.fixturenames:
-            item.add_marker(pytest.mark.xdist_group("ray"))
-        if item.get_closest_marker("serial"):
-            item.add_marker(pytest.mark.skip(reason="a serial test: run it without -n (make test does)"))
-
-
-def controller(session) -> bool:
-    """This process runs a parallel session's workers (pytest-xdist's controller)."""
-    return not worker() and getattr(session.config.option, "numprocesses", None) not in (None, 0)
-
-
-def pytest_sessionstart(session):
-    if controller(session):
-        (suite_stack().config.run_dir / STARTED_BY_WORKERS).unlink(missing_ok=True)
-        shutil.rmtree(FAULT_ROWS, ignore_errors=True)
-
-
-def pytest_sessionfinish(session, exitstatus):
-    """The controller of a parallel run: the faults' table from every worker's rows, the stack down if a worker
-    started it."""
-    if not controller(session):
-        return
-    rows = [row for path in sorted(FAULT_ROWS.glob("*.json")) for row in json.loads(path.read_text())]
-    shutil.rmtree(FAULT_ROWS, ignore_errors=True)
-    if rows:
-        from tests.faults.conftest import write_results
-
-        write_results(rows)
-    stack = suite_stack()
-    marker = stack.config.run_dir / STARTED_BY_WORKERS
-    if marker.exists() and not os.environ.get("AL_TEST_ARGILLA_URL"):
-        marker.unlink()
-        if not os.environ.get("AL_TEST_KEEP_STACK"):
-            stack.down()
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ outcome is audited against Argilla and collected into a table, printed and writt
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import re
 from collections import Counter
@@ -15,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from daemon.state import StateStore
-from tests.conftest import FAULT_ROWS
 from tests.e2e.conftest import trec_data, trec_env  # noqa: F401 - fixtures shared with the e2e tests
 
 RESULTS: list[dict] = []
@@ -141,23 +139,10 @@ def merged(lines: list[str], new: list[str]) -> list[str]:
 def pytest_sessionfinish(session, exitstatus):
     if not RESULTS:
         return
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker:  # a parallel run: the controller writes the table from every worker's rows (tests/conftest.py)
-        FAULT_ROWS.mkdir(parents=True, exist_ok=True)
-        (FAULT_ROWS / f"{worker}.json").write_text(json.dumps(RESULTS, default=str))
-        return
-    write_results(RESULTS)
-
-
-def write_results(results: list[dict]) -> None:
-    """The run's table in tests/output/RESULTS.md (and, with AL_FAULTS_RECORD=1, the tracked one), printed. Rows of
-    the faults this run had replace their earlier rows in either, so that `make test`'s two parts (parallel, then
-    the serial tests) end in one table; `make test` starts with none."""
-    rows = [row(result) for result in results]
-    stamp = f"Last written: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}."
+    rows = [row(result) for result in RESULTS]
+    stamp = f"This run: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}."
     RUN_FILE.parent.mkdir(parents=True, exist_ok=True)
-    earlier = RUN_FILE.read_text().splitlines() if RUN_FILE.exists() else []
-    RUN_FILE.write_text("\n".join([*HEADER[:4], stamp, *HEADER[4:], *merged(earlier, rows)]) + "\n")
+    RUN_FILE.write_text("\n".join([*HEADER[:4], stamp, *HEADER[4:], *rows]) + "\n")
     if os.environ.get("AL_FAULTS_RECORD") == "1":
         recorded = RESULTS_FILE.read_text().splitlines() if RESULTS_FILE.exists() else []
         RESULTS_FILE.write_text("\n".join([*HEADER, *merged(recorded, rows)]) + "\n")
