@@ -6,7 +6,7 @@ import time
 import pytest
 
 from daemon.simulate import wait_for
-from tests.e2e.conftest import get_status, simulated_annotator, start_daemon
+from tests.e2e.conftest import get_status, simulated_annotator, start_daemon, wait_or_dump
 from tests.faults.conftest import assert_clean, audit
 
 pytestmark = pytest.mark.faults
@@ -42,7 +42,7 @@ def test_outage_mid_run(argilla_stack, dataset_name, trec_env, trec_data, servic
         stack.up()  # brings the missing services back (and reindexes after a search-engine restart)
         person = simulated_annotator(argilla_stack, dataset_name, trec_data, discard_rate=0.1, seed=5)
         person.start_thread()  # the annotator comes back too
-        assert daemon.wait(timeout=400) == 0, log.read_text()[-3000:]
+        assert wait_or_dump(daemon, log, 400) == 0, log.read_text()[-3000:]
     finally:
         person.stop()
         if daemon.poll() is None:
@@ -88,7 +88,7 @@ def test_ray_cluster_lost_mid_run(ray_cluster, argilla_stack, dataset_name, trec
         fell_back = get_status(port)
         assert daemon.poll() is None, "the daemon died with its Ray cluster"
         ray_cluster.up()
-        assert daemon.wait(timeout=400) == 0, log.read_text()[-3000:]
+        assert wait_or_dump(daemon, log, 400) == 0, log.read_text()[-3000:]
     finally:
         person.stop()
         if daemon.poll() is None:
