@@ -16,7 +16,8 @@ def test_rounds_kill_restart_and_continue(argilla_stack, dataset_name, trec_env,
     import argilla as rg
 
     port, log_path = trec_env["port"], trec_env["log"]
-    env = trec_env["env"] | {"AL_MAX_ROUNDS": "5", "AL_STOP_CRITERIA": "never"}
+    # every round trains ("stopping after round 4" below), however long a cold cache's embedding takes
+    env = trec_env["env"] | {"AL_MAX_ROUNDS": "5", "AL_STOP_CRITERIA": "never", "AL_FEATURES_WAIT": "600"}
     person = simulated_annotator(argilla_stack, dataset_name, trec_data, discard_rate=0.1, seed=1)
     person.start_thread()
     daemon = start_daemon(env, log_path)

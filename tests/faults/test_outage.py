@@ -18,7 +18,9 @@ def test_outage_mid_run(argilla_stack, dataset_name, trec_env, trec_data, servic
     if stack is None:
         pytest.skip("needs the suite's own stack (AL_TEST_ARGILLA_URL points elsewhere)")
     port, log = trec_env["port"], trec_env["log"]
+    # every round trains (the counts below), however long a cold cache's embedding takes on a busy machine
     env = trec_env["env"] | {"AL_BATCH_SIZE": "10", "AL_MAX_ROUNDS": "5", "AL_STOP_CRITERIA": "never"}
+    env |= {"AL_FEATURES_WAIT": "600"}
     person = simulated_annotator(argilla_stack, dataset_name, trec_data, discard_rate=0.1, seed=4)
     thread = person.start_thread()
     daemon = start_daemon(env, log)
