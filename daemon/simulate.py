@@ -245,7 +245,7 @@ def team(argilla_url: str, owner_key: str, workspace: str, size: int, prefix: st
     """API keys of ``size`` annotator users ``<prefix>-1..N`` in ``workspace``, created (with password
     ``12345678``, so a person can sign in as them too) when missing. Needs an owner's key.
 
-    Simulators started together against one server (or a parallel test run) all find a user missing and all but
+    Simulators started together against one server all find a user missing and all but
     one are refused making it (409, or a 500 when the inserts meet in Argilla's database): the whole lookup is
     tried again, on a new connection, and finds what the others made."""
     for attempt in range(3):

@@ -121,7 +121,7 @@ def _users(stack) -> list[dict]:
 
 
 def test_simulators_started_together_make_one_team(argilla_stack):
-    """Several `al-daemon simulate --annotators 3` started at once against one server (or a parallel test run):
+    """Several `al-daemon simulate --annotators 3` started at once against one server:
     each finds the users missing and all but one are refused making them (409, or a 500 when the inserts meet in
     the database); they all end with the same three users instead of failing."""
     from concurrent.futures import ThreadPoolExecutor
