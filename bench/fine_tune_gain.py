@@ -6,7 +6,12 @@ trained on the same n random labels (a model ladder's question: when does the sl
 
 With ``--min-steps`` the transformer runs with ``AL_TRANSFORMER_MIN_STEPS`` (more epochs while labels are few) and the
 results go to bench/results/fine-tune-min-steps.json, each run beside the 3-epoch accuracy fine-tune-gain.json has for
-the same dataset, seed and labels.
+the same dataset, seed and labels. ``--out NAME --before EARLIER`` writes bench/results/NAME.json instead, each run
+beside the transformer's accuracy in EARLIER.json for the same dataset, seed and labels (what a change to the
+fine-tuning did):
+
+    .venv/bin/python bench/fine_tune_gain.py --min-steps 170 --sizes 200,500 --out fine-tune-selection \
+        --before fine-tune-min-steps    # the epoch kept by held-out accuracy, not loss: ~30 min
 
 One process, torch threads = 1, BLAS = 1 thread. The validation split is carved from each train file by
 bench/validation_search.carve (test.jsonl is never read); the transformer is built as the daemon builds it
@@ -113,6 +118,7 @@ def transformer_run(split: dict, seed: int, picked: np.ndarray, min_steps: int =
         "predicted_share_per_class": np.bincount(pred, minlength=len(data.labels)).tolist(),
         "labels": data.labels,
         "epochs": learner.classifier.num_epochs,
+        "kept": getattr(learner.classifier, "kept", None),  # the epoch small-text's model selection kept
     }
 
 
@@ -133,12 +139,15 @@ def plot(results: dict, path: Path) -> None:
         if results.get("min_steps"):
             series[1] = ("transformer", f"transformer, min {results['min_steps']} steps", "C3")
             series.append(("three_epochs_acc", "transformer, 3 epochs", "C1"))
+        if results.get("before"):
+            series[-1] = ("before_acc", f"transformer as in {results['before']}", "C1")
         for key, label, colour in series:
             at = {n: [run for run in runs if run["n"] == n and run.get(key, True) is not None] for n in sizes}
             value = {
                 "hybrid": lambda r: r["hybrid_acc"],
                 "transformer": lambda r: r["transformer"]["accuracy"],
                 "three_epochs_acc": lambda r: r["three_epochs_acc"],
+                "before_acc": lambda r: r["before_acc"],
             }[key]
             shown = [n for n in sizes if at[n]]
             axis.plot(shown, [np.mean([value(r) for r in at[n]]) for n in shown], "o-", color=colour, label=label)
@@ -159,6 +168,9 @@ def main(args: argparse.Namespace) -> None:
     d = Settings(_env_file=None)
     result_path = RESULT if not args.min_steps else RESULT.with_name("fine-tune-min-steps.json")
     baseline = json.loads(RESULT.read_text()) if args.min_steps else None
+    before = json.loads(RESULT.with_name(f"{args.before}.json").read_text()) if args.before else None
+    if args.out:
+        result_path = RESULT.with_name(f"{args.out}.json")
     results: dict = {
         "transformer_defaults": {
             "epochs": d.transformer_epochs,
@@ -171,6 +183,7 @@ def main(args: argparse.Namespace) -> None:
         },
         "torch_threads": torch.get_num_threads(),
         "min_steps": args.min_steps,
+        "before": args.before,
         "datasets": {},
         "runs": [],
         "skipped": [],
@@ -235,6 +248,9 @@ def main(args: argparse.Namespace) -> None:
         if baseline is not None:  # the 3-epoch fine-tune of the same labels
             same = [r for r in baseline["runs"] if (r["dataset"], r["seed"], r["n"]) == (name, seed, n)]
             run["three_epochs_acc"] = same[0]["transformer"].get("accuracy") if same else None
+        if before is not None:  # the same labels fine-tuned as the earlier result was
+            same = [r for r in before["runs"] if (r["dataset"], r["seed"], r["n"]) == (name, seed, n)]
+            run["before_acc"] = same[0]["transformer"].get("accuracy") if same else None
         results["runs"].append(run)
         t = run["transformer"]
         say(
@@ -252,6 +268,8 @@ if __name__ == "__main__":
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     parser.add_argument("--sizes", type=lambda v: [int(n) for n in v.split(",")], default=list(SIZES))
     parser.add_argument("--min-steps", type=int, default=0, help="AL_TRANSFORMER_MIN_STEPS for the transformer")
+    parser.add_argument("--out", help="write bench/results/OUT.json (and .png) instead")
+    parser.add_argument("--before", help="an earlier result's name: its transformer accuracy beside each run")
     arguments = parser.parse_args()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"

@@ -385,6 +385,31 @@ def fine_tune_min_steps(document: dict) -> str:
     return "\n".join(lines)
 
 
+def fine_tune_selection(document: dict) -> str:
+    """The transformer keeping its epoch of best held-out accuracy against the same fine-tuning as it ran before
+    (``--before``: the epoch of lowest held-out loss kept), same labels, beside the frozen hybrid."""
+    lines = [
+        f"| dataset | labels | hybrid (frozen) | transformer as in {document['before']} | transformer, the most accurate "
+        "epoch kept (epoch kept / epochs, per seed) | fine-tune seconds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in document["datasets"]:
+        runs = [r for r in document["runs"] if r["dataset"] == name and "accuracy" in r["transformer"]]
+        for n in sorted({r["n"] for r in runs}):
+            at = [r for r in runs if r["n"] == n]
+            before = [r["before_acc"] for r in at if r.get("before_acc") is not None]
+            kept = [r["transformer"].get("kept") or {} for r in at]
+            epochs = ", ".join(f"{k['epoch']} / {k['epochs']}" if k else "?" for k in kept)
+            cells = [
+                f"{_mean([r['hybrid_acc'] for r in at]):.3f}",
+                f"{_mean(before):.3f}" if len(before) == len(at) else "—",
+                f"{_mean([r['transformer']['accuracy'] for r in at]):.3f} ({epochs})",
+                f"{_mean([r['transformer']['fine_tune_s'] for r in at]):.0f}",
+            ]
+            lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def fine_tune_steps(document: dict) -> str:
     """The transformer fine-tuned on the default's picks per AL_TRANSFORMER_MIN_STEPS, against the hybrid that picked
     them: a row per dataset and seed, a column per step count (validation accuracy, epochs, fine-tune seconds)."""
@@ -641,6 +666,7 @@ TABLES = {
     "fine-tune-gain": ("fine-tune-gain.json", fine_tune_gain),
     "fine-tune-min-steps": ("fine-tune-min-steps.json", fine_tune_min_steps),
     "fine-tune-steps": ("fine-tune-steps.json", fine_tune_steps),
+    "fine-tune-selection": ("fine-tune-selection.json", fine_tune_selection),
     "ladder-probes": ("ladder-probes.json", ladder_probes),
     "binary-ceiling": ("binary-ceiling.json", binary_ceiling),
     "ladder-default": ("ladder-default.json", ladder_default),

@@ -172,6 +172,9 @@ def test_transformer_model_fine_tunes_and_queries(tmp_path, caplog, min_steps, e
         assert model.fit({i: int(gold[i]) for i in first}, set(), 0)
     assert f"Epoch: {epochs} " in caplog.text and f"Epoch: {epochs + 1} " not in caplog.text  # progress per epoch
     assert model.classifier.num_epochs == epochs
+    kept = model.classifier.kept  # the epoch kept by held-out accuracy, and the log says which
+    assert kept["epochs"] == epochs and 1 <= kept["epoch"] <= epochs
+    assert f"fine-tuning kept epoch {kept['epoch']} of {epochs} " in caplog.text
     result = model.query(4, 0)
     assert len(result.indices) == 4 and not set(result.indices) & set(first)
     assert all(p in (0, 1, 2) for p in result.predicted)
@@ -398,3 +401,48 @@ def test_fine_tuning_epochs_grow_while_the_labels_are_few():
     assert epochs_for(180, 16, 3, 170) == 15  # 12 steps an epoch
     assert epochs_for(450, 16, 3, 170) == 6
     assert epochs_for(9, 16, 3, 170) == MAX_EPOCHS  # never more than the cap
+
+
+# CR's 500 labels, seed 2: held-out accuracy and loss after each of the six epochs of the fine-tuning that scored
+# 0.52 on validation (bench/ladder_default.py; the loss lowest after the first epoch, the accuracy climbing after)
+CR_EPOCHS = [(0.48, 0.0567), (0.60, 0.0571), (0.74, 0.0583), (0.78, 0.0629), (0.78, 0.0707), (0.78, 0.0739)]
+
+
+def test_the_fine_tuning_keeps_its_most_accurate_epoch_where_small_texts_default_kept_the_first():
+    from small_text.integrations.transformers.classifiers.classification import TransformerBasedClassification
+
+    from daemon.models import _tuned_classes
+
+    tuned = _tuned_classes()[0]
+    ours, small_texts = tuned._get_default_model_selection(None), TransformerBasedClassification._get_default_model_selection(None)  # fmt: skip
+    for selection in (ours, small_texts):
+        for epoch, (accuracy, loss) in enumerate(CR_EPOCHS):
+            values = {"val_acc": accuracy, "val_loss": loss, "train_acc": None, "train_loss": None}
+            selection.add_model(f"{epoch}-b0", Path(f"model_{epoch}.pt"), values, fields={"early_stop": False})
+    assert small_texts.select().model_id == "0-b0"  # what the daemon kept before: the first epoch
+    assert ours.select().model_id == "3-b0"  # the best accuracy, the tie with epochs 5 and 6 to the lower loss
+
+
+def test_the_fine_tuning_stops_early_on_accuracy_not_on_loss():
+    """A held-out loss that rises from the first epoch on no longer ends the epochs AL_TRANSFORMER_MIN_STEPS asked
+    for: small-text's default would have stopped CR's after the seventh; more than five epochs without a better
+    accuracy do."""
+    from small_text.integrations.transformers.classifiers.classification import (
+        TransformerBasedClassification,
+        TransformerModelArguments,
+    )
+
+    from daemon.models import _tuned_classes
+
+    def stops(classifier) -> list[int]:
+        handler = classifier._get_default_early_stopping(None, 5, -1, 1)
+        rises = [*CR_EPOCHS, (0.76, 0.080), (0.78, 0.082), (0.74, 0.085), (0.76, 0.090)]
+        return [
+            epoch
+            for epoch, (accuracy, loss) in enumerate(rises, start=1)
+            if handler.check_early_stop(epoch, {"val_acc": accuracy, "val_loss": loss})
+        ]
+
+    arguments = TransformerModelArguments("unused")  # nothing is loaded before fit
+    assert stops(TransformerBasedClassification(arguments, 2))[0] == 7  # the lowest loss after the first epoch
+    assert stops(_tuned_classes()[0](arguments, 2)) == [10]  # the best accuracy, 0.78, after the fourth
