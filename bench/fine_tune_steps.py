@@ -15,7 +15,10 @@ With ``--cv`` both models are also cross-validated on the labels in hand, as the
 Each (dataset, seed) runs in its own subprocess (``--workers`` at once, one torch and one BLAS thread each) and
 writes tests/output/fine-tune-steps/<dataset>-<seed>.json after every fine-tuning; the parent merges every finished
 one there (earlier invocations' too) into bench/results/fine-tune-steps.json and plots its .png. The transformer's
-fine-tuning seed is the run's seed, so seeds vary both the picks and the fine-tuning.
+fine-tuning seed is the run's seed, so seeds vary both the picks and the fine-tuning. ``--out NAME`` keeps a
+re-measurement apart (tests/output/NAME/, bench/results/NAME.json), e.g. after a change to the fine-tuning:
+
+    .venv/bin/python bench/fine_tune_steps.py --datasets trec6 --seeds 0 --steps 170 --out fine-tune-steps-selection
 """
 
 from __future__ import annotations
@@ -180,7 +183,10 @@ def main() -> None:
     parser.add_argument("--cv", action="store_true", help="also cross-validate both on the labels (3 folds)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--one", help="dataset:seed, run in this process (the parent's child)")
+    parser.add_argument("--out", default="fine-tune-steps", help="name of the work folder and the results file")
     args = parser.parse_args()
+    global WORK, RESULT
+    WORK, RESULT = WORK.with_name(args.out), RESULTS / f"{args.out}.json"
     steps = [int(s) for s in args.steps.split(",")]
     if args.one:
         name, seed = args.one.split(":")
@@ -190,8 +196,10 @@ def main() -> None:
     units = [f"{name}:{seed}" for seed in args.seeds.split(",") for name in args.datasets.split(",")]
 
     def command(unit: str) -> list[str]:
-        return [sys.executable, __file__, "--one", unit, "--labels", str(args.labels), "--steps", args.steps] + (
-            ["--cv"] if args.cv else []
+        return (
+            [sys.executable, __file__, "--one", unit, "--labels", str(args.labels), "--steps", args.steps]
+            + (["--cv"] if args.cv else [])
+            + ["--out", args.out]
         )
 
     spawn(units, args.workers, command, lambda unit: WORK / f"{unit.replace(':', '-')}.log")

@@ -24,6 +24,7 @@ def test_readme_benchmark_tables_match_the_results():
         "fine-tune-gain",
         "fine-tune-min-steps",
         "fine-tune-steps",
+        "fine-tune-selection",
         "binary-ceiling",
         "ladder-default",
         "ladder-default-test",
