@@ -362,52 +362,44 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-def fine_tune_min_steps(document: dict) -> str:
-    """The transformer with AL_TRANSFORMER_MIN_STEPS against its 3-epoch self and the frozen hybrid, same labels."""
-    lines = [
-        f"| dataset | labels | hybrid (frozen) | transformer, 3 epochs | transformer, min {document['min_steps']} steps "
-        "(epochs) | fine-tune seconds |",
-        "|---|---|---|---|---|---|",
-    ]
+def _beside(document: dict, baseline: str, header: str, detail) -> str:
+    """Rows per dataset and label count (means over the seeds): the hybrid, the same labels' transformer from the
+    run's ``baseline`` key, this run's transformer with ``detail(run)`` per seed in brackets, the fine-tune seconds."""
+    lines = [f"| dataset | labels | hybrid (frozen) | {header} | fine-tune seconds |", "|---|---|---|---|---|---|"]
     for name in document["datasets"]:
         runs = [r for r in document["runs"] if r["dataset"] == name and "accuracy" in r["transformer"]]
         for n in sorted({r["n"] for r in runs}):
             at = [r for r in runs if r["n"] == n]
-            three = [r["three_epochs_acc"] for r in at if r.get("three_epochs_acc") is not None]
+            before = [r[baseline] for r in at if r.get(baseline) is not None]
             cells = [
                 f"{_mean([r['hybrid_acc'] for r in at]):.3f}",
-                f"{_mean(three):.3f}" if len(three) == len(at) else "—",
-                f"{_mean([r['transformer']['accuracy'] for r in at]):.3f} "
-                f"({', '.join(str(r['transformer']['epochs']) for r in at)})",
+                f"{_mean(before):.3f}" if len(before) == len(at) else "—",
+                f"{_mean([r['transformer']['accuracy'] for r in at]):.3f} ({', '.join(map(detail, at))})",
                 f"{_mean([r['transformer']['fine_tune_s'] for r in at]):.0f}",
             ]
             lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def fine_tune_min_steps(document: dict) -> str:
+    """The transformer with AL_TRANSFORMER_MIN_STEPS against its 3-epoch self and the frozen hybrid, same labels."""
+    header = f"transformer, 3 epochs | transformer, min {document['min_steps']} steps (epochs)"
+    return _beside(document, "three_epochs_acc", header, lambda run: str(run["transformer"]["epochs"]))
 
 
 def fine_tune_selection(document: dict) -> str:
     """The transformer keeping its epoch of best held-out accuracy against the same fine-tuning as it ran before
     (``--before``: the epoch of lowest held-out loss kept), same labels, beside the frozen hybrid."""
-    lines = [
-        f"| dataset | labels | hybrid (frozen) | transformer as in {document['before']} | transformer, the most accurate "
-        "epoch kept (epoch kept / epochs, per seed) | fine-tune seconds |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name in document["datasets"]:
-        runs = [r for r in document["runs"] if r["dataset"] == name and "accuracy" in r["transformer"]]
-        for n in sorted({r["n"] for r in runs}):
-            at = [r for r in runs if r["n"] == n]
-            before = [r["before_acc"] for r in at if r.get("before_acc") is not None]
-            kept = [r["transformer"].get("kept") or {} for r in at]
-            epochs = ", ".join(f"{k['epoch']} / {k['epochs']}" if k else "?" for k in kept)
-            cells = [
-                f"{_mean([r['hybrid_acc'] for r in at]):.3f}",
-                f"{_mean(before):.3f}" if len(before) == len(at) else "—",
-                f"{_mean([r['transformer']['accuracy'] for r in at]):.3f} ({epochs})",
-                f"{_mean([r['transformer']['fine_tune_s'] for r in at]):.0f}",
-            ]
-            lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+
+    def kept(run: dict) -> str:
+        found = run["transformer"].get("kept")
+        return f"{found['epoch']} / {found['epochs']}" if found else "?"
+
+    header = (
+        f"transformer as in {document['before']} | transformer, the most accurate epoch kept (epoch kept / epochs, "
+        "per seed)"
+    )
+    return _beside(document, "before_acc", header, kept)
 
 
 def fine_tune_steps(document: dict) -> str:
