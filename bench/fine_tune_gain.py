@@ -122,6 +122,12 @@ def transformer_run(split: dict, seed: int, picked: np.ndarray, min_steps: int =
     }
 
 
+def transformer_accuracy(document: dict, name: str, seed: int, n: int) -> float | None:
+    """The transformer's accuracy in an earlier result for the same dataset, seed and label count (None: not there)."""
+    same = [r for r in document["runs"] if (r["dataset"], r["seed"], r["n"]) == (name, seed, n)]
+    return same[0]["transformer"].get("accuracy") if same else None
+
+
 def plot(results: dict, path: Path) -> None:
     """Validation accuracy against labels, per dataset: hybrid and transformer (mean over the seeds)."""
     import matplotlib
@@ -245,12 +251,10 @@ def main(args: argparse.Namespace) -> None:
         except Exception as exc:  # noqa: BLE001
             log.exception("transformer failed")
             run["transformer"] = {"error": repr(exc)}
-        if baseline is not None:  # the 3-epoch fine-tune of the same labels
-            same = [r for r in baseline["runs"] if (r["dataset"], r["seed"], r["n"]) == (name, seed, n)]
-            run["three_epochs_acc"] = same[0]["transformer"].get("accuracy") if same else None
-        if before is not None:  # the same labels fine-tuned as the earlier result was
-            same = [r for r in before["runs"] if (r["dataset"], r["seed"], r["n"]) == (name, seed, n)]
-            run["before_acc"] = same[0]["transformer"].get("accuracy") if same else None
+        # the same labels fine-tuned for 3 epochs (--min-steps), and as the earlier result --before was
+        for key, earlier in (("three_epochs_acc", baseline), ("before_acc", before)):
+            if earlier is not None:
+                run[key] = transformer_accuracy(earlier, name, seed, n)
         results["runs"].append(run)
         t = run["transformer"]
         say(
@@ -271,6 +275,8 @@ if __name__ == "__main__":
     parser.add_argument("--out", help="write bench/results/OUT.json (and .png) instead")
     parser.add_argument("--before", help="an earlier result's name: its transformer accuracy beside each run")
     arguments = parser.parse_args()
+    if arguments.before and not RESULT.with_name(f"{arguments.before}.json").exists():
+        parser.error(f"--before {arguments.before}: no {RESULT.with_name(f'{arguments.before}.json')}")
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
     os.environ["TOKENIZERS_PARALLELISM"] = "false"

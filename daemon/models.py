@@ -545,8 +545,8 @@ def _tuned_classes():
     epoch on while its accuracy climbs (the model grows confident on the texts it gets wrong), and then the epoch
     kept was the first, near chance: on CR's 500 labels (seed 2) held-out accuracy went 48, 60, 74, 78, 78, 78 % over
     the six epochs while the loss rose from 0.057 to 0.074, and the fine-tune kept epoch 1 (0.52 on validation; 0.875
-    with the epoch kept here). The stop had the same
-    blind spot: with 15 epochs asked for (AL_TRANSFORMER_MIN_STEPS at 200 labels) such a run ends after the seventh."""
+    with the epoch kept here). The stop had the same blind spot: with 15 epochs asked for (AL_TRANSFORMER_MIN_STEPS
+    at 200 labels) such a run ends after the seventh."""
     from small_text import TransformerBasedClassification, TransformerBasedClassificationFactory
     from small_text.training.early_stopping import EarlyStopping
     from small_text.training.metrics import Metric
@@ -559,6 +559,7 @@ def _tuned_classes():
             self.weight_decay = weight_decay
             self.min_steps = min_steps
             self.base_epochs = self.num_epochs
+            self.kept: dict | None = None  # the epoch the last fit kept (None: no fit yet, or no model selection)
 
         def _fit_main(self, sub_train, *args, **kwargs):
             self.num_epochs = epochs_for(len(sub_train), self.mini_batch_size, self.base_epochs, self.min_steps)
